@@ -1,0 +1,234 @@
+//! [`CacheBuilder`]: options, their defaults and their validation.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManagerConfig;
+
+use crate::{
+    Cache, Error,
+    cache::Inner,
+    store::{MemoryStore, RedisStore, Store},
+};
+
+/// Builds a [`Cache`]. Obtain one with [`Cache::builder`].
+///
+/// | option | default |
+/// |---|---|
+/// | [`url`](Self::url) | `redis://127.0.0.1:6379` |
+/// | [`namespace`](Self::namespace) | `"cache"` |
+/// | [`default_ttl`](Self::default_ttl) | 300 s |
+/// | [`operation_timeout`](Self::operation_timeout) | 250 ms |
+/// | [`max_value_size`](Self::max_value_size) | 8 MiB |
+/// | [`memory_capacity`](Self::memory_capacity) | 64 MiB (embedded store only) |
+/// | [`breaker_threshold`](Self::breaker_threshold) | 3 consecutive failures |
+/// | [`breaker_open_for`](Self::breaker_open_for) | 500 ms, doubling per failed probe up to 5 s |
+///
+/// ```
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// # rt.block_on(async {
+/// use std::time::Duration;
+/// use cache_runtime::Cache;
+///
+/// let cache = Cache::builder()
+///     .url("mem://")
+///     .namespace("myapp")
+///     .default_ttl(Duration::from_secs(60))
+///     .build()
+///     .await?;
+/// assert_eq!(cache.namespace(), "myapp");
+/// # Ok::<(), cache_runtime::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build().await` is called"]
+pub struct CacheBuilder {
+    target: Target,
+    namespace: String,
+    default_ttl: Duration,
+    operation_timeout: Duration,
+    max_value_size: usize,
+    memory_capacity: u64,
+    breaker_threshold: u32,
+    breaker_open_for: Duration,
+}
+
+#[derive(Debug, Clone)]
+enum Target {
+    Url(String),
+    #[cfg(feature = "cluster")]
+    Cluster(Vec<String>),
+}
+
+impl Default for CacheBuilder {
+    fn default() -> Self {
+        CacheBuilder {
+            target: Target::Url("redis://127.0.0.1:6379".into()),
+            namespace: "cache".into(),
+            default_ttl: Duration::from_secs(300),
+            operation_timeout: Duration::from_millis(250),
+            max_value_size: 8 * 1024 * 1024,
+            memory_capacity: 64 * 1024 * 1024,
+            breaker_threshold: 3,
+            breaker_open_for: Duration::from_millis(500),
+        }
+    }
+}
+
+impl CacheBuilder {
+    /// Where entries live: `redis://host:port/db`, `rediss://...` (TLS, needs the `tls-rustls`
+    /// feature), `redis+unix:///path`, or `mem://` for the embedded in-process store.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.target = Target::Url(url.into());
+        self
+    }
+
+    /// A Redis Cluster, given some of its nodes (`redis://host:port`); the rest are discovered.
+    #[cfg(feature = "cluster")]
+    pub fn cluster<I>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.target = Target::Cluster(nodes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The first segment of every key, so applications sharing a Redis stay apart.
+    /// Must be non-empty and contain no `{`, `}` or whitespace.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// TTL of functions that set none.
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = ttl;
+        self
+    }
+
+    /// The longest any one cache operation may take, reconnect waits included. Past it the
+    /// call gives up on Redis and runs (or returns) the loader's result.
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// Largest serialized entry that is stored or accepted on read (bigger ones are not cached).
+    pub fn max_value_size(mut self, bytes: usize) -> Self {
+        self.max_value_size = bytes;
+        self
+    }
+
+    /// Capacity of the embedded store (`mem://`), in bytes of keys and values.
+    pub fn memory_capacity(mut self, bytes: u64) -> Self {
+        self.memory_capacity = bytes;
+        self
+    }
+
+    /// Consecutive Redis failures that open the circuit breaker.
+    pub fn breaker_threshold(mut self, failures: u32) -> Self {
+        self.breaker_threshold = failures;
+        self
+    }
+
+    /// How long the breaker stays open before its first probe (doubles per failed probe, up to
+    /// ten times this).
+    pub fn breaker_open_for(mut self, duration: Duration) -> Self {
+        self.breaker_open_for = duration;
+        self
+    }
+
+    /// Checks the options and builds the [`Cache`].
+    ///
+    /// Errors with [`Error::Config`] for a malformed URL or an invalid option. An unreachable
+    /// Redis is not an error: the connection is made lazily, and until Redis answers, calls run
+    /// their loaders.
+    pub async fn build(self) -> Result<Cache, Error> {
+        self.validate()?;
+        let store = match &self.target {
+            Target::Url(url) if url.starts_with("mem://") => {
+                Store::Memory(MemoryStore::new(self.memory_capacity))
+            }
+            Target::Url(url) => Store::Redis(self.connect_single(url)?),
+            #[cfg(feature = "cluster")]
+            Target::Cluster(nodes) => Store::Redis(self.connect_cluster(nodes)?),
+        };
+        Ok(Cache::from_inner(Inner::new(
+            store,
+            self.namespace,
+            self.default_ttl,
+            self.operation_timeout,
+            self.max_value_size,
+            crate::breaker::Breaker::new(
+                self.breaker_threshold,
+                self.breaker_open_for,
+                self.breaker_open_for * 10,
+            ),
+        )))
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let ns = &self.namespace;
+        if ns.is_empty() || ns.contains(['{', '}']) || ns.contains(char::is_whitespace) {
+            return Err(Error::Config(format!(
+                "namespace {ns:?} must be non-empty and contain no braces or whitespace"
+            )));
+        }
+        if self.default_ttl.is_zero() {
+            return Err(Error::Config("default_ttl must be greater than zero".into()));
+        }
+        if self.operation_timeout.is_zero() {
+            return Err(Error::Config("operation_timeout must be greater than zero".into()));
+        }
+        if self.max_value_size == 0 {
+            return Err(Error::Config("max_value_size must be greater than zero".into()));
+        }
+        Ok(())
+    }
+
+    fn connect_single(&self, url: &str) -> Result<RedisStore, Error> {
+        if !["redis://", "rediss://", "redis+unix://", "unix://", "valkey://", "valkeys://"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+        {
+            return Err(Error::Config(format!(
+                "unsupported cache url {url:?}: expected redis://, rediss://, redis+unix:// or mem://"
+            )));
+        }
+        let client = redis::Client::open(url)
+            .map_err(|e| Error::Config(format!("invalid redis url {url:?}: {e}")))?;
+        // Bounded retries with a per-process random minimum delay: the manager's own backoff
+        // jitter is the same sequence in every process (see docs/decisions.md).
+        let timeout = self.operation_timeout;
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(10 + fastrand::u64(0..40)))
+            .set_max_delay(Duration::from_millis(200))
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        let manager = client
+            .get_connection_manager_lazy(config)
+            .map_err(|e| Error::Config(format!("cannot set up redis connection: {e}")))?;
+        Ok(RedisStore::Single(manager))
+    }
+
+    #[cfg(feature = "cluster")]
+    fn connect_cluster(&self, nodes: &[String]) -> Result<RedisStore, Error> {
+        if nodes.is_empty() {
+            return Err(Error::Config("cluster needs at least one node url".into()));
+        }
+        let timeout = self.operation_timeout;
+        let client = redis::cluster::ClusterClient::builder(nodes.to_vec())
+            .retries(1)
+            .min_retry_wait(10)
+            .max_retry_wait(200)
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .build()
+            .map_err(|e| Error::Config(format!("invalid cluster nodes {nodes:?}: {e}")))?;
+        let config = redis::cluster::ClusterConfig::new()
+            .set_connection_timeout(timeout)
+            .set_response_timeout(timeout);
+        Ok(RedisStore::Cluster(client.get_pending_async_connection_with_config(config)))
+    }
+}

@@ -1,0 +1,67 @@
+//! The one error type of the crate.
+
+use std::time::Duration;
+
+/// Everything that can go wrong in a cache operation a caller asked for explicitly
+/// (building a [`Cache`](crate::Cache), invalidating, putting, refreshing).
+///
+/// Read-through calls never return this type: when Redis fails they run the loader and return
+/// its result (see the crate docs on fail-open behaviour).
+///
+/// ```
+/// use cache_runtime::{Cache, Error};
+///
+/// # tokio_test_block(async {
+/// let err = Cache::builder().url("ftp://nope").build().await.unwrap_err();
+/// assert!(matches!(err, Error::Config(_)));
+/// # });
+/// # fn tokio_test_block<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An option passed to the builder, or a combination of options, is invalid.
+    #[error("invalid cache configuration: {0}")]
+    Config(String),
+
+    /// No [`Cache`](crate::Cache) is installed and the function names none with `cache = EXPR`.
+    #[error(
+        "no cache is installed: call `Cache::builder()...build().await?.install()` at start-up, \
+         or give the function `cache = EXPR`"
+    )]
+    NotInstalled,
+
+    /// Redis answered with an error or the connection failed.
+    #[error("redis command failed: {0}")]
+    Backend(#[source] redis::RedisError),
+
+    /// Redis did not answer within the configured operation timeout.
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+
+    /// The circuit breaker is open: Redis failed recently and is not being called until a probe
+    /// succeeds.
+    #[error("redis is unavailable (circuit breaker open after recent failures)")]
+    Unavailable,
+
+    /// A value or a key argument could not be serialized.
+    #[error("could not serialize for the cache: {0}")]
+    Encode(String),
+
+    /// The serialized value is larger than the configured maximum value size.
+    #[error("value of {size} bytes exceeds the maximum value size of {max} bytes")]
+    ValueTooLarge {
+        /// Size of the serialized entry.
+        size: usize,
+        /// The configured maximum ([`CacheBuilder::max_value_size`](crate::CacheBuilder::max_value_size)).
+        max: usize,
+    },
+}
+
+impl From<redis::RedisError> for Error {
+    fn from(err: redis::RedisError) -> Self {
+        Error::Backend(err)
+    }
+}

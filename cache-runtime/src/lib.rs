@@ -1,0 +1,37 @@
+//! Runtime of [`redis-cached`](https://docs.rs/redis-cached): key derivation, the entry
+//! envelope, the Redis and embedded stores, the circuit breaker and the counters.
+//!
+//! Use it through the `redis-cached` facade crate; the items generated code needs are in
+//! [`private`], which the facade re-exports as its hidden `__private` module.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod breaker;
+mod builder;
+mod cache;
+pub mod envelope;
+mod error;
+pub mod key;
+mod read_through;
+pub mod shape;
+mod stats;
+mod store;
+
+pub use builder::CacheBuilder;
+pub use cache::Cache;
+pub use error::Error;
+pub use redis;
+pub use stats::Stats;
+
+/// Items for generated code only. Not part of the public API: may change in any release.
+#[doc(hidden)]
+pub mod private {
+    pub use crate::{
+        key::{ArgsKey, KeyBuilder},
+        read_through::{
+            FnSpec, IntoTtl, cache_ref, default_cache, invalidate, key_string, put, read_through,
+            refresh,
+        },
+        shape::{Opt, Plain, Res, ResOpt, Shape},
+    };
+}

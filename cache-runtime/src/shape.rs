@@ -1,0 +1,100 @@
+//! How a function's return type maps onto what is cached.
+//!
+//! `T` caches every value; `Result<T, E>` caches only `Ok`; `Option<T>` and
+//! `Result<Option<T>, E>` cache `None` as a negative result (with its own TTL). The macro picks
+//! the shape from the return type's syntax and names it with `_` placeholders, so type aliases
+//! such as `anyhow::Result<T>` work.
+
+use std::marker::PhantomData;
+
+use serde::{Serialize, de::DeserializeOwned};
+
+/// What a loader output means for the cache.
+pub enum Cacheable<'a, V> {
+    /// Store this value.
+    Value(&'a V),
+    /// Store a negative result.
+    Negative,
+    /// Do not store (an `Err`).
+    Skip,
+}
+
+/// A return-type shape. Implemented by the marker types below; not for users to implement.
+pub trait Shape {
+    /// The function's return type.
+    type Output;
+    /// The type that is serialized into the entry.
+    type Value: Serialize + DeserializeOwned;
+
+    /// What to store for a loader output.
+    fn cacheable(output: &Self::Output) -> Cacheable<'_, Self::Value>;
+
+    /// The output for a cached entry (`None` is a negative entry); `None` if this shape has
+    /// no way to express it (a negative entry under a plain `T`), which makes it a miss.
+    fn from_cached(value: Option<Self::Value>) -> Option<Self::Output>;
+}
+
+/// `T`: every value is cached.
+pub struct Plain<T>(PhantomData<T>);
+/// `Option<T>`: `None` is cached as a negative result.
+pub struct Opt<T>(PhantomData<T>);
+/// `Result<T, E>`: only `Ok` is cached.
+pub struct Res<T, E>(PhantomData<(T, E)>);
+/// `Result<Option<T>, E>`: `Ok(None)` is cached as a negative result, `Err` is not cached.
+pub struct ResOpt<T, E>(PhantomData<(T, E)>);
+
+impl<T: Serialize + DeserializeOwned> Shape for Plain<T> {
+    type Output = T;
+    type Value = T;
+
+    fn cacheable(output: &T) -> Cacheable<'_, T> {
+        Cacheable::Value(output)
+    }
+
+    fn from_cached(value: Option<T>) -> Option<T> {
+        value
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Shape for Opt<T> {
+    type Output = Option<T>;
+    type Value = T;
+
+    fn cacheable(output: &Option<T>) -> Cacheable<'_, T> {
+        output.as_ref().map_or(Cacheable::Negative, Cacheable::Value)
+    }
+
+    fn from_cached(value: Option<T>) -> Option<Option<T>> {
+        Some(value)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned, E> Shape for Res<T, E> {
+    type Output = Result<T, E>;
+    type Value = T;
+
+    fn cacheable(output: &Result<T, E>) -> Cacheable<'_, T> {
+        output.as_ref().map_or(Cacheable::Skip, Cacheable::Value)
+    }
+
+    fn from_cached(value: Option<T>) -> Option<Result<T, E>> {
+        value.map(Ok)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned, E> Shape for ResOpt<T, E> {
+    type Output = Result<Option<T>, E>;
+    type Value = T;
+
+    fn cacheable(output: &Result<Option<T>, E>) -> Cacheable<'_, T> {
+        match output {
+            Ok(Some(v)) => Cacheable::Value(v),
+            Ok(None) => Cacheable::Negative,
+            Err(_) => Cacheable::Skip,
+        }
+    }
+
+    fn from_cached(value: Option<T>) -> Option<Result<Option<T>, E>> {
+        Some(Ok(value))
+    }
+}

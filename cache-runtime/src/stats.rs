@@ -1,0 +1,83 @@
+//! Counters: per-`Cache` atomics read by [`Cache::stats`](crate::Cache::stats), and
+//! per-function metrics through the `metrics` facade.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot of a [`Cache`](crate::Cache)'s counters since it was built.
+///
+/// ```
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// # rt.block_on(async {
+/// let cache = cache_runtime::Cache::builder().url("mem://").build().await.unwrap();
+/// let stats = cache.stats();
+/// assert_eq!(stats.hits + stats.misses, 0);
+/// # });
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Lookups answered from the store.
+    pub hits: u64,
+    /// Lookups that found nothing usable (absent or undecodable).
+    pub misses: u64,
+    /// Loader runs.
+    pub loads: u64,
+    /// Entries written.
+    pub stores: u64,
+    /// Entries that did not decode (corrupt, truncated, another type or version, too large).
+    pub decode_errors: u64,
+    /// Redis commands that failed or timed out.
+    pub backend_errors: u64,
+    /// Of those, the ones that timed out.
+    pub timeouts: u64,
+    /// Times the circuit breaker opened.
+    pub breaker_opened: u64,
+    /// Calls that skipped Redis because the breaker was open.
+    pub breaker_rejections: u64,
+    /// Calls that ran uncached (no usable key, or the value could not be encoded or was too large).
+    pub uncached: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) loads: AtomicU64,
+    pub(crate) stores: AtomicU64,
+    pub(crate) decode_errors: AtomicU64,
+    pub(crate) backend_errors: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+    pub(crate) breaker_rejections: AtomicU64,
+    pub(crate) uncached: AtomicU64,
+}
+
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self, breaker_opened: u64) -> Stats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Stats {
+            hits: get(&self.hits),
+            misses: get(&self.misses),
+            loads: get(&self.loads),
+            stores: get(&self.stores),
+            decode_errors: get(&self.decode_errors),
+            backend_errors: get(&self.backend_errors),
+            timeouts: get(&self.timeouts),
+            breaker_opened,
+            breaker_rejections: get(&self.breaker_rejections),
+            uncached: get(&self.uncached),
+        }
+    }
+}
+
+/// Per-function metric names (through the `metrics` facade, labelled `function`).
+pub(crate) mod metric {
+    pub(crate) const HITS: &str = "redis_cached_hits_total";
+    pub(crate) const MISSES: &str = "redis_cached_misses_total";
+    pub(crate) const LOADS: &str = "redis_cached_loads_total";
+    pub(crate) const ERRORS: &str = "redis_cached_errors_total";
+    pub(crate) const LOAD_SECONDS: &str = "redis_cached_load_seconds";
+}

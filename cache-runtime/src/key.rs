@@ -69,6 +69,11 @@ impl KeyBuilder {
         self
     }
 
+    /// Distinguishes calls of a function taking `impl Trait` by the argument's concrete type.
+    pub fn type_of_val<T: ?Sized>(&mut self, _value: &T) -> &mut Self {
+        self.type_param::<T>()
+    }
+
     /// Finishes the argument part: readable when short, digested when long.
     pub fn finish(self) -> Result<ArgsKey, Error> {
         if let Some(err) = self.error {

@@ -1,0 +1,229 @@
+//! The semantic rules: what makes a valid cached function. Produces the [`Plan`] that
+//! [`crate::expand`] turns into tokens.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, format_ident, quote};
+use syn::{Expr, Ident, LitStr, Member, Path, Type, visit::Visit};
+
+use crate::{
+    ast::{Function, ShapeKind},
+    attr::{Options, TtlValue},
+    ctxt::Ctxt,
+    template::{self, Piece},
+};
+
+/// How the key's argument part is built.
+pub(crate) enum KeyPlan {
+    /// Every non-skipped parameter, in order.
+    Derived,
+    /// A template: literal text and interpolated expressions.
+    Template(Vec<KeyPiece>),
+}
+
+pub(crate) enum KeyPiece {
+    Literal(String),
+    Value(TokenStream),
+}
+
+/// Everything [`crate::expand`] needs, checked.
+pub(crate) struct Plan {
+    pub(crate) krate: Path,
+    /// An expression of type `&'static str`.
+    pub(crate) name: TokenStream,
+    pub(crate) version: u32,
+    pub(crate) fingerprint: u64,
+    pub(crate) ttl: Option<TokenStream>,
+    pub(crate) none_ttl: Option<TokenStream>,
+    pub(crate) cache_none: bool,
+    pub(crate) jitter: f64,
+    pub(crate) cache: Option<Expr>,
+    pub(crate) key: KeyPlan,
+    /// Indexes of the parameters the key uses (the helpers' key arguments).
+    pub(crate) key_params: Vec<usize>,
+    pub(crate) output: Type,
+    pub(crate) value_ty: Type,
+}
+
+pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<Plan> {
+    let sig = &func.item.sig;
+    if sig.asyncness.is_none() {
+        cx.error_spanned_by(sig.fn_token, "#[redis_cached] needs an `async fn`");
+    }
+    let output = match &func.output {
+        None => {
+            cx.error_spanned_by(
+                &sig.ident,
+                "a cached function must return a value: add a return type such as `-> Result<T, E>`",
+            );
+            None
+        }
+        Some(ty) => {
+            if let Some(span) = find_impl_trait(ty) {
+                cx.syn_error(syn::Error::new(
+                    span,
+                    "a cached function must return a concrete type that implements `Serialize` and \
+                     `DeserializeOwned`, not `impl Trait`",
+                ));
+            }
+            Some((**ty).clone())
+        }
+    };
+
+    if let Some(receiver) = func.receiver
+        && options.name.is_none()
+        && options.key.is_none()
+    {
+        cx.syn_error(syn::Error::new(
+            receiver,
+            "a cached method needs `name = \"...\"` or `key = \"...\"`: the macro cannot see the \
+             `Self` type, so two impls in one module would share keys (and `self` is never part \
+             of the key unless a `key` template names it)",
+        ));
+    }
+
+    if let Some(name) = &options.name {
+        let text = name.value.value();
+        if text.trim().is_empty() || text.contains(['{', '}']) || text.contains(char::is_whitespace) {
+            cx.error_spanned_by(&name.value, "`name` must be non-empty and contain no braces or whitespace");
+        }
+    }
+
+    let negatives = matches!(func.shape, ShapeKind::Opt | ShapeKind::ResOpt);
+    for (set, option) in [(options.cache_none.as_ref().map(|s| s.span), "cache_none"), (options.none_ttl.as_ref().map(|s| s.value.span()), "none_ttl")] {
+        if let Some(span) = set
+            && !negatives
+        {
+            cx.syn_error(syn::Error::new(
+                span,
+                format!("`{option}` has no effect: the return type has no `None` (it applies to `Option<T>` and `Result<Option<T>, E>`)"),
+            ));
+        }
+    }
+    let cache_none = options.cache_none.as_ref().is_none_or(|s| s.value);
+    if !cache_none && let Some(none_ttl) = &options.none_ttl {
+        cx.syn_error(syn::Error::new(none_ttl.value.span(), "`none_ttl` has no effect with `cache_none = false`"));
+    }
+
+    let (key, key_params) = match &options.key {
+        None => (KeyPlan::Derived, (0..func.params.len()).filter(|&i| !func.params[i].skip).collect()),
+        Some(key) => plan_template(cx, &key.value, func),
+    };
+
+    let output = output?;
+    if cx.has_errors() {
+        return None;
+    }
+    let version = options.version.as_ref().map_or(1, |v| v.value);
+    let krate = options.krate.map_or_else(|| syn::parse_quote!(::redis_cached), |k| k.value);
+    let ident = &sig.ident;
+    let name = match &options.name {
+        Some(name) => name.value.to_token_stream(),
+        None => quote!(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident))),
+    };
+    Some(Plan {
+        name,
+        version,
+        fingerprint: fingerprint(&output, version),
+        ttl: options.ttl.map(|t| ttl_tokens(&krate, t.value)),
+        none_ttl: options.none_ttl.map(|t| ttl_tokens(&krate, t.value)),
+        cache_none,
+        jitter: options.jitter.map_or(0.0, |j| j.value),
+        cache: options.cache.map(|c| c.value),
+        key,
+        key_params,
+        krate,
+        value_ty: func.value_ty.clone().unwrap_or_else(|| output.clone()),
+        output,
+    })
+}
+
+/// Resolves a key template against the parameters.
+fn plan_template(cx: &mut Ctxt, lit: &LitStr, func: &Function) -> (KeyPlan, Vec<usize>) {
+    let pieces = match template::parse(&lit.value()) {
+        Ok(pieces) => pieces,
+        Err(msg) => {
+            cx.error_spanned_by(lit, msg);
+            return (KeyPlan::Template(Vec::new()), Vec::new());
+        }
+    };
+    let mut used = Vec::new();
+    let mut planned = Vec::new();
+    for piece in pieces {
+        match piece {
+            Piece::Literal(text) => planned.push(KeyPiece::Literal(text)),
+            Piece::Value { root, fields } => {
+                let root_tokens = if root == "self" {
+                    if func.receiver.is_none() {
+                        cx.error_spanned_by(lit, "`{self...}` in a key template needs a method with a `self` receiver");
+                    }
+                    quote!(self)
+                } else {
+                    let found = func.params.iter().position(|p| p.bindings.iter().any(|b| b == root.as_str()));
+                    match found {
+                        Some(i) if func.params[i].skip => {
+                            cx.error_spanned_by(lit, format!("`{root}` is marked `#[cache(skip)]` and cannot appear in the key"));
+                        }
+                        Some(i) => {
+                            if !used.contains(&i) {
+                                used.push(i);
+                            }
+                        }
+                        None => {
+                            let names: Vec<String> = func
+                                .params
+                                .iter()
+                                .filter(|p| !p.skip)
+                                .flat_map(|p| p.bindings.iter().map(|b| format!("`{b}`")))
+                                .collect();
+                            cx.error_spanned_by(
+                                lit,
+                                format!(
+                                    "key template names `{root}`, which is not a parameter; expected one of: {}",
+                                    if names.is_empty() { "(no parameters)".to_owned() } else { names.join(", ") }
+                                ),
+                            );
+                        }
+                    }
+                    let ident = format_ident!("{}", root, span = lit.span());
+                    quote!(#ident)
+                };
+                let members = fields.iter().map(|f| match f.parse::<u32>() {
+                    Ok(index) => Member::Unnamed(syn::Index { index, span: lit.span() }),
+                    Err(_) => Member::Named(Ident::new(f, lit.span())),
+                });
+                planned.push(KeyPiece::Value(quote!(#root_tokens #(.#members)*)));
+            }
+        }
+    }
+    used.sort_unstable();
+    (KeyPlan::Template(planned), used)
+}
+
+/// An expression of type `Duration`.
+fn ttl_tokens(krate: &Path, value: TtlValue) -> TokenStream {
+    match value {
+        TtlValue::Literal(d, _) => {
+            let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+            quote!(::core::time::Duration::new(#secs, #nanos))
+        }
+        TtlValue::Expr(expr) => quote!(#krate::__private::IntoTtl::into_ttl(#expr)),
+    }
+}
+
+/// FNV-1a over the return type's tokens and `version`: a changed type or version is a miss.
+fn fingerprint(output: &Type, version: u32) -> u64 {
+    let text = format!("{}|v{version}", output.to_token_stream());
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+fn find_impl_trait(ty: &Type) -> Option<Span> {
+    struct Finder(Option<Span>);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_type_impl_trait(&mut self, t: &'ast syn::TypeImplTrait) {
+            self.0.get_or_insert(syn::spanned::Spanned::span(t));
+        }
+    }
+    let mut finder = Finder(None);
+    finder.visit_type(ty);
+    finder.0
+}

@@ -1,0 +1,280 @@
+//! Emits the rewritten function and its helpers. Never fails: every rule is in
+//! [`crate::check`].
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::{
+    FnArg, ItemFn, Pat, parse::Parser, spanned::Spanned, visit_mut::VisitMut,
+};
+
+use crate::{
+    ast::{Function, ShapeKind},
+    attr::Options,
+    check::{self, KeyPiece, KeyPlan, Plan},
+    ctxt::Ctxt,
+};
+
+pub(crate) fn redis_cached(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item_fn: ItemFn = match syn::parse2(item.clone()) {
+        Ok(item_fn) => item_fn,
+        Err(_) => {
+            let err = syn::Error::new_spanned(&item, "#[redis_cached] applies to an `async fn`").to_compile_error();
+            return quote!(#err #item);
+        }
+    };
+    let mut cx = Ctxt::default();
+    let options = match (|input: syn::parse::ParseStream| Options::parse(&mut cx, input)).parse2(args) {
+        Ok(options) => Some(options),
+        Err(err) => {
+            cx.syn_error(err);
+            None
+        }
+    };
+    let func = Function::read(&mut cx, item_fn);
+    let plan = options.and_then(|options| check::check(&mut cx, options, &func));
+    match plan {
+        Some(plan) if !cx.has_errors() => emit(&func, &plan),
+        _ => {
+            // Still emit the function (without our markers) so one mistake does not turn into
+            // errors at every call site.
+            let errors = cx.into_compile_errors();
+            let item = &func.item;
+            quote!(#errors #item)
+        }
+    }
+}
+
+fn emit(func: &Function, plan: &Plan) -> TokenStream {
+    let krate = &plan.krate;
+    let p = quote!(#krate::__private);
+    let ItemFn { attrs, vis, sig, block } = &func.item;
+    let output = &plan.output;
+    let spec = spec_tokens(plan, &p);
+    let resolve = resolve_tokens(plan, &p);
+    let key = key_tokens(func, plan, &p);
+    let value_ty = &plan.value_ty;
+    let shape = match func.shape {
+        ShapeKind::Plain => quote!(#p::Plain<#value_ty>),
+        ShapeKind::Opt => quote!(#p::Opt<#value_ty>),
+        ShapeKind::Res => quote!(#p::Res<#value_ty, _>),
+        ShapeKind::ResOpt => quote!(#p::ResOpt<#value_ty, _>),
+    };
+    let loader = quote_spanned! {block.span()=>
+        async move {
+            #[allow(clippy::let_and_return, clippy::needless_return, unused_braces)]
+            let __cache_ret: #output = #block;
+            __cache_ret
+        }
+    };
+    let helpers = helpers(func, plan, &p, &spec, &resolve, &key);
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            let __cache_spec = #spec;
+            let __cache_args = #key;
+            #p::read_through::<#shape, _>(#resolve, &__cache_spec, __cache_args, #loader).await
+        }
+        #helpers
+    }
+}
+
+fn spec_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
+    let Plan { name, version, fingerprint, cache_none, jitter, .. } = plan;
+    let opt = |t: &Option<TokenStream>| match t {
+        Some(t) => quote!(::core::option::Option::Some(#t)),
+        None => quote!(::core::option::Option::None),
+    };
+    let ttl = opt(&plan.ttl);
+    let none_ttl = opt(&plan.none_ttl);
+    quote! {
+        #p::FnSpec {
+            name: #name,
+            version: #version,
+            fingerprint: #fingerprint,
+            ttl: #ttl,
+            none_ttl: #none_ttl,
+            cache_none: #cache_none,
+            jitter: #jitter,
+        }
+    }
+}
+
+fn resolve_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
+    match &plan.cache {
+        Some(expr) => quote_spanned!(expr.span()=> #p::cache_ref(&(#expr))),
+        None => quote!(#p::default_cache()),
+    }
+}
+
+/// A reference to everything a parameter's pattern binds: `&id`, or `&(&a, &b)`.
+fn binding_ref(func: &Function, index: usize) -> TokenStream {
+    let bindings = &func.params[index].bindings;
+    match bindings.as_slice() {
+        [one] => quote!(&#one),
+        many => quote!(&(#(&#many,)*)),
+    }
+}
+
+/// An expression of type `Result<ArgsKey, Error>`.
+fn key_tokens(func: &Function, plan: &Plan, p: &TokenStream) -> TokenStream {
+    let mut steps = Vec::new();
+    match &plan.key {
+        KeyPlan::Derived => {
+            for &i in &plan.key_params {
+                let value = binding_ref(func, i);
+                steps.push(quote!(__cache_k.arg(#value);));
+            }
+        }
+        KeyPlan::Template(pieces) => {
+            for piece in pieces {
+                steps.push(match piece {
+                    KeyPiece::Literal(text) => quote!(__cache_k.literal(#text);),
+                    KeyPiece::Value(expr) => quote!(__cache_k.value(&#expr);),
+                });
+            }
+        }
+    }
+    for &i in &plan.key_params {
+        if func.params[i].impl_trait {
+            let value = binding_ref(func, i);
+            steps.push(quote!(__cache_k.type_of_val(#value);));
+        }
+    }
+    for ty in &func.type_params {
+        steps.push(quote!(__cache_k.type_param::<#ty>();));
+    }
+    for c in &func.const_params {
+        steps.push(quote!(__cache_k.arg(&#c);));
+    }
+    quote! {{
+        let mut __cache_k = #p::KeyBuilder::new();
+        #(#steps)*
+        __cache_k.finish()
+    }}
+}
+
+/// Removes `mut` from parameter patterns (helpers never mutate them).
+struct StripMut;
+
+impl VisitMut for StripMut {
+    fn visit_pat_ident_mut(&mut self, pat: &mut syn::PatIdent) {
+        pat.mutability = None;
+        syn::visit_mut::visit_pat_ident_mut(self, pat);
+    }
+}
+
+fn helpers(
+    func: &Function,
+    plan: &Plan,
+    p: &TokenStream,
+    spec: &TokenStream,
+    resolve: &TokenStream,
+    key: &TokenStream,
+) -> TokenStream {
+    let ItemFn { vis, sig, .. } = &func.item;
+    let ident = &sig.ident;
+    let (impl_generics, _, where_clause) = sig.generics.split_for_impl();
+    let _ = impl_generics;
+    let generics = &sig.generics;
+    let receiver: Vec<&FnArg> = sig.inputs.iter().filter(|a| matches!(a, FnArg::Receiver(_))).collect();
+    let key_params: Vec<TokenStream> = plan
+        .key_params
+        .iter()
+        .map(|&i| {
+            let mut pat: Pat = (*func.params[i].pat).clone();
+            StripMut.visit_pat_mut(&mut pat);
+            let ty = &func.params[i].ty;
+            quote!(#pat: #ty)
+        })
+        .collect();
+    let krate = &plan.krate;
+    let output = &plan.output;
+    let value_ty = &plan.value_ty;
+    let value_arg = if func.params.iter().any(|p| p.bindings.iter().any(|b| b == "value")) {
+        format_ident!("__cache_value")
+    } else {
+        format_ident!("value")
+    };
+
+    let key_fn = format_ident!("{}_key", ident);
+    let invalidate_fn = format_ident!("{}_invalidate", ident);
+    let put_fn = format_ident!("{}_put", ident);
+    let refresh_fn = format_ident!("{}_refresh", ident);
+
+    let refresh_params: Vec<TokenStream> = func
+        .params
+        .iter()
+        .enumerate()
+        .map(|(i, param)| {
+            let name = format_ident!("__cache_arg{}", i);
+            let ty = &param.ty;
+            quote!(#name: #ty)
+        })
+        .collect();
+    let refresh_args = (0..func.params.len()).map(|i| format_ident!("__cache_arg{}", i));
+    let turbofish = if func.has_impl_trait_params()
+        || (func.type_params.is_empty() && func.const_params.is_empty())
+    {
+        quote!()
+    } else {
+        let (tys, consts) = (&func.type_params, &func.const_params);
+        quote!(::<#(#tys,)* #(#consts,)*>)
+    };
+    let call = if receiver.is_empty() {
+        quote!(#ident #turbofish(#(#refresh_args),*))
+    } else {
+        quote!(self.#ident #turbofish(#(#refresh_args),*))
+    };
+
+    let doc_key = format!(
+        "The cache key [`{ident}`] uses for these arguments (generated by `#[redis_cached]`).\n\n\
+         Includes the namespace of the cache the function uses (`cache` when none is installed)."
+    );
+    let doc_invalidate = format!(
+        "Drops the cached entry of [`{ident}`] for these arguments (generated by `#[redis_cached]`).\n\n\
+         # Errors\n\nFails if no cache is installed or Redis cannot be reached; the entry then \
+         lives until its TTL expires."
+    );
+    let doc_put = format!(
+        "Stores `{value_arg}` as the cached result of [`{ident}`] for these arguments \
+         (write-through, generated by `#[redis_cached]`).\n\n\
+         # Errors\n\nFails if no cache is installed, the value cannot be serialized or is too \
+         large, or Redis cannot be reached."
+    );
+    let doc_refresh = format!(
+        "Runs [`{ident}`] without looking up the cache and stores its result (generated by \
+         `#[redis_cached]`).\n\n# Errors\n\nReturns the function's output once stored; fails if no \
+         cache is installed or the result could not be stored."
+    );
+    quote! {
+        #[doc = #doc_key]
+        #[allow(dead_code, clippy::needless_lifetimes)]
+        #vis fn #key_fn #generics (#(#receiver,)* #(#key_params),*) -> ::std::string::String #where_clause {
+            #p::key_string(#resolve, &#spec, #key)
+        }
+
+        #[doc = #doc_invalidate]
+        #[allow(dead_code, clippy::needless_lifetimes)]
+        #vis async fn #invalidate_fn #generics (#(#receiver,)* #(#key_params),*)
+            -> ::core::result::Result<(), #krate::Error> #where_clause
+        {
+            #p::invalidate(#resolve, &#spec, #key).await
+        }
+
+        #[doc = #doc_put]
+        #[allow(dead_code, clippy::needless_lifetimes)]
+        #vis async fn #put_fn #generics (#(#receiver,)* #(#key_params,)* #value_arg: &#value_ty)
+            -> ::core::result::Result<(), #krate::Error> #where_clause
+        {
+            #p::put(#resolve, &#spec, #key, #value_arg).await
+        }
+
+        #[doc = #doc_refresh]
+        #[allow(dead_code, clippy::needless_lifetimes)]
+        #vis async fn #refresh_fn #generics (#(#receiver,)* #(#refresh_params),*)
+            -> ::core::result::Result<#output, #krate::Error> #where_clause
+        {
+            #p::refresh(#call).await
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Key templates: `"user:{id}"`, `"org:{org.id}:user:{user_id}"`.
+
+/// One piece of a template.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Piece {
+    Literal(String),
+    /// `{root.field.field}`.
+    Value { root: String, fields: Vec<String> },
+}
+
+/// Characters that may continue an interpolated value's encoding; a literal right after a
+/// placeholder must not start with one, or two argument tuples could render the same key.
+fn continues_value(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '_' | '.' | '-' | '+' | '@')
+}
+
+/// Splits a template into pieces, or says what is wrong with it.
+pub(crate) fn parse(template: &str) -> Result<Vec<Piece>, String> {
+    let mut pieces = Vec::new();
+    let mut rest = template;
+    while !rest.is_empty() {
+        match rest.find(['{', '}']) {
+            Some(at) if rest[at..].starts_with('}') => {
+                return Err("unmatched `}` in key template; braces only delimit `{argument}` placeholders".into());
+            }
+            Some(at) => {
+                if at > 0 {
+                    pieces.push(Piece::Literal(rest[..at].to_owned()));
+                }
+                let close = rest[at..]
+                    .find('}')
+                    .ok_or_else(|| "unclosed `{` in key template".to_owned())?
+                    + at;
+                let inner = rest[at + 1..close].trim();
+                let mut parts = inner.split('.');
+                let root = parts.next().unwrap_or_default().to_owned();
+                let fields: Vec<String> = parts.map(str::to_owned).collect();
+                let is_ident = |s: &str| {
+                    s.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+                        && s.chars().all(|c| c.is_alphanumeric() || c == '_')
+                };
+                if !is_ident(&root) || !fields.iter().all(|f| is_ident(f) || f.parse::<usize>().is_ok()) {
+                    return Err(format!(
+                        "`{{{inner}}}` is not a placeholder; expected `{{argument}}` or `{{argument.field}}`"
+                    ));
+                }
+                pieces.push(Piece::Value { root, fields });
+                rest = &rest[close + 1..];
+            }
+            None => {
+                pieces.push(Piece::Literal(rest.to_owned()));
+                rest = "";
+            }
+        }
+    }
+    for pair in pieces.windows(2) {
+        if let [Piece::Value { .. }, next] = pair {
+            let starts_badly = match next {
+                Piece::Value { .. } => true,
+                Piece::Literal(text) => text.starts_with(continues_value),
+            };
+            if starts_badly {
+                return Err(
+                    "placeholders must be followed by a separator such as `:` or `/` (not a letter, digit, `_`, `.`, `-`, `+` or `@`), \
+                     so that different arguments cannot render the same key"
+                        .into(),
+                );
+            }
+        }
+    }
+    if !pieces.iter().any(|p| matches!(p, Piece::Value { .. })) {
+        return Err("key template uses no argument, so every call would share one entry; add a `{argument}` placeholder".into());
+    }
+    Ok(pieces)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_placeholders_and_fields() {
+        assert_eq!(
+            parse("user:{id}/{org.id}").ok(),
+            Some(vec![
+                Piece::Literal("user:".into()),
+                Piece::Value { root: "id".into(), fields: vec![] },
+                Piece::Literal("/".into()),
+                Piece::Value { root: "org".into(), fields: vec!["id".into()] },
+            ])
+        );
+    }
+
+    #[test]
+    fn rejects_ambiguous_and_malformed_templates() {
+        assert!(parse("{a}{b}").is_err());
+        assert!(parse("{a}1{b}").is_err());
+        assert!(parse("{a}-{b}").is_err());
+        assert!(parse("user:{").is_err());
+        assert!(parse("user}").is_err());
+        assert!(parse("{1a}").is_err());
+        assert!(parse("static").is_err());
+        assert!(parse("{a}:{b}").is_ok());
+    }
+}

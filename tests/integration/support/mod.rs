@@ -1,0 +1,28 @@
+//! Test support: private `redis-server` processes on free loopback ports.
+//!
+//! Never touches the machine's shared Redis on 6379. A missing `redis-server` is a test
+//! failure with instructions, never a silent skip (`scripts/test.sh` installs it).
+
+pub mod cluster;
+pub mod server;
+
+use std::time::{Duration, Instant};
+
+pub use cluster::RedisCluster;
+pub use server::RedisServer;
+
+/// Polls `condition` until it holds or `deadline` passes; panics with `what` on timeout.
+pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if condition().await {
+            return;
+        }
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

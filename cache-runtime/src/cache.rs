@@ -171,12 +171,14 @@ impl Cache {
             return Err(Error::Unavailable);
         }
         let result = match tokio::time::timeout(inner.operation_timeout, f).await {
+            // The connection's own response timeout (set to the same value) may fire first.
+            Ok(Err(Error::Backend(err))) if err.is_timeout() => Err(Error::Timeout(inner.operation_timeout)),
             Ok(result) => result,
-            Err(_) => {
-                bump(&inner.counters.timeouts);
-                Err(Error::Timeout(inner.operation_timeout))
-            }
+            Err(_) => Err(Error::Timeout(inner.operation_timeout)),
         };
+        if let Err(Error::Timeout(_)) = result {
+            bump(&inner.counters.timeouts);
+        }
         match &result {
             Ok(_) => inner.breaker.on_success(permit),
             Err(err) => {

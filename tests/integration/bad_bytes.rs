@@ -1,1 +1,140 @@
-//! todo
+//! Bad bytes are a miss: corrupt, truncated, foreign, another type or version, or too large.
+//! Each is counted, the loader's value is returned, and the entry is overwritten.
+
+use redis::AsyncCommands;
+use redis_cached::{Cache, redis_cached};
+use serde::{Deserialize, Serialize};
+
+use crate::{Calls, redis_cache, support::RedisServer};
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Profile {
+    id: u64,
+    email: String,
+}
+
+#[redis_cached(ttl = 60, name = "profile")]
+async fn profile(id: u64, #[cache(skip)] calls: &Calls) -> Profile {
+    calls.bump();
+    Profile { id, email: format!("{id}@example.com") }
+}
+
+/// Same name and key as `profile`, but another return type: as after a deploy that changed it.
+#[redis_cached(ttl = 60, name = "profile")]
+async fn profile_v2(id: u64, #[cache(skip)] calls: &Calls) -> (u64, Vec<String>) {
+    calls.bump();
+    (id, vec!["changed".into()])
+}
+
+#[redis_cached(ttl = 60, name = "profile", version = 2)]
+async fn profile_versioned(id: u64, #[cache(skip)] calls: &Calls) -> Profile {
+    calls.bump();
+    Profile { id, email: "v2".into() }
+}
+
+async fn write_raw(server: &RedisServer, key: &str, bytes: &[u8]) {
+    let mut conn = server.conn().await;
+    let _: () = conn.set_ex(key, bytes, 60).await.expect("SET");
+}
+
+async fn read_raw(server: &RedisServer, key: &str) -> Vec<u8> {
+    let mut conn = server.conn().await;
+    conn.get(key).await.expect("GET")
+}
+
+async fn assert_miss_then_overwritten(server: &RedisServer, cache: &Cache, bytes: &[u8]) {
+    let calls = Calls::default();
+    let before = cache.stats().decode_errors;
+    cache
+        .scope(async {
+            let key = profile_key(1);
+            write_raw(server, &key, bytes).await;
+            assert_eq!(profile(1, &calls).await.email, "1@example.com");
+            assert_eq!(calls.get(), 1, "bad bytes are a miss");
+            assert_ne!(read_raw(server, &key).await, bytes, "the entry was overwritten");
+            assert_eq!(profile(1, &calls).await.email, "1@example.com");
+            assert_eq!(calls.get(), 1, "the overwritten entry hits");
+        })
+        .await;
+    assert_eq!(cache.stats().decode_errors, before + 1, "counted");
+}
+
+#[tokio::test]
+async fn corrupt_truncated_and_foreign_bytes_are_misses() {
+    let server = RedisServer::start();
+    let cache = redis_cache(&server).await;
+    assert_miss_then_overwritten(&server, &cache, b"not an envelope at all").await;
+    assert_miss_then_overwritten(&server, &cache, b"").await;
+    assert_miss_then_overwritten(&server, &cache, &[0xff; 300]).await;
+    assert_miss_then_overwritten(&server, &cache, b"{\"id\":1,\"email\":\"json from someone else\"}").await;
+
+    // A valid entry cut short at every length is never decoded as a value.
+    let calls = Calls::default();
+    let key = cache.scope(async { profile(1, &calls).await; profile_key(1) }).await;
+    let good = read_raw(&server, &key).await;
+    for len in [1, 10, 33, good.len() / 2, good.len() - 1] {
+        assert_miss_then_overwritten(&server, &cache, &good[..len]).await;
+    }
+    // A flipped payload byte breaks the JSON.
+    let mut flipped = good.clone();
+    let last = flipped.len() - 1;
+    flipped[last] = b'!';
+    assert_miss_then_overwritten(&server, &cache, &flipped).await;
+}
+
+#[tokio::test]
+async fn another_return_type_or_version_under_the_same_key_is_a_miss() {
+    let server = RedisServer::start();
+    let cache = redis_cache(&server).await;
+    cache
+        .scope(async {
+            let calls = Calls::default();
+            profile(1, &calls).await;
+            assert_eq!(profile_key(1), profile_v2_key(1), "same key on purpose");
+            assert_eq!(profile_v2(1, &calls).await, (1, vec!["changed".to_string()]));
+            assert_eq!(calls.get(), 2, "the changed type did not decode the old entry");
+            assert_eq!(cache.stats().decode_errors, 1);
+            assert_eq!(profile_v2(1, &calls).await.1, vec!["changed".to_string()]);
+            assert_eq!(calls.get(), 2);
+
+            assert_ne!(profile_key(1), profile_versioned_key(1), "version is part of the key");
+            assert_eq!(profile_versioned(1, &calls).await.email, "v2");
+            assert_eq!(calls.get(), 3);
+        })
+        .await;
+}
+
+#[redis_cached(ttl = 60, name = "big")]
+async fn big(len: usize, #[cache(skip)] calls: &Calls) -> String {
+    calls.bump();
+    "x".repeat(len)
+}
+
+#[tokio::test]
+async fn values_over_the_maximum_size_are_not_cached_or_accepted() {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .url(server.url())
+        .namespace("big")
+        .max_value_size(1024)
+        .build()
+        .await
+        .expect("build");
+    let calls = Calls::default();
+    cache
+        .scope(async {
+            assert_eq!(big(4096, &calls).await.len(), 4096);
+            assert_eq!(big(4096, &calls).await.len(), 4096);
+            assert_eq!(calls.get(), 2, "too large to store");
+            assert_eq!(crate::pttl(&server, &big_key(4096)).await, -2, "nothing written");
+            assert!(cache.stats().uncached >= 2);
+
+            // Someone else wrote a huge value under the key: it is not accepted.
+            let huge = vec![b'x'; 4096];
+            write_raw(&server, &big_key(10), &huge).await;
+            assert_eq!(big(10, &calls).await.len(), 10);
+            assert_eq!(calls.get(), 3);
+            assert_eq!(cache.stats().decode_errors, 1);
+        })
+        .await;
+}

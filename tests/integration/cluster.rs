@@ -1,1 +1,74 @@
-//! todo
+//! Smoke test on a local 3-master Redis Cluster: read-through and every helper, with keys
+//! spread over all masters and each entry's hash tag covering its argument part.
+
+use std::time::Duration;
+
+use redis_cached::{Cache, redis_cached};
+
+use crate::{Calls, support::RedisCluster};
+
+#[redis_cached(ttl = 60, key = "item:{id}", name = "cluster::item")]
+async fn item(id: u64, #[cache(skip)] calls: &Calls) -> Result<String, String> {
+    calls.bump();
+    Ok(format!("item{id}"))
+}
+
+#[tokio::test]
+async fn read_through_and_helpers_work_on_a_cluster() {
+    let cluster = RedisCluster::start().await;
+    let cache = Cache::builder()
+        .cluster(cluster.urls())
+        .namespace("cl")
+        .operation_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .expect("build");
+    let calls = Calls::default();
+    cache
+        .scope(async {
+            for id in 0..30 {
+                assert_eq!(item(id, &calls).await, Ok(format!("item{id}")));
+            }
+            for id in 0..30 {
+                assert_eq!(item(id, &calls).await, Ok(format!("item{id}")));
+            }
+            assert_eq!(calls.get(), 30, "second round all hits");
+
+            item_invalidate(3).await.expect("invalidate");
+            item(3, &calls).await.ok();
+            assert_eq!(calls.get(), 31);
+            item_put(4, &"put".to_string()).await.expect("put");
+            assert_eq!(item(4, &calls).await, Ok("put".into()));
+            assert_eq!(item_refresh(4, &calls).await.expect("refresh"), Ok("item4".into()));
+            assert_eq!(item(4, &calls).await, Ok("item4".into()));
+            assert_eq!(calls.get(), 32);
+        })
+        .await;
+    let stats = cache.stats();
+    assert_eq!(stats.backend_errors, 0, "{stats:?}");
+
+    // Entries landed on every master, and each key's slot is its hash tag's slot.
+    let mut per_node = Vec::new();
+    for node in &cluster.nodes {
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg("cl:*").query_async(&mut node.conn().await).await.expect("KEYS");
+        for key in &keys {
+            let tag = &key[key.find('{').expect("tag")..];
+            let slot_of = |s: &str| {
+                let s = s.to_owned();
+                let node = node;
+                async move {
+                    redis::cmd("CLUSTER")
+                        .arg("KEYSLOT")
+                        .arg(s)
+                        .query_async::<i64>(&mut node.conn().await)
+                        .await
+                        .expect("KEYSLOT")
+                }
+            };
+            assert_eq!(slot_of(key).await, slot_of(tag).await, "{key}");
+        }
+        per_node.push(keys.len());
+    }
+    assert!(per_node.iter().all(|&n| n > 0), "keys spread over all masters: {per_node:?}");
+}

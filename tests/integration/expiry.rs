@@ -1,1 +1,51 @@
-//! todo
+//! Bounded memory: every key the library writes carries an expiry.
+
+use redis_cached::redis_cached;
+
+use crate::{Calls, all_keys, pttl, redis_cache, support::RedisServer};
+
+#[redis_cached(ttl = "1h", name = "expiry::plain")]
+async fn plain(id: u32) -> u32 {
+    id
+}
+
+#[redis_cached(ttl = "2h", jitter = 0.5, name = "expiry::option")]
+async fn maybe(id: u32) -> Option<u32> {
+    (id % 3 == 0).then_some(id)
+}
+
+#[redis_cached(name = "expiry::default_ttl")]
+async fn fallible(id: u32, #[cache(skip)] calls: &Calls) -> Result<Option<u32>, String> {
+    calls.bump();
+    if id % 5 == 0 { Err("nope".into()) } else { Ok((id % 2 == 0).then_some(id)) }
+}
+
+#[tokio::test]
+async fn every_key_written_has_an_expiry_after_a_mixed_workload() {
+    let server = RedisServer::start();
+    let cache = redis_cache(&server).await;
+    let calls = Calls::default();
+    cache
+        .scope(async {
+            for id in 0..200u32 {
+                plain(id).await;
+                maybe(id).await;
+                let _ = fallible(id, &calls).await;
+                if id % 7 == 0 {
+                    plain_put(id, &(id + 1)).await.expect("put");
+                    maybe_refresh(id).await.expect("refresh");
+                }
+                if id % 11 == 0 {
+                    plain_invalidate(id).await.expect("invalidate");
+                }
+            }
+        })
+        .await;
+    let keys = all_keys(&server).await;
+    assert!(keys.len() > 400, "workload wrote keys: {}", keys.len());
+    for key in keys {
+        let ttl = pttl(&server, &key).await;
+        assert!(ttl > 0, "{key} has no expiry (PTTL {ttl})");
+        assert!(ttl <= 2 * 3600 * 1000, "{key} expires later than its ttl: {ttl}");
+    }
+}

@@ -149,11 +149,13 @@ fn last_segment(ty: &Type) -> Option<(String, Vec<&Type>)> {
     Some((seg.ident.to_string(), args))
 }
 
-/// Reads the shape from the syntax: `Result<..>` (any path ending in `Result`, so aliases such
-/// as `anyhow::Result<T>` work), `Option<T>`, else plain.
+/// Reads the shape from the syntax: a last path segment named `Result` or ending in `Result`
+/// with type arguments (so `io::Result<T>`, `anyhow::Result<T>` and `AppResult<T>` work),
+/// `Option<T>`, else plain. Generated code checks at compile time that a plain type is not a
+/// `Result` or `Option` behind an alias with another name.
 fn classify(ty: &Type) -> (ShapeKind, Option<Type>) {
     match last_segment(ty) {
-        Some((name, args)) if name == "Result" && !args.is_empty() => {
+        Some((name, args)) if name.ends_with("Result") && !args.is_empty() => {
             let ok = args[0];
             match last_segment(ok) {
                 Some((inner, inner_args)) if inner == "Option" && inner_args.len() == 1 => {

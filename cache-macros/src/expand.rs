@@ -67,9 +67,19 @@ fn emit(func: &Function, plan: &Plan) -> TokenStream {
         }
     };
     let helpers = helpers(func, plan, &p, &spec, &resolve, &key);
+    let plain_check = (func.shape == ShapeKind::Plain && func.type_params.is_empty()).then(|| {
+        quote_spanned! {output.span()=>
+            {
+                #[allow(unused_imports)]
+                use #p::{ProbeOption as _, ProbePlain as _, ProbeResult as _};
+                #p::require_plain((&&#p::ShapeProbe::<#output>::new()).probe());
+            }
+        }
+    });
     quote! {
         #(#attrs)*
         #vis #sig {
+            #plain_check
             let __cache_spec = #spec;
             let __cache_args = #key;
             #p::read_through::<#shape, _>(#resolve, &__cache_spec, __cache_args, #loader).await

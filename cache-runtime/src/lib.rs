@@ -32,6 +32,9 @@ pub mod private {
             FnSpec, IntoTtl, cache_ref, default_cache, invalidate, key_string, put, read_through,
             refresh,
         },
-        shape::{Opt, Plain, Res, ResOpt, Shape},
+        shape::{
+            Opt, Plain, ProbeOption, ProbePlain, ProbeResult, Res, ResOpt, Shape, ShapeProbe,
+            require_plain,
+        },
     };
 }

@@ -98,3 +98,67 @@ impl<T: Serialize + DeserializeOwned, E> Shape for ResOpt<T, E> {
         Some(Ok(value))
     }
 }
+
+/// Compile-time guard for plain return types: a type the macro read as plain must not be a
+/// `Result` or `Option` hidden behind an alias with another name, or errors and `None`s would
+/// be cached as values. Generated code calls `(&&ShapeProbe::<R>::new()).probe()`; autoref
+/// picks the most specific impl, and [`require_plain`] rejects all but [`IsPlain`].
+pub struct ShapeProbe<R>(PhantomData<R>);
+
+impl<R> ShapeProbe<R> {
+    /// A probe for the return type `R`.
+    pub fn new() -> Self {
+        ShapeProbe(PhantomData)
+    }
+}
+
+impl<R> Default for ShapeProbe<R> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Probe result: the return type is a `Result` behind an alias.
+pub struct ResultBehindAlias;
+/// Probe result: the return type is an `Option` behind an alias.
+pub struct OptionBehindAlias;
+/// Probe result: the return type is neither `Result` nor `Option`.
+pub struct IsPlain;
+
+/// Autoref level for `Result`.
+pub trait ProbeResult {
+    /// See [`ShapeProbe`].
+    fn probe(&self) -> ResultBehindAlias {
+        ResultBehindAlias
+    }
+}
+impl<T, E> ProbeResult for &ShapeProbe<Result<T, E>> {}
+
+/// Autoref level for `Option`.
+pub trait ProbeOption {
+    /// See [`ShapeProbe`].
+    fn probe(&self) -> OptionBehindAlias {
+        OptionBehindAlias
+    }
+}
+impl<T> ProbeOption for &ShapeProbe<Option<T>> {}
+
+/// Fallback level.
+pub trait ProbePlain {
+    /// See [`ShapeProbe`].
+    fn probe(&self) -> IsPlain {
+        IsPlain
+    }
+}
+impl<R> ProbePlain for ShapeProbe<R> {}
+
+/// Implemented only by [`IsPlain`].
+#[diagnostic::on_unimplemented(
+    message = "the return type is a `Result` or `Option` behind a type alias that #[redis_cached] cannot see through",
+    label = "write the return type as `Result<T, E>` or `Option<T>` (or name the alias `...Result`), so that errors and `None` are not cached as values"
+)]
+pub trait PlainShape {}
+impl PlainShape for IsPlain {}
+
+/// Fails to compile unless the probed return type is plain.
+pub fn require_plain<P: PlainShape>(_probe: P) {}

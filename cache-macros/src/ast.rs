@@ -84,7 +84,16 @@ impl Function {
                 GenericParam::Lifetime(_) => {}
             }
         }
-        Function { item, receiver, params, output, shape, value_ty, type_params, const_params }
+        Function {
+            item,
+            receiver,
+            params,
+            output,
+            shape,
+            value_ty,
+            type_params,
+            const_params,
+        }
     }
 
     pub(crate) fn has_impl_trait_params(&self) -> bool {

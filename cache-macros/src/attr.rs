@@ -11,12 +11,21 @@ use syn::{
 
 use crate::{ctxt::Ctxt, duration};
 
-const VALID: &str = "`ttl`, `name`, `key`, `version`, `cache_none`, `none_ttl`, `jitter`, `cache`, `crate`";
+const VALID: &str =
+    "`ttl`, `name`, `key`, `version`, `cache_none`, `none_ttl`, `jitter`, `cache`, `crate`";
 
 /// Options that later versions add; named so the error says what is missing rather than
 /// calling a documented option unknown.
 const PLANNED: &[&str] = &[
-    "tags", "stale", "early_refresh", "lock", "lock_ttl", "lock_wait", "l1", "l1_ttl", "l1_capacity",
+    "tags",
+    "stale",
+    "early_refresh",
+    "lock",
+    "lock_ttl",
+    "lock_wait",
+    "l1",
+    "l1_ttl",
+    "l1_capacity",
 ];
 
 /// A TTL-like option: a literal duration, or a constant expression (`u64` seconds or `Duration`).
@@ -49,7 +58,10 @@ fn set_once<T>(cx: &mut Ctxt, slot: &mut Option<Spanned<T>>, name: &Ident, value
     if slot.is_some() {
         cx.error_spanned_by(name, format!("duplicate option `{name}`"));
     } else {
-        *slot = Some(Spanned { value, span: name.span() });
+        *slot = Some(Spanned {
+            value,
+            span: name.span(),
+        });
     }
 }
 
@@ -60,7 +72,10 @@ impl Options {
         while !input.is_empty() {
             let name = Ident::parse_any(input)?;
             input.parse::<Token![=]>().map_err(|e| {
-                syn::Error::new(e.span(), format!("expected `=` after `{name}`, as in `{name} = ...`"))
+                syn::Error::new(
+                    e.span(),
+                    format!("expected `=` after `{name}`, as in `{name} = ...`"),
+                )
             })?;
             let key = name.to_string();
             match key.as_str() {
@@ -73,11 +88,13 @@ impl Options {
                     set_once(cx, &mut options.none_ttl, &name, v);
                 }
                 "name" => {
-                    let v: LitStr = parse_expecting(input, "a string, as in `name = \"users::get\"`")?;
+                    let v: LitStr =
+                        parse_expecting(input, "a string, as in `name = \"users::get\"`")?;
                     set_once(cx, &mut options.name, &name, v);
                 }
                 "key" => {
-                    let v: LitStr = parse_expecting(input, "a string template, as in `key = \"user:{id}\"`")?;
+                    let v: LitStr =
+                        parse_expecting(input, "a string template, as in `key = \"user:{id}\"`")?;
                     set_once(cx, &mut options.key, &name, v);
                 }
                 "version" => {
@@ -130,7 +147,9 @@ impl Options {
 
 fn parse_expecting<T: Parse>(input: ParseStream, what: &str) -> syn::Result<T> {
     let span = input.span();
-    input.parse().map_err(|_| syn::Error::new(span, format!("expected {what}")))
+    input
+        .parse()
+        .map_err(|_| syn::Error::new(span, format!("expected {what}")))
 }
 
 fn parse_ttl(cx: &mut Ctxt, input: ParseStream) -> syn::Result<TtlValue> {
@@ -179,10 +198,16 @@ fn parse_fraction(cx: &mut Ctxt, input: ParseStream) -> syn::Result<f64> {
     } else if input.peek(LitInt) {
         input.parse::<LitInt>()?.base10_parse::<f64>()?
     } else {
-        return Err(syn::Error::new(span, "expected a fraction between 0 and 1, as in `jitter = 0.1`"));
+        return Err(syn::Error::new(
+            span,
+            "expected a fraction between 0 and 1, as in `jitter = 0.1`",
+        ));
     };
     if !(0.0..=1.0).contains(&value) {
-        cx.syn_error(syn::Error::new(span, "`jitter` must be between 0 and 1 (a fraction of the TTL)"));
+        cx.syn_error(syn::Error::new(
+            span,
+            "`jitter` must be between 0 and 1 (a fraction of the TTL)",
+        ));
     }
     Ok(value)
 }

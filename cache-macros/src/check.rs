@@ -83,13 +83,23 @@ pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<
 
     if let Some(name) = &options.name {
         let text = name.value.value();
-        if text.trim().is_empty() || text.contains(['{', '}']) || text.contains(char::is_whitespace) {
-            cx.error_spanned_by(&name.value, "`name` must be non-empty and contain no braces or whitespace");
+        if text.trim().is_empty() || text.contains(['{', '}']) || text.contains(char::is_whitespace)
+        {
+            cx.error_spanned_by(
+                &name.value,
+                "`name` must be non-empty and contain no braces or whitespace",
+            );
         }
     }
 
     let negatives = matches!(func.shape, ShapeKind::Opt | ShapeKind::ResOpt);
-    for (set, option) in [(options.cache_none.as_ref().map(|s| s.span), "cache_none"), (options.none_ttl.as_ref().map(|s| s.value.span()), "none_ttl")] {
+    for (set, option) in [
+        (options.cache_none.as_ref().map(|s| s.span), "cache_none"),
+        (
+            options.none_ttl.as_ref().map(|s| s.value.span()),
+            "none_ttl",
+        ),
+    ] {
         if let Some(span) = set
             && !negatives
         {
@@ -101,11 +111,19 @@ pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<
     }
     let cache_none = options.cache_none.as_ref().is_none_or(|s| s.value);
     if !cache_none && let Some(none_ttl) = &options.none_ttl {
-        cx.syn_error(syn::Error::new(none_ttl.value.span(), "`none_ttl` has no effect with `cache_none = false`"));
+        cx.syn_error(syn::Error::new(
+            none_ttl.value.span(),
+            "`none_ttl` has no effect with `cache_none = false`",
+        ));
     }
 
     let (key, key_params) = match &options.key {
-        None => (KeyPlan::Derived, (0..func.params.len()).filter(|&i| !func.params[i].skip).collect()),
+        None => (
+            KeyPlan::Derived,
+            (0..func.params.len())
+                .filter(|&i| !func.params[i].skip)
+                .collect(),
+        ),
         Some(key) => plan_template(cx, &key.value, func),
     };
 
@@ -114,11 +132,17 @@ pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<
         return None;
     }
     let version = options.version.as_ref().map_or(1, |v| v.value);
-    let krate = options.krate.map_or_else(|| syn::parse_quote!(::redis_cached), |k| k.value);
+    let krate = options
+        .krate
+        .map_or_else(|| syn::parse_quote!(::redis_cached), |k| k.value);
     let ident = &sig.ident;
     let name = match &options.name {
         Some(name) => name.value.to_token_stream(),
-        None => quote!(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident))),
+        None => quote!(::core::concat!(
+            ::core::module_path!(),
+            "::",
+            ::core::stringify!(#ident)
+        )),
     };
     Some(Plan {
         name,
@@ -154,11 +178,17 @@ fn plan_template(cx: &mut Ctxt, lit: &LitStr, func: &Function) -> (KeyPlan, Vec<
             Piece::Value { root, fields } => {
                 let root_tokens = if root == "self" {
                     if func.receiver.is_none() {
-                        cx.error_spanned_by(lit, "`{self...}` in a key template needs a method with a `self` receiver");
+                        cx.error_spanned_by(
+                            lit,
+                            "`{self...}` in a key template needs a method with a `self` receiver",
+                        );
                     }
                     quote!(self)
                 } else {
-                    let found = func.params.iter().position(|p| p.bindings.iter().any(|b| b == root.as_str()));
+                    let found = func
+                        .params
+                        .iter()
+                        .position(|p| p.bindings.iter().any(|b| b == root.as_str()));
                     match found {
                         Some(i) if func.params[i].skip => {
                             cx.error_spanned_by(lit, format!("`{root}` is marked `#[cache(skip)]` and cannot appear in the key"));
@@ -188,7 +218,10 @@ fn plan_template(cx: &mut Ctxt, lit: &LitStr, func: &Function) -> (KeyPlan, Vec<
                     quote!(#ident)
                 };
                 let members = fields.iter().map(|f| match f.parse::<u32>() {
-                    Ok(index) => Member::Unnamed(syn::Index { index, span: lit.span() }),
+                    Ok(index) => Member::Unnamed(syn::Index {
+                        index,
+                        span: lit.span(),
+                    }),
                     Err(_) => Member::Named(Ident::new(f, lit.span())),
                 });
                 planned.push(KeyPiece::Value(quote!(#root_tokens #(.#members)*)));
@@ -213,7 +246,9 @@ fn ttl_tokens(krate: &Path, value: TtlValue) -> TokenStream {
 /// FNV-1a over the return type's tokens and `version`: a changed type or version is a miss.
 fn fingerprint(output: &Type, version: u32) -> u64 {
     let text = format!("{}|v{version}", output.to_token_stream());
-    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn find_impl_trait(ty: &Type) -> Option<Span> {

@@ -4,20 +4,25 @@ use std::time::Duration;
 
 /// Parses a duration string; the error names the accepted forms.
 pub(crate) fn parse(text: &str) -> Result<Duration, String> {
-    const FORMS: &str = "expected a duration such as \"90s\", \"15m\", \"1h30m\", \"500ms\" or \"2d\"";
+    const FORMS: &str =
+        "expected a duration such as \"90s\", \"15m\", \"1h30m\", \"500ms\" or \"2d\"";
     let mut rest = text.trim();
     if rest.is_empty() {
         return Err(FORMS.into());
     }
     let mut total = Duration::ZERO;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(FORMS.into());
         }
         let number: u64 = rest[..digits].parse().map_err(|_| FORMS.to_owned())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
             "ms" => Duration::from_millis(1),
             "s" => Duration::from_secs(1),

@@ -3,9 +3,7 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
-use syn::{
-    FnArg, ItemFn, Pat, parse::Parser, spanned::Spanned, visit_mut::VisitMut,
-};
+use syn::{FnArg, ItemFn, Pat, parse::Parser, spanned::Spanned, visit_mut::VisitMut};
 
 use crate::{
     ast::{Function, ShapeKind},
@@ -18,18 +16,20 @@ pub(crate) fn redis_cached(args: TokenStream, item: TokenStream) -> TokenStream 
     let item_fn: ItemFn = match syn::parse2(item.clone()) {
         Ok(item_fn) => item_fn,
         Err(_) => {
-            let err = syn::Error::new_spanned(&item, "#[redis_cached] applies to an `async fn`").to_compile_error();
+            let err = syn::Error::new_spanned(&item, "#[redis_cached] applies to an `async fn`")
+                .to_compile_error();
             return quote!(#err #item);
         }
     };
     let mut cx = Ctxt::default();
-    let options = match (|input: syn::parse::ParseStream| Options::parse(&mut cx, input)).parse2(args) {
-        Ok(options) => Some(options),
-        Err(err) => {
-            cx.syn_error(err);
-            None
-        }
-    };
+    let options =
+        match (|input: syn::parse::ParseStream| Options::parse(&mut cx, input)).parse2(args) {
+            Ok(options) => Some(options),
+            Err(err) => {
+                cx.syn_error(err);
+                None
+            }
+        };
     let func = Function::read(&mut cx, item_fn);
     let plan = options.and_then(|options| check::check(&mut cx, options, &func));
     match plan {
@@ -47,7 +47,12 @@ pub(crate) fn redis_cached(args: TokenStream, item: TokenStream) -> TokenStream 
 fn emit(func: &Function, plan: &Plan) -> TokenStream {
     let krate = &plan.krate;
     let p = quote!(#krate::__private);
-    let ItemFn { attrs, vis, sig, block } = &func.item;
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = &func.item;
     let output = &plan.output;
     let spec = spec_tokens(plan, &p);
     let resolve = resolve_tokens(plan, &p);
@@ -89,7 +94,14 @@ fn emit(func: &Function, plan: &Plan) -> TokenStream {
 }
 
 fn spec_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
-    let Plan { name, version, fingerprint, cache_none, jitter, .. } = plan;
+    let Plan {
+        name,
+        version,
+        fingerprint,
+        cache_none,
+        jitter,
+        ..
+    } = plan;
     let opt = |t: &Option<TokenStream>| match t {
         Some(t) => quote!(::core::option::Option::Some(#t)),
         None => quote!(::core::option::Option::None),
@@ -186,7 +198,11 @@ fn helpers(
     let (impl_generics, _, where_clause) = sig.generics.split_for_impl();
     let _ = impl_generics;
     let generics = &sig.generics;
-    let receiver: Vec<&FnArg> = sig.inputs.iter().filter(|a| matches!(a, FnArg::Receiver(_))).collect();
+    let receiver: Vec<&FnArg> = sig
+        .inputs
+        .iter()
+        .filter(|a| matches!(a, FnArg::Receiver(_)))
+        .collect();
     let key_params: Vec<TokenStream> = plan
         .key_params
         .iter()
@@ -200,7 +216,11 @@ fn helpers(
     let krate = &plan.krate;
     let output = &plan.output;
     let value_ty = &plan.value_ty;
-    let value_arg = if func.params.iter().any(|p| p.bindings.iter().any(|b| b == "value")) {
+    let value_arg = if func
+        .params
+        .iter()
+        .any(|p| p.bindings.iter().any(|b| b == "value"))
+    {
         format_ident!("__cache_value")
     } else {
         format_ident!("value")

@@ -5,7 +5,10 @@
 pub(crate) enum Piece {
     Literal(String),
     /// `{root.field.field}`.
-    Value { root: String, fields: Vec<String> },
+    Value {
+        root: String,
+        fields: Vec<String>,
+    },
 }
 
 /// Characters that may continue an interpolated value's encoding; a literal right after a
@@ -21,7 +24,10 @@ pub(crate) fn parse(template: &str) -> Result<Vec<Piece>, String> {
     while !rest.is_empty() {
         match rest.find(['{', '}']) {
             Some(at) if rest[at..].starts_with('}') => {
-                return Err("unmatched `}` in key template; braces only delimit `{argument}` placeholders".into());
+                return Err(
+                    "unmatched `}` in key template; braces only delimit `{argument}` placeholders"
+                        .into(),
+                );
             }
             Some(at) => {
                 if at > 0 {
@@ -36,10 +42,16 @@ pub(crate) fn parse(template: &str) -> Result<Vec<Piece>, String> {
                 let root = parts.next().unwrap_or_default().to_owned();
                 let fields: Vec<String> = parts.map(str::to_owned).collect();
                 let is_ident = |s: &str| {
-                    s.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+                    s.chars()
+                        .next()
+                        .is_some_and(|c| c.is_alphabetic() || c == '_')
                         && s.chars().all(|c| c.is_alphanumeric() || c == '_')
                 };
-                if !is_ident(&root) || !fields.iter().all(|f| is_ident(f) || f.parse::<usize>().is_ok()) {
+                if !is_ident(&root)
+                    || !fields
+                        .iter()
+                        .all(|f| is_ident(f) || f.parse::<usize>().is_ok())
+                {
                     return Err(format!(
                         "`{{{inner}}}` is not a placeholder; expected `{{argument}}` or `{{argument.field}}`"
                     ));
@@ -84,9 +96,15 @@ mod tests {
             parse("user:{id}/{org.id}").ok(),
             Some(vec![
                 Piece::Literal("user:".into()),
-                Piece::Value { root: "id".into(), fields: vec![] },
+                Piece::Value {
+                    root: "id".into(),
+                    fields: vec![]
+                },
                 Piece::Literal("/".into()),
-                Piece::Value { root: "org".into(), fields: vec!["id".into()] },
+                Piece::Value {
+                    root: "org".into(),
+                    fields: vec!["id".into()]
+                },
             ])
         );
     }

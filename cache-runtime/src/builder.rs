@@ -175,21 +175,34 @@ impl CacheBuilder {
             )));
         }
         if self.default_ttl.is_zero() {
-            return Err(Error::Config("default_ttl must be greater than zero".into()));
+            return Err(Error::Config(
+                "default_ttl must be greater than zero".into(),
+            ));
         }
         if self.operation_timeout.is_zero() {
-            return Err(Error::Config("operation_timeout must be greater than zero".into()));
+            return Err(Error::Config(
+                "operation_timeout must be greater than zero".into(),
+            ));
         }
         if self.max_value_size == 0 {
-            return Err(Error::Config("max_value_size must be greater than zero".into()));
+            return Err(Error::Config(
+                "max_value_size must be greater than zero".into(),
+            ));
         }
         Ok(())
     }
 
     fn connect_single(&self, url: &str) -> Result<RedisStore, Error> {
-        if !["redis://", "rediss://", "redis+unix://", "unix://", "valkey://", "valkeys://"]
-            .iter()
-            .any(|scheme| url.starts_with(scheme))
+        if ![
+            "redis://",
+            "rediss://",
+            "redis+unix://",
+            "unix://",
+            "valkey://",
+            "valkeys://",
+        ]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
         {
             return Err(Error::Config(format!(
                 "unsupported cache url {url:?}: expected redis://, rediss://, redis+unix:// or mem://"
@@ -229,6 +242,8 @@ impl CacheBuilder {
         let config = redis::cluster::ClusterConfig::new()
             .set_connection_timeout(timeout)
             .set_response_timeout(timeout);
-        Ok(RedisStore::Cluster(client.get_pending_async_connection_with_config(config)))
+        Ok(RedisStore::Cluster(
+            client.get_pending_async_connection_with_config(config),
+        ))
     }
 }

@@ -38,7 +38,14 @@ impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
             .field("namespace", &self.inner.namespace)
-            .field("store", &if self.inner.store.is_remote() { "redis" } else { "memory" })
+            .field(
+                "store",
+                &if self.inner.store.is_remote() {
+                    "redis"
+                } else {
+                    "memory"
+                },
+            )
             .finish_non_exhaustive()
     }
 }
@@ -87,7 +94,9 @@ impl Cache {
     }
 
     pub(crate) fn from_inner(inner: Inner) -> Self {
-        Cache { inner: Arc::new(inner) }
+        Cache {
+            inner: Arc::new(inner),
+        }
     }
 
     pub(crate) fn inner(&self) -> &Inner {
@@ -136,7 +145,9 @@ impl Cache {
 
     /// Counters since this cache was built.
     pub fn stats(&self) -> Stats {
-        self.inner.counters.snapshot(self.inner.breaker.opened_total())
+        self.inner
+            .counters
+            .snapshot(self.inner.breaker.opened_total())
     }
 
     /// Whether the circuit breaker currently keeps calls away from Redis.
@@ -172,7 +183,9 @@ impl Cache {
         }
         let result = match tokio::time::timeout(inner.operation_timeout, f).await {
             // The connection's own response timeout (set to the same value) may fire first.
-            Ok(Err(Error::Backend(err))) if err.is_timeout() => Err(Error::Timeout(inner.operation_timeout)),
+            Ok(Err(Error::Backend(err))) if err.is_timeout() => {
+                Err(Error::Timeout(inner.operation_timeout))
+            }
             Ok(result) => result,
             Err(_) => Err(Error::Timeout(inner.operation_timeout)),
         };
@@ -200,11 +213,20 @@ impl Cache {
         self.guarded("get", self.inner.store.get(key)).await
     }
 
-    pub(crate) async fn store_set(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), Error> {
+    pub(crate) async fn store_set(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<(), Error> {
         if value.len() > self.inner.max_value_size {
-            return Err(Error::ValueTooLarge { size: value.len(), max: self.inner.max_value_size });
+            return Err(Error::ValueTooLarge {
+                size: value.len(),
+                max: self.inner.max_value_size,
+            });
         }
-        self.guarded("set", self.inner.store.set(key, value, ttl)).await?;
+        self.guarded("set", self.inner.store.set(key, value, ttl))
+            .await?;
         bump(&self.inner.counters.stores);
         Ok(())
     }

@@ -120,7 +120,9 @@ pub fn decode<T: DeserializeOwned>(
     }
     let tags = u16::from_le_bytes([header[32], header[33]]) as usize;
     let payload_at = HEADER_LEN + 8 * tags;
-    let tag_bytes = bytes.get(HEADER_LEN..payload_at).ok_or(DecodeError::Corrupt)?;
+    let tag_bytes = bytes
+        .get(HEADER_LEN..payload_at)
+        .ok_or(DecodeError::Corrupt)?;
     let meta = EntryMeta {
         ttl: Duration::from_millis(u64_at(header, 12)),
         stale: Duration::from_millis(u64_at(header, 20)),
@@ -179,17 +181,29 @@ mod tests {
     fn every_truncation_is_an_error_not_a_panic() {
         let bytes = encode(42, Some(&"hello".to_string()), &meta()).expect("encode");
         for len in 0..bytes.len() {
-            assert!(decode::<String>(42, &bytes[..len], usize::MAX).is_err(), "len {len}");
+            assert!(
+                decode::<String>(42, &bytes[..len], usize::MAX).is_err(),
+                "len {len}"
+            );
         }
     }
 
     #[test]
     fn foreign_fingerprint_format_and_size_are_rejected() {
         let mut bytes = encode(42, Some(&1u32), &meta()).expect("encode");
-        assert_eq!(decode::<u32>(43, &bytes, usize::MAX), Err(DecodeError::Fingerprint));
+        assert_eq!(
+            decode::<u32>(43, &bytes, usize::MAX),
+            Err(DecodeError::Fingerprint)
+        );
         assert_eq!(decode::<u32>(42, &bytes, 10), Err(DecodeError::TooLarge));
         bytes[2] = 9;
-        assert_eq!(decode::<u32>(42, &bytes, usize::MAX), Err(DecodeError::Format(9)));
-        assert_eq!(decode::<u32>(42, b"garbage", usize::MAX), Err(DecodeError::Corrupt));
+        assert_eq!(
+            decode::<u32>(42, &bytes, usize::MAX),
+            Err(DecodeError::Format(9))
+        );
+        assert_eq!(
+            decode::<u32>(42, b"garbage", usize::MAX),
+            Err(DecodeError::Corrupt)
+        );
     }
 }

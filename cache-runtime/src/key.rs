@@ -110,8 +110,9 @@ fn digest(encoded: &str) -> String {
 
 /// Builds the full entry key `{namespace}:{name}:v{version}:{{args}}`.
 pub(crate) fn entry_key(namespace: &str, name: &str, version: u32, args: &ArgsKey) -> String {
-    let mut key =
-        String::with_capacity(namespace.len() + name.len() + args.0.len() + 8 + ((version > 9) as usize) * 8);
+    let mut key = String::with_capacity(
+        namespace.len() + name.len() + args.0.len() + 8 + ((version > 9) as usize) * 8,
+    );
     key.push_str(namespace);
     key.push(':');
     key.push_str(name);
@@ -314,7 +315,9 @@ impl<'a> ser::Serializer for KeyEncoder<'a> {
             }
             return ser::SerializeSeq::end(seq);
         }
-        let mut items = iter.map(|item| encode_alone(&item)).collect::<Result<Vec<_>, _>>()?;
+        let mut items = iter
+            .map(|item| encode_alone(&item))
+            .collect::<Result<Vec<_>, _>>()?;
         items.sort_unstable();
         self.out.push('[');
         for (i, item) in items.iter().enumerate() {
@@ -355,7 +358,11 @@ impl<'a> ser::Serializer for KeyEncoder<'a> {
     }
 
     fn serialize_map(self, _len: Option<usize>) -> Result<SortedMap<'a>, KeyError> {
-        Ok(SortedMap { out: self.out, entries: Vec::new(), pending_key: None })
+        Ok(SortedMap {
+            out: self.out,
+            entries: Vec::new(),
+            pending_key: None,
+        })
     }
 
     fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Compound<'a>, KeyError> {
@@ -384,7 +391,11 @@ struct Compound<'a> {
 impl<'a> Compound<'a> {
     fn open(out: &'a mut String, open: char, close: char) -> Self {
         out.push(open);
-        Compound { out, first: true, close }
+        Compound {
+            out,
+            first: true,
+            close,
+        }
     }
 
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), KeyError> {
@@ -556,6 +567,9 @@ mod tests {
 
     #[test]
     fn empty_argument_list_is_a_non_empty_tag() {
-        assert_eq!(KeyBuilder::new().finish().map(|k| k.0).ok().as_deref(), Some("()"));
+        assert_eq!(
+            KeyBuilder::new().finish().map(|k| k.0).ok().as_deref(),
+            Some("()")
+        );
     }
 }

@@ -48,7 +48,8 @@ impl FnSpec {
     }
 
     fn none_ttl(&self, cache: &Cache) -> Duration {
-        self.none_ttl.unwrap_or_else(|| self.ttl(cache).min(DEFAULT_NONE_TTL_CAP))
+        self.none_ttl
+            .unwrap_or_else(|| self.ttl(cache).min(DEFAULT_NONE_TTL_CAP))
     }
 
     fn jittered(&self, ttl: Duration) -> Duration {
@@ -130,7 +131,10 @@ fn record_refresh(outcome: Result<(), Error>) {
 ///
 /// Returns the function's output once it is stored; `Err` if there is no cache or storing failed.
 pub async fn refresh<F: Future>(call: F) -> Result<F::Output, Error> {
-    let request = RefCell::new(RefreshRequest { pending: true, outcome: None });
+    let request = RefCell::new(RefreshRequest {
+        pending: true,
+        outcome: None,
+    });
     REFRESH
         .scope(request, async {
             let output = call.await;
@@ -191,7 +195,8 @@ where
     let load_time = started.elapsed();
     bump(&counters.loads);
     metrics::counter!(metric::LOADS, "function" => spec.name).increment(1);
-    metrics::histogram!(metric::LOAD_SECONDS, "function" => spec.name).record(load_time.as_secs_f64());
+    metrics::histogram!(metric::LOAD_SECONDS, "function" => spec.name)
+        .record(load_time.as_secs_f64());
 
     if store_after_load || refreshing {
         let stored = store::<S>(&cache, spec, &key, &output, load_time).await;
@@ -226,7 +231,10 @@ async fn lookup<S: Shape>(cache: &Cache, spec: &FnSpec, key: &str) -> Lookup<S::
     };
     let decoded = envelope::decode::<S::Value>(spec.fingerprint, &bytes, inner.max_value_size)
         .map_err(|e| e.to_string())
-        .and_then(|d| S::from_cached(d.value).ok_or_else(|| "negative entry for a plain return type".to_owned()));
+        .and_then(|d| {
+            S::from_cached(d.value)
+                .ok_or_else(|| "negative entry for a plain return type".to_owned())
+        });
     match decoded {
         Ok(output) => {
             bump(&inner.counters.hits);
@@ -236,7 +244,12 @@ async fn lookup<S: Shape>(cache: &Cache, spec: &FnSpec, key: &str) -> Lookup<S::
         Err(reason) => {
             // A miss: the load that follows overwrites the entry.
             bump(&inner.counters.decode_errors);
-            tracing::debug!(function = spec.name, key, reason, "undecodable entry treated as a miss");
+            tracing::debug!(
+                function = spec.name,
+                key,
+                reason,
+                "undecodable entry treated as a miss"
+            );
             record_miss(cache, spec);
             Lookup::Miss
         }
@@ -272,7 +285,12 @@ async fn write_entry<T: Serialize + ?Sized>(
     ttl: Duration,
     load_time: Duration,
 ) -> Result<(), Error> {
-    let meta = EntryMeta { ttl, stale: Duration::ZERO, load_time, tag_versions: Vec::new() };
+    let meta = EntryMeta {
+        ttl,
+        stale: Duration::ZERO,
+        load_time,
+        tag_versions: Vec::new(),
+    };
     let bytes = envelope::encode(spec.fingerprint, value, &meta).map_err(|e| {
         bump(&cache.inner().counters.uncached);
         Error::Encode(e.to_string())
@@ -297,11 +315,23 @@ pub async fn put<T: Serialize + ?Sized>(
 ) -> Result<(), Error> {
     let cache = cache.ok_or(Error::NotInstalled)?;
     let key = entry_key(&cache, spec, &args?);
-    write_entry(&cache, spec, &key, Some(value), spec.ttl(&cache), Duration::ZERO).await
+    write_entry(
+        &cache,
+        spec,
+        &key,
+        Some(value),
+        spec.ttl(&cache),
+        Duration::ZERO,
+    )
+    .await
 }
 
 /// `NAME_invalidate`: drops the function's entry for these arguments.
-pub async fn invalidate(cache: Option<Cache>, spec: &FnSpec, args: Result<ArgsKey, Error>) -> Result<(), Error> {
+pub async fn invalidate(
+    cache: Option<Cache>,
+    spec: &FnSpec,
+    args: Result<ArgsKey, Error>,
+) -> Result<(), Error> {
     let cache = cache.ok_or(Error::NotInstalled)?;
     let key = entry_key(&cache, spec, &args?);
     cache.store_delete(&key).await
@@ -314,6 +344,9 @@ pub fn key_string(cache: Option<Cache>, spec: &FnSpec, args: Result<ArgsKey, Err
     let namespace = cache.as_ref().map_or("cache", |c| c.namespace());
     match args {
         Ok(args) => key::entry_key(namespace, spec.name, spec.version, &args),
-        Err(err) => format!("{namespace}:{}:v{}:!unencodable({err})", spec.name, spec.version),
+        Err(err) => format!(
+            "{namespace}:{}:v{}:!unencodable({err})",
+            spec.name, spec.version
+        ),
     }
 }

@@ -61,7 +61,9 @@ impl<T: Serialize + DeserializeOwned> Shape for Opt<T> {
     type Value = T;
 
     fn cacheable(output: &Option<T>) -> Cacheable<'_, T> {
-        output.as_ref().map_or(Cacheable::Negative, Cacheable::Value)
+        output
+            .as_ref()
+            .map_or(Cacheable::Negative, Cacheable::Value)
     }
 
     fn from_cached(value: Option<T>) -> Option<Option<T>> {

@@ -16,7 +16,10 @@ struct Profile {
 #[redis_cached(ttl = 60, name = "profile")]
 async fn profile(id: u64, #[cache(skip)] calls: &Calls) -> Profile {
     calls.bump();
-    Profile { id, email: format!("{id}@example.com") }
+    Profile {
+        id,
+        email: format!("{id}@example.com"),
+    }
 }
 
 /// Same name and key as `profile`, but another return type: as after a deploy that changed it.
@@ -29,7 +32,10 @@ async fn profile_v2(id: u64, #[cache(skip)] calls: &Calls) -> (u64, Vec<String>)
 #[redis_cached(ttl = 60, name = "profile", version = 2)]
 async fn profile_versioned(id: u64, #[cache(skip)] calls: &Calls) -> Profile {
     calls.bump();
-    Profile { id, email: "v2".into() }
+    Profile {
+        id,
+        email: "v2".into(),
+    }
 }
 
 async fn write_raw(server: &RedisServer, key: &str, bytes: &[u8]) {
@@ -51,7 +57,11 @@ async fn assert_miss_then_overwritten(server: &RedisServer, cache: &Cache, bytes
             write_raw(server, &key, bytes).await;
             assert_eq!(profile(1, &calls).await.email, "1@example.com");
             assert_eq!(calls.get(), 1, "bad bytes are a miss");
-            assert_ne!(read_raw(server, &key).await, bytes, "the entry was overwritten");
+            assert_ne!(
+                read_raw(server, &key).await,
+                bytes,
+                "the entry was overwritten"
+            );
             assert_eq!(profile(1, &calls).await.email, "1@example.com");
             assert_eq!(calls.get(), 1, "the overwritten entry hits");
         })
@@ -66,11 +76,21 @@ async fn corrupt_truncated_and_foreign_bytes_are_misses() {
     assert_miss_then_overwritten(&server, &cache, b"not an envelope at all").await;
     assert_miss_then_overwritten(&server, &cache, b"").await;
     assert_miss_then_overwritten(&server, &cache, &[0xff; 300]).await;
-    assert_miss_then_overwritten(&server, &cache, b"{\"id\":1,\"email\":\"json from someone else\"}").await;
+    assert_miss_then_overwritten(
+        &server,
+        &cache,
+        b"{\"id\":1,\"email\":\"json from someone else\"}",
+    )
+    .await;
 
     // A valid entry cut short at every length is never decoded as a value.
     let calls = Calls::default();
-    let key = cache.scope(async { profile(1, &calls).await; profile_key(1) }).await;
+    let key = cache
+        .scope(async {
+            profile(1, &calls).await;
+            profile_key(1)
+        })
+        .await;
     let good = read_raw(&server, &key).await;
     for len in [1, 10, 33, good.len() / 2, good.len() - 1] {
         assert_miss_then_overwritten(&server, &cache, &good[..len]).await;
@@ -91,13 +111,24 @@ async fn another_return_type_or_version_under_the_same_key_is_a_miss() {
             let calls = Calls::default();
             profile(1, &calls).await;
             assert_eq!(profile_key(1), profile_v2_key(1), "same key on purpose");
-            assert_eq!(profile_v2(1, &calls).await, (1, vec!["changed".to_string()]));
-            assert_eq!(calls.get(), 2, "the changed type did not decode the old entry");
+            assert_eq!(
+                profile_v2(1, &calls).await,
+                (1, vec!["changed".to_string()])
+            );
+            assert_eq!(
+                calls.get(),
+                2,
+                "the changed type did not decode the old entry"
+            );
             assert_eq!(cache.stats().decode_errors, 1);
             assert_eq!(profile_v2(1, &calls).await.1, vec!["changed".to_string()]);
             assert_eq!(calls.get(), 2);
 
-            assert_ne!(profile_key(1), profile_versioned_key(1), "version is part of the key");
+            assert_ne!(
+                profile_key(1),
+                profile_versioned_key(1),
+                "version is part of the key"
+            );
             assert_eq!(profile_versioned(1, &calls).await.email, "v2");
             assert_eq!(calls.get(), 3);
         })
@@ -126,7 +157,11 @@ async fn values_over_the_maximum_size_are_not_cached_or_accepted() {
             assert_eq!(big(4096, &calls).await.len(), 4096);
             assert_eq!(big(4096, &calls).await.len(), 4096);
             assert_eq!(calls.get(), 2, "too large to store");
-            assert_eq!(crate::pttl(&server, &big_key(4096)).await, -2, "nothing written");
+            assert_eq!(
+                crate::pttl(&server, &big_key(4096)).await,
+                -2,
+                "nothing written"
+            );
             assert!(cache.stats().uncached >= 2);
 
             // Someone else wrote a huge value under the key: it is not accepted.

@@ -39,7 +39,10 @@ async fn read_through_and_helpers_work_on_a_cluster() {
             assert_eq!(calls.get(), 31);
             item_put(4, &"put".to_string()).await.expect("put");
             assert_eq!(item(4, &calls).await, Ok("put".into()));
-            assert_eq!(item_refresh(4, &calls).await.expect("refresh"), Ok("item4".into()));
+            assert_eq!(
+                item_refresh(4, &calls).await.expect("refresh"),
+                Ok("item4".into())
+            );
             assert_eq!(item(4, &calls).await, Ok("item4".into()));
             assert_eq!(calls.get(), 32);
         })
@@ -50,8 +53,11 @@ async fn read_through_and_helpers_work_on_a_cluster() {
     // Entries landed on every master, and each key's slot is its hash tag's slot.
     let mut per_node = Vec::new();
     for node in &cluster.nodes {
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg("cl:*").query_async(&mut node.conn().await).await.expect("KEYS");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("cl:*")
+            .query_async(&mut node.conn().await)
+            .await
+            .expect("KEYS");
         for key in &keys {
             let tag = &key[key.find('{').expect("tag")..];
             let slot_of = |s: &str| {
@@ -70,5 +76,8 @@ async fn read_through_and_helpers_work_on_a_cluster() {
         }
         per_node.push(keys.len());
     }
-    assert!(per_node.iter().all(|&n| n > 0), "keys spread over all masters: {per_node:?}");
+    assert!(
+        per_node.iter().all(|&n| n > 0),
+        "keys spread over all masters: {per_node:?}"
+    );
 }

@@ -17,7 +17,11 @@ async fn maybe(id: u32) -> Option<u32> {
 #[redis_cached(name = "expiry::default_ttl")]
 async fn fallible(id: u32, #[cache(skip)] calls: &Calls) -> Result<Option<u32>, String> {
     calls.bump();
-    if id % 5 == 0 { Err("nope".into()) } else { Ok((id % 2 == 0).then_some(id)) }
+    if id % 5 == 0 {
+        Err("nope".into())
+    } else {
+        Ok((id % 2 == 0).then_some(id))
+    }
 }
 
 #[tokio::test]
@@ -46,6 +50,9 @@ async fn every_key_written_has_an_expiry_after_a_mixed_workload() {
     for key in keys {
         let ttl = pttl(&server, &key).await;
         assert!(ttl > 0, "{key} has no expiry (PTTL {ttl})");
-        assert!(ttl <= 2 * 3600 * 1000, "{key} expires later than its ttl: {ttl}");
+        assert!(
+            ttl <= 2 * 3600 * 1000,
+            "{key} expires later than its ttl: {ttl}"
+        );
     }
 }

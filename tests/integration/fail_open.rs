@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 
 use redis_cached::{Cache, Error, redis_cached};
 
-use crate::{Calls, support::{RedisServer, wait_until}};
+use crate::{
+    Calls,
+    support::{RedisServer, wait_until},
+};
 
 /// Generous bound on one call while Redis fails: the 200 ms operation timeout plus scheduling
 /// slack on a busy 2-core machine. A call that waited on reconnects (seconds) exceeds it.
@@ -33,7 +36,10 @@ async fn bounded_call(id: u64, calls: &Calls) {
     let started = Instant::now();
     assert_eq!(value(id, calls).await, id * 2);
     let took = started.elapsed();
-    assert!(took < CALL_BOUND, "call blocked {took:?} while redis was failing");
+    assert!(
+        took < CALL_BOUND,
+        "call blocked {took:?} while redis was failing"
+    );
 }
 
 /// Waits until a call is served from Redis again (a hit after a store).
@@ -62,12 +68,22 @@ async fn killed_redis_runs_the_loader_then_recovers_after_restart() {
             for _ in 0..20 {
                 bounded_call(1, &calls).await;
             }
-            assert_eq!(calls.get(), 21, "every call during the outage ran the loader");
+            assert_eq!(
+                calls.get(),
+                21,
+                "every call during the outage ran the loader"
+            );
             let stats = cache.stats();
             assert!(stats.breaker_opened >= 1, "breaker opened: {stats:?}");
-            assert!(stats.breaker_rejections > 0, "open breaker kept calls off the network: {stats:?}");
+            assert!(
+                stats.breaker_rejections > 0,
+                "open breaker kept calls off the network: {stats:?}"
+            );
             assert!(cache.is_degraded());
-            assert!(matches!(value_invalidate(1).await, Err(_)), "invalidation reports the outage");
+            assert!(
+                matches!(value_invalidate(1).await, Err(_)),
+                "invalidation reports the outage"
+            );
 
             server.restart();
             wait_for_hits(&cache, &calls).await;
@@ -114,7 +130,10 @@ async fn unreachable_redis_at_start_up_is_not_an_error() {
                 bounded_call(3, &calls).await;
             }
             assert_eq!(calls.get(), 5);
-            assert!(matches!(value_put(3, &6).await, Err(Error::Backend(_) | Error::Unavailable | Error::Timeout(_))));
+            assert!(matches!(
+                value_put(3, &6).await,
+                Err(Error::Backend(_) | Error::Unavailable | Error::Timeout(_))
+            ));
 
             // Redis appears later: the lazy connection picks it up.
             server.restart();
@@ -132,8 +151,16 @@ async fn invalidation_with_redis_down_returns_an_error() {
             let calls = Calls::default();
             value(4, &calls).await;
             server.kill();
-            let err = value_invalidate(4).await.expect_err("must not report success");
-            assert!(matches!(err, Error::Backend(_) | Error::Timeout(_) | Error::Unavailable), "{err}");
+            let err = value_invalidate(4)
+                .await
+                .expect_err("must not report success");
+            assert!(
+                matches!(
+                    err,
+                    Error::Backend(_) | Error::Timeout(_) | Error::Unavailable
+                ),
+                "{err}"
+            );
         })
         .await;
 }

@@ -44,10 +44,18 @@ impl Calls {
 
 /// Every key in the server.
 pub async fn all_keys(server: &RedisServer) -> Vec<String> {
-    redis::cmd("KEYS").arg("*").query_async(&mut server.conn().await).await.expect("KEYS")
+    redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut server.conn().await)
+        .await
+        .expect("KEYS")
 }
 
 /// Remaining TTL of a key in milliseconds (-1: no expiry, -2: absent).
 pub async fn pttl(server: &RedisServer, key: &str) -> i64 {
-    redis::cmd("PTTL").arg(key).query_async(&mut server.conn().await).await.expect("PTTL")
+    redis::cmd("PTTL")
+        .arg(key)
+        .query_async(&mut server.conn().await)
+        .await
+        .expect("PTTL")
 }

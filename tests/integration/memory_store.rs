@@ -20,7 +20,12 @@ async fn blob(n: u64, #[cache(skip)] calls: &Calls) -> Vec<u8> {
 
 #[tokio::test]
 async fn embedded_store_hits_expires_and_runs_helpers() {
-    let cache = Cache::builder().url("mem://").namespace("mem").build().await.expect("build");
+    let cache = Cache::builder()
+        .url("mem://")
+        .namespace("mem")
+        .build()
+        .await
+        .expect("build");
     let calls = Calls::default();
     cache
         .scope(async {
@@ -68,7 +73,10 @@ async fn embedded_store_respects_its_capacity() {
                 blob(n, &calls).await;
             }
             let reloaded = calls.get() - 200;
-            assert!(reloaded >= 150, "only {reloaded} of 200 reloaded: capacity not enforced");
+            assert!(
+                reloaded >= 150,
+                "only {reloaded} of 200 reloaded: capacity not enforced"
+            );
         })
         .await;
 }

@@ -6,7 +6,10 @@ use std::{sync::Arc, time::Duration};
 use redis_cached::{Cache, Error, redis_cached};
 use serde::{Deserialize, Serialize};
 
-use crate::{Calls, pttl, redis_cache, support::{RedisServer, wait_until}};
+use crate::{
+    Calls, pttl, redis_cache,
+    support::{RedisServer, wait_until},
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct User {
@@ -17,7 +20,10 @@ struct User {
 #[redis_cached(ttl = 60)]
 async fn load_user(id: u64, #[cache(skip)] calls: &Calls) -> User {
     calls.bump();
-    User { id, name: format!("user{id}") }
+    User {
+        id,
+        name: format!("user{id}"),
+    }
 }
 
 #[tokio::test]
@@ -35,7 +41,10 @@ async fn a_miss_loads_and_stores_then_a_hit_skips_the_loader() {
         })
         .await;
     let stats = cache.stats();
-    assert_eq!((stats.hits, stats.misses, stats.loads, stats.stores), (1, 2, 2, 2));
+    assert_eq!(
+        (stats.hits, stats.misses, stats.loads, stats.stores),
+        (1, 2, 2, 2)
+    );
     let key = cache.scope(async { load_user_key(1) }).await;
     assert_eq!(key, "test:integration::read_through::load_user:v1:{1}");
     let ttl = pttl(&server, &key).await;
@@ -62,7 +71,13 @@ async fn an_entry_expires_after_its_ttl() {
             wait_until("the entry to expire", Duration::from_secs(5), || {
                 let mut conn = conn.clone();
                 let key = key.clone();
-                async move { !redis::cmd("EXISTS").arg(&key).query_async::<bool>(&mut conn).await.unwrap_or(true) }
+                async move {
+                    !redis::cmd("EXISTS")
+                        .arg(&key)
+                        .query_async::<bool>(&mut conn)
+                        .await
+                        .unwrap_or(true)
+                }
             })
             .await;
             let _ = &mut conn;
@@ -100,7 +115,11 @@ struct LoadError(String);
 #[redis_cached(ttl = 60, name = "result_fn")]
 async fn fallible(id: u64, fail: bool, #[cache(skip)] calls: &Calls) -> Result<u64, LoadError> {
     calls.bump();
-    if fail { Err(LoadError("boom".into())) } else { Ok(id * 10) }
+    if fail {
+        Err(LoadError("boom".into()))
+    } else {
+        Ok(id * 10)
+    }
 }
 
 #[tokio::test]
@@ -110,8 +129,14 @@ async fn result_functions_cache_only_ok() {
     let calls = Calls::default();
     cache
         .scope(async {
-            assert_eq!(fallible(1, true, &calls).await, Err(LoadError("boom".into())));
-            assert_eq!(fallible(1, true, &calls).await, Err(LoadError("boom".into())));
+            assert_eq!(
+                fallible(1, true, &calls).await,
+                Err(LoadError("boom".into()))
+            );
+            assert_eq!(
+                fallible(1, true, &calls).await,
+                Err(LoadError("boom".into()))
+            );
             assert_eq!(calls.get(), 2, "errors are not cached");
             assert_eq!(fallible(1, false, &calls).await, Ok(10));
             assert_eq!(fallible(1, false, &calls).await, Ok(10));
@@ -153,9 +178,15 @@ async fn option_none_is_cached_with_its_own_ttl_unless_disabled() {
             assert_eq!(find(3, &calls).await, None);
             assert_eq!(calls.get(), 1, "None is cached");
             let none_ttl = pttl(&server, &find_key(3)).await;
-            assert!(none_ttl > 0 && none_ttl <= 30_000, "none_ttl applied: {none_ttl}");
+            assert!(
+                none_ttl > 0 && none_ttl <= 30_000,
+                "none_ttl applied: {none_ttl}"
+            );
             assert_eq!(find(4, &calls).await, Some(4));
-            assert!(pttl(&server, &find_key(4)).await > 30_000, "values get the full ttl");
+            assert!(
+                pttl(&server, &find_key(4)).await > 30_000,
+                "values get the full ttl"
+            );
 
             let calls = Calls::default();
             assert_eq!(find_uncached_none(3, &calls).await, None);
@@ -175,7 +206,10 @@ async fn result_option_caches_ok_none_but_not_err() {
             assert_eq!(find_result(1, &calls).await, Ok(None));
             assert_eq!(find_result(1, &calls).await, Ok(None));
             assert_eq!(calls.get(), 1);
-            assert!(pttl(&server, &find_result_key(1)).await <= 60_000, "negative TTL defaults to min(ttl, 60s)");
+            assert!(
+                pttl(&server, &find_result_key(1)).await <= 60_000,
+                "negative TTL defaults to min(ttl, 60s)"
+            );
             assert_eq!(find_result(2, &calls).await, Ok(Some(2)));
             assert_eq!(find_result(2, &calls).await, Ok(Some(2)));
             assert_eq!(calls.get(), 2);
@@ -217,13 +251,27 @@ async fn methods_use_their_name_or_key_and_helpers_are_methods() {
     let cache = redis_cache(&server).await;
     cache
         .scope(async {
-            let a = Repo { tenant: "a".into(), calls: Calls::default() };
-            let b = Repo { tenant: "b".into(), calls: Calls::default() };
+            let a = Repo {
+                tenant: "a".into(),
+                calls: Calls::default(),
+            };
+            let b = Repo {
+                tenant: "b".into(),
+                calls: Calls::default(),
+            };
             assert_eq!(a.by_tenant(1).await, "a/1");
             assert_eq!(a.by_tenant(1).await, "a/1");
-            assert_eq!(b.by_tenant(1).await, "b/1", "self fields in the template keep tenants apart");
+            assert_eq!(
+                b.by_tenant(1).await,
+                "b/1",
+                "self fields in the template keep tenants apart"
+            );
             assert_eq!((a.calls.get(), b.calls.get()), (1, 1));
-            assert!(a.by_tenant_key(1).ends_with(":{a:1}"), "{}", a.by_tenant_key(1));
+            assert!(
+                a.by_tenant_key(1).ends_with(":{a:1}"),
+                "{}",
+                a.by_tenant_key(1)
+            );
 
             // Without a template, self is not part of the key: instances share entries.
             assert_eq!(a.named(7).await, "named/7");
@@ -233,7 +281,10 @@ async fn methods_use_their_name_or_key_and_helpers_are_methods() {
             b.named(7).await;
             assert_eq!(b.calls.get(), 2);
 
-            let owned = Arc::new(Repo { tenant: "c".into(), calls: Calls::default() });
+            let owned = Arc::new(Repo {
+                tenant: "c".into(),
+                calls: Calls::default(),
+            });
             assert_eq!(owned.clone().owned(3).await, 3);
             assert_eq!(owned.clone().owned(3).await, 3);
             assert_eq!(owned.calls.get(), 1);
@@ -252,7 +303,10 @@ where
 }
 
 #[redis_cached(ttl = 60, name = "generic_arg")]
-async fn echo<T: Serialize + serde::de::DeserializeOwned + Clone>(value: T, #[cache(skip)] calls: &Calls) -> T {
+async fn echo<T: Serialize + serde::de::DeserializeOwned + Clone>(
+    value: T,
+    #[cache(skip)] calls: &Calls,
+) -> T {
     calls.bump();
     value
 }
@@ -275,19 +329,31 @@ async fn generic_functions_keep_instantiations_apart() {
             let calls = Calls::default();
             assert_eq!(echo(5u8, &calls).await, 5);
             assert_eq!(echo(5u64, &calls).await, 5);
-            assert_eq!(calls.get(), 2, "same value, different type: different entries");
+            assert_eq!(
+                calls.get(),
+                2,
+                "same value, different type: different entries"
+            );
         })
         .await;
 }
 
 #[redis_cached(ttl = 60, name = "patterns")]
-async fn patterns((a, b): (u32, u32), name: &str, items: &[u8], #[cache(skip)] calls: &Calls) -> String {
+async fn patterns(
+    (a, b): (u32, u32),
+    name: &str,
+    items: &[u8],
+    #[cache(skip)] calls: &Calls,
+) -> String {
     calls.bump();
     format!("{a}{b}{name}{}", items.len())
 }
 
 #[redis_cached(ttl = 60, name = "impl_arg")]
-async fn impl_arg(value: impl Serialize + std::fmt::Display, #[cache(skip)] calls: &Calls) -> String {
+async fn impl_arg(
+    value: impl Serialize + std::fmt::Display,
+    #[cache(skip)] calls: &Calls,
+) -> String {
     calls.bump();
     value.to_string()
 }
@@ -303,12 +369,19 @@ async fn reference_pattern_and_impl_trait_arguments() {
             assert_eq!(patterns((1, 2), "x", &[1, 2, 3], &calls).await, "12x3");
             assert_eq!(patterns((2, 1), "x", &[1, 2, 3], &calls).await, "21x3");
             assert_eq!(calls.get(), 2);
-            assert_eq!(patterns_key((1, 2), "x", &[1, 2, 3]), "test:patterns:v1:{(1,2),x,[1,2,3]}");
+            assert_eq!(
+                patterns_key((1, 2), "x", &[1, 2, 3]),
+                "test:patterns:v1:{(1,2),x,[1,2,3]}"
+            );
 
             let calls = Calls::default();
             assert_eq!(impl_arg(7u8, &calls).await, "7");
             assert_eq!(impl_arg("7", &calls).await, "7");
-            assert_eq!(calls.get(), 2, "impl Trait arguments of different types do not share entries");
+            assert_eq!(
+                calls.get(),
+                2,
+                "impl Trait arguments of different types do not share entries"
+            );
         })
         .await;
 }
@@ -316,7 +389,10 @@ async fn reference_pattern_and_impl_trait_arguments() {
 #[redis_cached(ttl = 60, key = "user:{id}", name = "helpers")]
 async fn helper_target(id: u64, #[cache(skip)] calls: &Calls) -> Result<User, LoadError> {
     let n = calls.bump();
-    Ok(User { id, name: format!("load{n}") })
+    Ok(User {
+        id,
+        name: format!("load{n}"),
+    })
 }
 
 #[tokio::test]
@@ -327,22 +403,47 @@ async fn generated_helpers_invalidate_put_refresh_and_key() {
     cache
         .scope(async {
             assert_eq!(helper_target_key(9), "test:helpers:v1:{user:9}");
-            assert_eq!(helper_target(9, &calls).await.map(|u| u.name), Ok("load1".into()));
+            assert_eq!(
+                helper_target(9, &calls).await.map(|u| u.name),
+                Ok("load1".into())
+            );
 
             helper_target_invalidate(9).await.expect("invalidate");
-            assert_eq!(pttl(&server, &helper_target_key(9)).await, -2, "entry is gone");
-            assert_eq!(helper_target(9, &calls).await.map(|u| u.name), Ok("load2".into()));
+            assert_eq!(
+                pttl(&server, &helper_target_key(9)).await,
+                -2,
+                "entry is gone"
+            );
+            assert_eq!(
+                helper_target(9, &calls).await.map(|u| u.name),
+                Ok("load2".into())
+            );
 
-            let put = User { id: 9, name: "put".into() };
+            let put = User {
+                id: 9,
+                name: "put".into(),
+            };
             helper_target_put(9, &put).await.expect("put");
             assert_eq!(helper_target(9, &calls).await, Ok(put));
             assert_eq!(calls.get(), 2, "a put value is served without loading");
-            assert!(pttl(&server, &helper_target_key(9)).await > 0, "put entries expire");
+            assert!(
+                pttl(&server, &helper_target_key(9)).await > 0,
+                "put entries expire"
+            );
 
-            let refreshed = helper_target_refresh(9, &calls).await.expect("refresh stores");
+            let refreshed = helper_target_refresh(9, &calls)
+                .await
+                .expect("refresh stores");
             assert_eq!(refreshed.map(|u| u.name), Ok("load3".into()));
-            assert_eq!(helper_target(9, &calls).await.map(|u| u.name), Ok("load3".into()));
-            assert_eq!(calls.get(), 3, "refresh reloads once and the next call hits");
+            assert_eq!(
+                helper_target(9, &calls).await.map(|u| u.name),
+                Ok("load3".into())
+            );
+            assert_eq!(
+                calls.get(),
+                3,
+                "refresh reloads once and the next call hits"
+            );
         })
         .await;
 }
@@ -362,7 +463,12 @@ async fn with_explicit_cache(id: u64, #[cache(skip)] calls: &Calls) -> u64 {
 #[tokio::test]
 async fn cache_expr_overrides_the_default() {
     let server = RedisServer::start();
-    let cache = Cache::builder().url(server.url()).namespace("explicit").build().await.expect("build");
+    let cache = Cache::builder()
+        .url(server.url())
+        .namespace("explicit")
+        .build()
+        .await
+        .expect("build");
     assert!(DEDICATED.set(cache.clone()).is_ok());
     let calls = Calls::default();
     // No scope and nothing installed: the function still uses its own cache.
@@ -380,8 +486,20 @@ async fn without_a_cache_calls_run_uncached_and_helpers_fail() {
     assert_eq!(load_user(1, &calls).await.id, 1);
     assert_eq!(load_user(1, &calls).await.id, 1);
     assert_eq!(calls.get(), 2);
-    assert!(matches!(load_user_invalidate(1).await, Err(Error::NotInstalled)));
-    assert!(matches!(load_user_refresh(1, &calls).await, Err(Error::NotInstalled)));
-    let user = User { id: 1, name: "x".into() };
-    assert!(matches!(load_user_put(1, &user).await, Err(Error::NotInstalled)));
+    assert!(matches!(
+        load_user_invalidate(1).await,
+        Err(Error::NotInstalled)
+    ));
+    assert!(matches!(
+        load_user_refresh(1, &calls).await,
+        Err(Error::NotInstalled)
+    ));
+    let user = User {
+        id: 1,
+        name: "x".into(),
+    };
+    assert!(matches!(
+        load_user_put(1, &user).await,
+        Err(Error::NotInstalled)
+    ));
 }

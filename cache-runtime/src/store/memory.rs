@@ -52,11 +52,17 @@ impl MemoryStore {
     }
 
     pub(crate) async fn get(&self, key: &str) -> Option<StoredBytes> {
-        self.entries.get(key).await.map(|e| StoredBytes::Shared(e.bytes))
+        self.entries
+            .get(key)
+            .await
+            .map(|e| StoredBytes::Shared(e.bytes))
     }
 
     pub(crate) async fn set(&self, key: &str, value: Vec<u8>, ttl: Duration) {
-        let entry = MemoryEntry { bytes: value.into(), ttl };
+        let entry = MemoryEntry {
+            bytes: value.into(),
+            ttl,
+        };
         self.entries.insert(key.to_owned(), entry).await;
     }
 

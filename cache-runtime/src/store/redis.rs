@@ -35,10 +35,13 @@ impl RedisStore {
     pub(crate) async fn set(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), Error> {
         // PX needs at least 1 ms; a zero TTL would be an error reply.
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        self.query(redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ms)).await
+        self.query(redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ms))
+            .await
     }
 
     pub(crate) async fn delete(&self, key: &str) -> Result<(), Error> {
-        self.query::<i64>(redis::cmd("UNLINK").arg(key)).await.map(drop)
+        self.query::<i64>(redis::cmd("UNLINK").arg(key))
+            .await
+            .map(drop)
     }
 }

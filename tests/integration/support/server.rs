@@ -47,7 +47,11 @@ fn fastrand_u16(below: u16) -> u16 {
 }
 
 pub fn redis_server_binary() -> &'static str {
-    if Command::new("redis-server").arg("--version").output().is_err() {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         panic!(
             "redis-server is not installed. Run the suite with scripts/test.sh, which installs it \
              (apt-get install -y redis-server), or install it yourself."
@@ -73,7 +77,12 @@ impl RedisServer {
                 NEXT_DIR.fetch_add(1, Ordering::Relaxed)
             ));
             std::fs::create_dir_all(&dir).expect("create temp dir");
-            let mut server = RedisServer { port, dir, child: None, extra_args: extra_args.clone() };
+            let mut server = RedisServer {
+                port,
+                dir,
+                child: None,
+                extra_args: extra_args.clone(),
+            };
             // The port was free a moment ago; another process may take it (retry on a new one).
             if server.spawn() {
                 return server;
@@ -153,8 +162,13 @@ impl RedisServer {
 
     fn signal(&self, signal: &str) {
         if let Some(pid) = self.pid() {
-            let status = Command::new("kill").args([signal, &pid.to_string()]).status();
-            assert!(status.is_ok_and(|s| s.success()), "kill {signal} {pid} failed");
+            let status = Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "kill {signal} {pid} failed"
+            );
         }
     }
 

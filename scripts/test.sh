@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh machine: installs redis-server (and redis-cli, which
+# the cluster tests use) when missing, then runs every test of the workspace.
+# The tests start their own Redis servers on free loopback ports; they never use 6379.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    echo "redis-server not found; installing it with apt-get" >&2
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "error: apt-get is not available; install redis-server (7.x) yourself and rerun" >&2
+        exit 1
+    fi
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y redis-server
+fi
+
+cargo test --workspace "$@"

@@ -62,7 +62,6 @@ async fn read_through_and_helpers_work_on_a_cluster() {
             let tag = &key[key.find('{').expect("tag")..];
             let slot_of = |s: &str| {
                 let s = s.to_owned();
-                let node = node;
                 async move {
                     redis::cmd("CLUSTER")
                         .arg("KEYSLOT")

@@ -11,16 +11,16 @@ async fn plain(id: u32) -> u32 {
 
 #[redis_cached(ttl = "2h", jitter = 0.5, name = "expiry::option")]
 async fn maybe(id: u32) -> Option<u32> {
-    (id % 3 == 0).then_some(id)
+    id.is_multiple_of(3).then_some(id)
 }
 
 #[redis_cached(name = "expiry::default_ttl")]
 async fn fallible(id: u32, #[cache(skip)] calls: &Calls) -> Result<Option<u32>, String> {
     calls.bump();
-    if id % 5 == 0 {
+    if id.is_multiple_of(5) {
         Err("nope".into())
     } else {
-        Ok((id % 2 == 0).then_some(id))
+        Ok(id.is_multiple_of(2).then_some(id))
     }
 }
 

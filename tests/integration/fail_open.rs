@@ -81,7 +81,7 @@ async fn killed_redis_runs_the_loader_then_recovers_after_restart() {
             );
             assert!(cache.is_degraded());
             assert!(
-                matches!(value_invalidate(1).await, Err(_)),
+                value_invalidate(1).await.is_err(),
                 "invalidation reports the outage"
             );
 

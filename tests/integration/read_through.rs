@@ -148,13 +148,13 @@ async fn result_functions_cache_only_ok() {
 #[redis_cached(ttl = 600, none_ttl = 30, name = "option_fn")]
 async fn find(id: u64, #[cache(skip)] calls: &Calls) -> Option<u64> {
     calls.bump();
-    (id % 2 == 0).then_some(id)
+    id.is_multiple_of(2).then_some(id)
 }
 
 #[redis_cached(ttl = 600, cache_none = false, name = "option_no_none")]
 async fn find_uncached_none(id: u64, #[cache(skip)] calls: &Calls) -> Option<u64> {
     calls.bump();
-    (id % 2 == 0).then_some(id)
+    id.is_multiple_of(2).then_some(id)
 }
 
 #[redis_cached(ttl = 600, name = "result_option_fn")]

@@ -1,8 +1,8 @@
 //! The `#[redis_cached]` attribute. Use it through the `redis-cached` crate, which documents it.
 //!
-//! Layout (after `serde_derive` and `thiserror-impl`): [`attr`] parses the attribute options,
-//! [`ast`] reads the function, [`check`] holds the semantic rules and collects every error,
-//! [`expand`] only emits tokens.
+//! Layout (after `serde_derive` and `thiserror-impl`): `attr` parses the attribute options,
+//! `ast` reads the function, `check` holds the semantic rules and collects every error,
+//! `expand` only emits tokens.
 #![forbid(unsafe_code)]
 
 mod ast;

@@ -444,35 +444,26 @@ compound_impl!(
     SerializeTupleVariant::serialize_field
 );
 
-impl ser::SerializeStruct for Compound<'_> {
-    type Ok = ();
-    type Error = KeyError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), KeyError> {
-        self.field(key, value)
-    }
-    fn end(self) -> Result<(), KeyError> {
-        self.close()
-    }
+macro_rules! named_fields_impl {
+    ($($trait:ident),*) => {
+        $(impl ser::$trait for Compound<'_> {
+            type Ok = ();
+            type Error = KeyError;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), KeyError> {
+                self.field(key, value)
+            }
+            fn end(self) -> Result<(), KeyError> {
+                self.close()
+            }
+        })*
+    };
 }
 
-impl ser::SerializeStructVariant for Compound<'_> {
-    type Ok = ();
-    type Error = KeyError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), KeyError> {
-        self.field(key, value)
-    }
-    fn end(self) -> Result<(), KeyError> {
-        self.close()
-    }
-}
+named_fields_impl!(SerializeStruct, SerializeStructVariant);
 
 /// Maps: entries are encoded alone, sorted, then written as `<k=v,...>`.
 struct SortedMap<'a> {

@@ -20,6 +20,8 @@ pub(crate) struct Param {
     pub(crate) skip: bool,
     /// The type is `impl Trait`.
     pub(crate) impl_trait: bool,
+    /// The type borrows nothing (no `&`, no lifetime, no `impl Trait`).
+    pub(crate) owned: bool,
 }
 
 /// How the return type maps onto what is cached (see `cache_runtime::shape`).
@@ -35,6 +37,8 @@ pub(crate) struct Function {
     /// The function with the `#[cache(...)]` markers removed, otherwise as written.
     pub(crate) item: ItemFn,
     pub(crate) receiver: Option<Span>,
+    /// `self: Arc<Self>` and the like: a receiver type that borrows nothing.
+    pub(crate) owned_receiver: Option<Type>,
     pub(crate) params: Vec<Param>,
     pub(crate) output: Option<Box<Type>>,
     pub(crate) shape: ShapeKind,
@@ -49,10 +53,16 @@ pub(crate) struct Function {
 impl Function {
     pub(crate) fn read(cx: &mut Ctxt, mut item: ItemFn) -> Function {
         let mut receiver = None;
+        let mut owned_receiver = None;
         let mut params = Vec::new();
         for input in &mut item.sig.inputs {
             match input {
-                FnArg::Receiver(r) => receiver = Some(r.span()),
+                FnArg::Receiver(r) => {
+                    receiver = Some(r.span());
+                    if r.colon_token.is_some() && r.reference.is_none() && borrows_nothing(&r.ty) {
+                        owned_receiver = Some((*r.ty).clone());
+                    }
+                }
                 FnArg::Typed(pt) => {
                     let skip = take_cache_markers(cx, &mut pt.attrs);
                     let mut bindings = Bindings::default();
@@ -63,6 +73,7 @@ impl Function {
                         bindings: bindings.0,
                         skip,
                         impl_trait: matches!(&*pt.ty, Type::ImplTrait(_)),
+                        owned: borrows_nothing(&pt.ty),
                     });
                 }
             }
@@ -87,6 +98,7 @@ impl Function {
         Function {
             item,
             receiver,
+            owned_receiver,
             params,
             output,
             shape,
@@ -99,6 +111,26 @@ impl Function {
     pub(crate) fn has_impl_trait_params(&self) -> bool {
         self.params.iter().any(|p| p.impl_trait)
     }
+}
+
+/// Whether a type contains no reference, lifetime or `impl Trait` (so it can be moved into a
+/// spawned task if it is also `Clone + Send + Sync`).
+pub(crate) fn borrows_nothing(ty: &Type) -> bool {
+    struct Finder(bool);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_type_reference(&mut self, _: &'ast syn::TypeReference) {
+            self.0 = true;
+        }
+        fn visit_lifetime(&mut self, _: &'ast syn::Lifetime) {
+            self.0 = true;
+        }
+        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
+            self.0 = true;
+        }
+    }
+    let mut finder = Finder(false);
+    finder.visit_type(ty);
+    !finder.0
 }
 
 /// Removes `#[cache(...)]` from a parameter (it is not a real attribute) and reads it.

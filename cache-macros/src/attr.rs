@@ -11,22 +11,12 @@ use syn::{
 
 use crate::{ctxt::Ctxt, duration};
 
-const VALID: &str =
-    "`ttl`, `name`, `key`, `version`, `cache_none`, `none_ttl`, `jitter`, `cache`, `crate`";
+const VALID: &str = "`ttl`, `name`, `key`, `version`, `cache_none`, `none_ttl`, `jitter`, `stale`, \
+                     `early_refresh`, `lock`, `lock_ttl`, `lock_wait`, `cache`, `crate`";
 
 /// Options that later versions add; named so the error says what is missing rather than
 /// calling a documented option unknown.
-const PLANNED: &[&str] = &[
-    "tags",
-    "stale",
-    "early_refresh",
-    "lock",
-    "lock_ttl",
-    "lock_wait",
-    "l1",
-    "l1_ttl",
-    "l1_capacity",
-];
+const PLANNED: &[&str] = &["tags", "l1", "l1_ttl", "l1_capacity"];
 
 /// A TTL-like option: a literal duration, or a constant expression (`u64` seconds or `Duration`).
 pub(crate) enum TtlValue {
@@ -49,6 +39,11 @@ pub(crate) struct Options {
     pub(crate) cache_none: Option<Spanned<bool>>,
     pub(crate) none_ttl: Option<Spanned<TtlValue>>,
     pub(crate) jitter: Option<Spanned<f64>>,
+    pub(crate) stale: Option<Spanned<TtlValue>>,
+    pub(crate) early_refresh: Option<Spanned<f64>>,
+    pub(crate) lock: Option<Spanned<bool>>,
+    pub(crate) lock_ttl: Option<Spanned<TtlValue>>,
+    pub(crate) lock_wait: Option<Spanned<TtlValue>>,
     pub(crate) cache: Option<Spanned<Expr>>,
     pub(crate) krate: Option<Spanned<Path>>,
 }
@@ -111,6 +106,26 @@ impl Options {
                 "jitter" => {
                     let v = parse_fraction(cx, input)?;
                     set_once(cx, &mut options.jitter, &name, v);
+                }
+                "stale" => {
+                    let v = parse_ttl(cx, input)?;
+                    set_once(cx, &mut options.stale, &name, v);
+                }
+                "lock_ttl" => {
+                    let v = parse_ttl(cx, input)?;
+                    set_once(cx, &mut options.lock_ttl, &name, v);
+                }
+                "lock_wait" => {
+                    let v = parse_ttl(cx, input)?;
+                    set_once(cx, &mut options.lock_wait, &name, v);
+                }
+                "lock" => {
+                    let v: LitBool = parse_expecting(input, "`true` or `false`")?;
+                    set_once(cx, &mut options.lock, &name, v.value);
+                }
+                "early_refresh" => {
+                    let v = parse_beta(cx, input)?;
+                    set_once(cx, &mut options.early_refresh, &name, v);
                 }
                 "cache" => {
                     let v: Expr = input.parse()?;
@@ -207,6 +222,27 @@ fn parse_fraction(cx: &mut Ctxt, input: ParseStream) -> syn::Result<f64> {
         cx.syn_error(syn::Error::new(
             span,
             "`jitter` must be between 0 and 1 (a fraction of the TTL)",
+        ));
+    }
+    Ok(value)
+}
+
+fn parse_beta(cx: &mut Ctxt, input: ParseStream) -> syn::Result<f64> {
+    let span = input.span();
+    let value = if input.peek(LitFloat) {
+        input.parse::<LitFloat>()?.base10_parse::<f64>()?
+    } else if input.peek(LitInt) {
+        input.parse::<LitInt>()?.base10_parse::<f64>()?
+    } else {
+        return Err(syn::Error::new(
+            span,
+            "expected the XFetch beta, a number such as `early_refresh = 1.0`",
+        ));
+    };
+    if !(value > 0.0 && value <= 100.0) {
+        cx.syn_error(syn::Error::new(
+            span,
+            "`early_refresh` (the XFetch beta) must be greater than 0 (1.0 is the usual choice; larger refreshes earlier)",
         ));
     }
     Ok(value)

@@ -42,6 +42,16 @@ pub(crate) struct Plan {
     pub(crate) key_params: Vec<usize>,
     pub(crate) output: Type,
     pub(crate) value_ty: Type,
+    /// `stale` as a `Duration` expression.
+    pub(crate) stale: Option<TokenStream>,
+    pub(crate) early_refresh: Option<f64>,
+    pub(crate) lock: bool,
+    pub(crate) lock_ttl: Option<TokenStream>,
+    pub(crate) lock_wait: Option<TokenStream>,
+    /// Refreshes run in a spawned task: every argument (and the receiver) is owned.
+    pub(crate) background: bool,
+    /// Whether waiters may share the loader's error (subject to the compile-time probe).
+    pub(crate) share_errors: bool,
 }
 
 pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<Plan> {
@@ -117,6 +127,21 @@ pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<
         ));
     }
 
+    let lock = options.lock.as_ref().is_none_or(|l| l.value);
+    if !lock {
+        for (set, option) in [
+            (options.lock_ttl.as_ref(), "lock_ttl"),
+            (options.lock_wait.as_ref(), "lock_wait"),
+        ] {
+            if let Some(value) = set {
+                cx.syn_error(syn::Error::new(
+                    value.value.span(),
+                    format!("`{option}` has no effect with `lock = false`"),
+                ));
+            }
+        }
+    }
+
     let (key, key_params) = match &options.key {
         None => (
             KeyPlan::Derived,
@@ -144,7 +169,17 @@ pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<
             ::core::stringify!(#ident)
         )),
     };
+    let refreshes = options.stale.is_some() || options.early_refresh.is_some();
+    let background = refreshes && owns_arguments(func);
+    let share_errors = func.type_params.is_empty() && crate::ast::borrows_nothing(&output);
     Some(Plan {
+        stale: options.stale.map(|t| ttl_tokens(&krate, t.value)),
+        early_refresh: options.early_refresh.map(|e| e.value),
+        lock,
+        lock_ttl: options.lock_ttl.map(|t| ttl_tokens(&krate, t.value)),
+        lock_wait: options.lock_wait.map(|t| ttl_tokens(&krate, t.value)),
+        background,
+        share_errors,
         name,
         version,
         fingerprint: fingerprint(&output, version),
@@ -159,6 +194,13 @@ pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<
         value_ty: func.value_ty.clone().unwrap_or_else(|| output.clone()),
         output,
     })
+}
+
+/// Whether the body can be moved into a spawned task: no borrowed receiver, and every parameter
+/// of a type that borrows nothing (`Send` is then required of the body, checked by the compiler).
+fn owns_arguments(func: &Function) -> bool {
+    (func.receiver.is_none() || func.owned_receiver.is_some())
+        && func.params.iter().all(|p| p.owned)
 }
 
 /// Resolves a key template against the parameters.

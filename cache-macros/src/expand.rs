@@ -81,13 +81,32 @@ fn emit(func: &Function, plan: &Plan) -> TokenStream {
             }
         }
     });
+    let sharing = if plan.share_errors {
+        quote! {{
+            #[allow(unused_imports)]
+            use #p::{ProbeSharedError as _, ProbeUnsharedError as _};
+            (&&#p::ErrorProbe::<#output>::new()).sharing()
+        }}
+    } else {
+        quote!(::core::option::Option::None)
+    };
+    // Background refresh moves the arguments into a spawned copy of the body.
+    let (can_spawn, refresh_arm) = if plan.background {
+        (quote!(true), quote!(__cache_refresh.spawn(#loader)))
+    } else {
+        (quote!(false), quote!(__cache_refresh.serve_stale()))
+    };
     quote! {
         #(#attrs)*
         #vis #sig {
             #plain_check
             let __cache_spec = #spec;
             let __cache_args = #key;
-            #p::read_through::<#shape, _>(#resolve, &__cache_spec, __cache_args, #loader).await
+            match #p::begin::<#shape>(#resolve, &__cache_spec, __cache_args, #sharing, #can_spawn).await {
+                #p::Begin::Done(__cache_out) => __cache_out,
+                #p::Begin::Load(__cache_load) => __cache_load.run(#loader).await,
+                #p::Begin::Refresh(__cache_refresh) => #refresh_arm,
+            }
         }
         #helpers
     }
@@ -100,6 +119,7 @@ fn spec_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
         fingerprint,
         cache_none,
         jitter,
+        lock,
         ..
     } = plan;
     let opt = |t: &Option<TokenStream>| match t {
@@ -108,6 +128,16 @@ fn spec_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
     };
     let ttl = opt(&plan.ttl);
     let none_ttl = opt(&plan.none_ttl);
+    let stale = plan
+        .stale
+        .clone()
+        .unwrap_or_else(|| quote!(::core::time::Duration::ZERO));
+    let early_refresh = match plan.early_refresh {
+        Some(beta) => quote!(::core::option::Option::Some(#beta)),
+        None => quote!(::core::option::Option::None),
+    };
+    let lock_ttl = opt(&plan.lock_ttl);
+    let lock_wait = opt(&plan.lock_wait);
     quote! {
         #p::FnSpec {
             name: #name,
@@ -117,6 +147,11 @@ fn spec_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
             none_ttl: #none_ttl,
             cache_none: #cache_none,
             jitter: #jitter,
+            stale: #stale,
+            early_refresh: #early_refresh,
+            lock: #lock,
+            lock_ttl: #lock_ttl,
+            lock_wait: #lock_wait,
         }
     }
 }
@@ -203,6 +238,9 @@ fn helpers(
         .iter()
         .filter(|a| matches!(a, FnArg::Receiver(_)))
         .collect();
+    // Key, invalidate and put borrow the receiver whatever its form (`self: Arc<Self>` included),
+    // so calling them does not consume it; refresh takes it as the function does.
+    let by_ref: Vec<TokenStream> = receiver.iter().map(|_| quote!(&self)).collect();
     let key_params: Vec<TokenStream> = plan
         .key_params
         .iter()
@@ -279,13 +317,13 @@ fn helpers(
     quote! {
         #[doc = #doc_key]
         #[allow(dead_code, clippy::needless_lifetimes)]
-        #vis fn #key_fn #generics (#(#receiver,)* #(#key_params),*) -> ::std::string::String #where_clause {
+        #vis fn #key_fn #generics (#(#by_ref,)* #(#key_params),*) -> ::std::string::String #where_clause {
             #p::key_string(#resolve, &#spec, #key)
         }
 
         #[doc = #doc_invalidate]
         #[allow(dead_code, clippy::needless_lifetimes)]
-        #vis async fn #invalidate_fn #generics (#(#receiver,)* #(#key_params),*)
+        #vis async fn #invalidate_fn #generics (#(#by_ref,)* #(#key_params),*)
             -> ::core::result::Result<(), #krate::Error> #where_clause
         {
             #p::invalidate(#resolve, &#spec, #key).await
@@ -293,7 +331,7 @@ fn helpers(
 
         #[doc = #doc_put]
         #[allow(dead_code, clippy::needless_lifetimes)]
-        #vis async fn #put_fn #generics (#(#receiver,)* #(#key_params,)* #value_arg: &#value_ty)
+        #vis async fn #put_fn #generics (#(#by_ref,)* #(#key_params,)* #value_arg: &#value_ty)
             -> ::core::result::Result<(), #krate::Error> #where_clause
         {
             #p::put(#resolve, &#spec, #key, #value_arg).await

@@ -8,7 +8,7 @@ use crate::{
     CacheBuilder, Error, Stats,
     breaker::{Breaker, Permit},
     stats::{Counters, bump},
-    store::{Store, StoredBytes},
+    store::Store,
 };
 
 /// A cache: where entries live and how calls to it behave.
@@ -58,6 +58,9 @@ pub(crate) struct Inner {
     pub(crate) max_value_size: usize,
     pub(crate) breaker: Breaker,
     pub(crate) counters: Counters,
+    pub(crate) flights: Arc<crate::flight::Flights>,
+    /// Last load time per function, for the default `lock_wait`.
+    pub(crate) load_times: std::sync::Mutex<std::collections::HashMap<&'static str, Duration>>,
 }
 
 impl Inner {
@@ -77,6 +80,8 @@ impl Inner {
             max_value_size,
             breaker,
             counters: Counters::default(),
+            flights: Arc::default(),
+            load_times: std::sync::Mutex::default(),
         }
     }
 }
@@ -168,7 +173,7 @@ impl Cache {
     }
 
     /// Runs one store operation behind the breaker and the operation timeout, counting failures.
-    async fn guarded<T, F>(&self, op: &'static str, f: F) -> Result<T, Error>
+    pub(crate) async fn guarded<T, F>(&self, op: &'static str, f: F) -> Result<T, Error>
     where
         F: Future<Output = Result<T, Error>>,
     {
@@ -209,8 +214,26 @@ impl Cache {
         result
     }
 
-    pub(crate) async fn store_get(&self, key: &str) -> Result<Option<StoredBytes>, Error> {
-        self.guarded("get", self.inner.store.get(key)).await
+    pub(crate) fn last_load_time(&self, function: &'static str) -> Option<Duration> {
+        let times = self
+            .inner
+            .load_times
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        times.get(function).copied()
+    }
+
+    pub(crate) fn record_load_time(&self, function: &'static str, took: Duration) {
+        let mut times = self
+            .inner
+            .load_times
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        times.insert(function, took);
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
     }
 
     pub(crate) async fn store_set(

@@ -11,9 +11,12 @@ mod builder;
 mod cache;
 pub mod envelope;
 mod error;
+mod flight;
+pub mod freshness;
 pub mod key;
 mod read_through;
 pub mod shape;
+mod spec;
 mod stats;
 mod store;
 
@@ -29,12 +32,13 @@ pub mod private {
     pub use crate::{
         key::{ArgsKey, KeyBuilder},
         read_through::{
-            FnSpec, IntoTtl, cache_ref, default_cache, invalidate, key_string, put, read_through,
+            Begin, Load, Refresh, begin, cache_ref, default_cache, invalidate, key_string, put,
             refresh,
         },
         shape::{
-            Opt, Plain, ProbeOption, ProbePlain, ProbeResult, Res, ResOpt, Shape, ShapeProbe,
-            require_plain,
+            ErrorProbe, Opt, Plain, ProbeOption, ProbePlain, ProbeResult, ProbeSharedError,
+            ProbeUnsharedError, Res, ResOpt, Shape, ShapeProbe, require_plain,
         },
+        spec::{FnSpec, IntoTtl},
     };
 }

@@ -164,3 +164,57 @@ impl PlainShape for IsPlain {}
 
 /// Fails to compile unless the probed return type is plain.
 pub fn require_plain<P: PlainShape>(_probe: P) {}
+
+/// How waiters of a failed load get the leader's error: only when `E: Clone`.
+pub struct ErrorSharing<R> {
+    pub(crate) pack: fn(&R) -> Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
+    pub(crate) unpack: fn(&(dyn std::any::Any + Send + Sync)) -> Option<R>,
+}
+
+/// Probe for [`ErrorSharing`]: `(&&ErrorProbe::<R>::new()).sharing()` is `Some` exactly when
+/// `R` is a `Result` whose error is `Clone + Send + Sync + 'static`.
+pub struct ErrorProbe<R>(PhantomData<R>);
+
+impl<R> ErrorProbe<R> {
+    /// A probe for the return type `R`.
+    pub fn new() -> Self {
+        ErrorProbe(PhantomData)
+    }
+}
+
+impl<R> Default for ErrorProbe<R> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Autoref level for `Result<T, E: Clone>`.
+pub trait ProbeSharedError<R> {
+    /// See [`ErrorProbe`].
+    fn sharing(&self) -> Option<ErrorSharing<R>>;
+}
+
+impl<T, E: Clone + Send + Sync + 'static> ProbeSharedError<Result<T, E>>
+    for &ErrorProbe<Result<T, E>>
+{
+    fn sharing(&self) -> Option<ErrorSharing<Result<T, E>>> {
+        Some(ErrorSharing {
+            pack: |r| {
+                r.as_ref()
+                    .err()
+                    .map(|e| std::sync::Arc::new(e.clone()) as _)
+            },
+            unpack: |shared| shared.downcast_ref::<E>().map(|e| Err(e.clone())),
+        })
+    }
+}
+
+/// Fallback level: errors are not shared; waiters regroup behind a new leader.
+pub trait ProbeUnsharedError<R> {
+    /// See [`ErrorProbe`].
+    fn sharing(&self) -> Option<ErrorSharing<R>> {
+        None
+    }
+}
+
+impl<R> ProbeUnsharedError<R> for ErrorProbe<R> {}

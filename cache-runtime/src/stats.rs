@@ -36,6 +36,18 @@ pub struct Stats {
     pub breaker_rejections: u64,
     /// Calls that ran uncached (no usable key, or the value could not be encoded or was too large).
     pub uncached: u64,
+    /// Misses that waited for another process's load (behind its lock) and got its value.
+    pub lock_waits: u64,
+    /// Waits that gave up after `lock_wait` and loaded without the lock.
+    pub lock_timeouts: u64,
+    /// Fills refused because the lock was no longer ours (expired and taken, or invalidated).
+    pub fills_rejected: u64,
+    /// Hits served past their TTL, inside the `stale` window.
+    pub stale_serves: u64,
+    /// Refreshes started by `stale` or `early_refresh`.
+    pub refreshes: u64,
+    /// Failed loads answered with the stale value instead.
+    pub stale_if_error: u64,
 }
 
 #[derive(Default)]
@@ -49,6 +61,12 @@ pub(crate) struct Counters {
     pub(crate) timeouts: AtomicU64,
     pub(crate) breaker_rejections: AtomicU64,
     pub(crate) uncached: AtomicU64,
+    pub(crate) lock_waits: AtomicU64,
+    pub(crate) lock_timeouts: AtomicU64,
+    pub(crate) fills_rejected: AtomicU64,
+    pub(crate) stale_serves: AtomicU64,
+    pub(crate) refreshes: AtomicU64,
+    pub(crate) stale_if_error: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -69,6 +87,12 @@ impl Counters {
             breaker_opened,
             breaker_rejections: get(&self.breaker_rejections),
             uncached: get(&self.uncached),
+            lock_waits: get(&self.lock_waits),
+            lock_timeouts: get(&self.lock_timeouts),
+            fills_rejected: get(&self.fills_rejected),
+            stale_serves: get(&self.stale_serves),
+            refreshes: get(&self.refreshes),
+            stale_if_error: get(&self.stale_if_error),
         }
     }
 }
@@ -79,5 +103,6 @@ pub(crate) mod metric {
     pub(crate) const MISSES: &str = "redis_cached_misses_total";
     pub(crate) const LOADS: &str = "redis_cached_loads_total";
     pub(crate) const ERRORS: &str = "redis_cached_errors_total";
+    pub(crate) const STALE: &str = "redis_cached_stale_serves_total";
     pub(crate) const LOAD_SECONDS: &str = "redis_cached_load_seconds";
 }

@@ -32,6 +32,18 @@ impl Deref for StoredBytes {
     }
 }
 
+/// Result of trying to take an entry's lock, with the entry as it was at that moment.
+pub(crate) struct Acquired {
+    pub(crate) locked: bool,
+    pub(crate) current: Option<StoredBytes>,
+}
+
+/// What a waiter sees while another process holds the lock.
+pub(crate) struct Polled {
+    pub(crate) current: Option<StoredBytes>,
+    pub(crate) locked: bool,
+}
+
 /// The store behind a [`Cache`](crate::Cache).
 pub(crate) enum Store {
     Memory(MemoryStore),
@@ -66,6 +78,75 @@ impl Store {
                 Ok(())
             }
             Store::Redis(r) => r.delete(key).await,
+        }
+    }
+
+    /// Reads a key and its remaining time to live (`None` when absent or without expiry).
+    pub(crate) async fn get_with_ttl(
+        &self,
+        key: &str,
+    ) -> Result<(Option<StoredBytes>, Option<Duration>), Error> {
+        match self {
+            Store::Memory(m) => Ok(m.get_with_ttl(key).await),
+            Store::Redis(r) => r.get_with_ttl(key).await,
+        }
+    }
+
+    /// Takes `lock` with `token` if it is free (`SET NX PX`), and reads `key`, in one round trip.
+    pub(crate) async fn acquire(
+        &self,
+        key: &str,
+        lock: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<Acquired, Error> {
+        match self {
+            Store::Memory(m) => Ok(m.acquire(key, lock, token, ttl).await),
+            Store::Redis(r) => r.acquire(key, lock, token, ttl).await,
+        }
+    }
+
+    /// Reads `key` and whether `lock` is held, in one round trip.
+    pub(crate) async fn poll(&self, key: &str, lock: &str) -> Result<Polled, Error> {
+        match self {
+            Store::Memory(m) => Ok(m.poll(key, lock).await),
+            Store::Redis(r) => r.poll(key, lock).await,
+        }
+    }
+
+    /// Writes `key` and releases `lock`, only if `token` still owns the lock.
+    pub(crate) async fn fill(
+        &self,
+        key: &str,
+        lock: &str,
+        token: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, Error> {
+        match self {
+            Store::Memory(m) => Ok(m.fill(key, lock, token, value, ttl).await),
+            Store::Redis(r) => r.fill(key, lock, token, value, ttl).await,
+        }
+    }
+
+    /// Extends `lock`, only if `token` still owns it.
+    pub(crate) async fn renew(
+        &self,
+        lock: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, Error> {
+        match self {
+            Store::Memory(m) => Ok(m.renew(lock, token, ttl)),
+            Store::Redis(r) => r.renew(lock, token, ttl).await,
+        }
+    }
+
+    /// Releases `lock`, only if `token` owns it.
+    pub(crate) async fn unlock(&self, lock: &str, token: &str) -> Result<bool, Error> {
+        match self {
+            Store::Memory(m) => Ok(m.unlock(lock, token)),
+            Store::Redis(r) => r.unlock(lock, token).await,
         }
     }
 

@@ -1,6 +1,6 @@
 use redis_cached::redis_cached;
 
-#[redis_cached(ttl = 60, stale = 600)]
+#[redis_cached(ttl = 60, tags = ["user:{id}"])]
 async fn later(id: u64) -> u64 {
     id
 }

@@ -67,6 +67,23 @@ async fn no_arguments() -> u64 {
     7
 }
 
+#[redis_cached(ttl = 60, stale = "10m", early_refresh = 1.0, lock_ttl = "30s", lock_wait = "2s")]
+async fn refreshed_in_background(id: u64, name: String) -> Result<String, std::io::Error> {
+    Ok(format!("{id}{name}"))
+}
+
+#[redis_cached(ttl = 60, stale = 600, lock = false)]
+async fn refreshed_in_foreground(id: &str) -> Option<String> {
+    Some(id.to_owned())
+}
+
+impl Service {
+    #[redis_cached(ttl = 60, stale = 600, name = "service::bg")]
+    async fn background_method(self: Arc<Self>, id: u64) -> u64 {
+        self.tenant.len() as u64 + id
+    }
+}
+
 async fn use_all(service: Service) {
     let _ = service.get(1).await;
     let _ = service.get_key(1);
@@ -76,6 +93,7 @@ async fn use_all(service: Service) {
     let service = Arc::new(service);
     let _ = service.clone().templated(1).await;
     let _ = service.templated_key(1);
+    let _ = service.clone().background_method(1).await;
     let _ = generic::<u8, 2>(1).await;
     let _ = generic_key::<u8, 2>(1);
     let _ = generic_refresh::<u8, 2>(1).await;
@@ -86,6 +104,8 @@ async fn use_all(service: Service) {
     let _ = early_return(0).await;
     let _ = no_arguments().await;
     let _ = no_arguments_key();
+    let _ = refreshed_in_background(1, "x".into()).await;
+    let _ = refreshed_in_foreground("x").await;
 }
 
 fn main() {

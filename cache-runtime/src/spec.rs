@@ -1,0 +1,102 @@
+//! [`FnSpec`]: what the attribute says about one function, and the defaults it falls back to.
+
+use std::time::Duration;
+
+use crate::Cache;
+
+/// Longest TTL a negative result gets by default.
+const DEFAULT_NONE_TTL_CAP: Duration = Duration::from_secs(60);
+/// How long a stampede lock lives without renewal, by default.
+pub(crate) const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(10);
+/// Bounds of the default `lock_wait` (twice the last load time).
+const LOCK_WAIT_MIN: Duration = Duration::from_millis(100);
+const LOCK_WAIT_MAX: Duration = Duration::from_secs(5);
+
+/// What the attribute says about one function; built by generated code at each call.
+#[derive(Debug, Clone)]
+pub struct FnSpec {
+    /// Stable name in keys: `name = "..."` or `module_path::fn`.
+    pub name: &'static str,
+    /// `version = N`.
+    pub version: u32,
+    /// Hash of the return type's tokens and `version`.
+    pub fingerprint: u64,
+    /// `ttl`; `None` uses the cache's default.
+    pub ttl: Option<Duration>,
+    /// `none_ttl`; `None` uses min(ttl, 60 s).
+    pub none_ttl: Option<Duration>,
+    /// `cache_none`.
+    pub cache_none: bool,
+    /// `jitter`: fraction of the TTL by which expiries are spread (shortened).
+    pub jitter: f64,
+    /// `stale`: how long past `ttl` an entry may be served while one caller refreshes it.
+    pub stale: Duration,
+    /// `early_refresh`: the XFetch beta.
+    pub early_refresh: Option<f64>,
+    /// `lock`: take a cross-process lock on a miss.
+    pub lock: bool,
+    /// `lock_ttl`; `None` is 10 s.
+    pub lock_ttl: Option<Duration>,
+    /// `lock_wait`; `None` is twice the last load time, within 100 ms..5 s.
+    pub lock_wait: Option<Duration>,
+}
+
+impl FnSpec {
+    pub(crate) fn ttl(&self, cache: &Cache) -> Duration {
+        self.ttl.unwrap_or(cache.inner().default_ttl)
+    }
+
+    pub(crate) fn none_ttl(&self, cache: &Cache) -> Duration {
+        self.none_ttl
+            .unwrap_or_else(|| self.ttl(cache).min(DEFAULT_NONE_TTL_CAP))
+    }
+
+    pub(crate) fn jittered(&self, ttl: Duration) -> Duration {
+        if self.jitter <= 0.0 {
+            return ttl;
+        }
+        let cut = ttl.mul_f64(self.jitter.min(1.0) * fastrand::f64());
+        ttl.saturating_sub(cut).max(Duration::from_millis(1))
+    }
+
+    pub(crate) fn lock_ttl(&self) -> Duration {
+        self.lock_ttl.unwrap_or(DEFAULT_LOCK_TTL)
+    }
+
+    pub(crate) fn lock_wait(&self, last_load: Option<Duration>) -> Duration {
+        self.lock_wait.unwrap_or_else(|| {
+            last_load.map_or(LOCK_WAIT_MAX, |load| {
+                (load * 2).clamp(LOCK_WAIT_MIN, LOCK_WAIT_MAX)
+            })
+        })
+    }
+
+    /// Whether a hit needs the entry's remaining TTL (one `PTTL` in the same round trip).
+    pub(crate) fn needs_age(&self) -> bool {
+        !self.stale.is_zero() || self.early_refresh.is_some()
+    }
+}
+
+/// Converts a `ttl = EXPR` constant: whole seconds or a `Duration`.
+pub trait IntoTtl {
+    /// The TTL as a duration.
+    fn into_ttl(self) -> Duration;
+}
+
+impl IntoTtl for u64 {
+    fn into_ttl(self) -> Duration {
+        Duration::from_secs(self)
+    }
+}
+
+impl IntoTtl for u32 {
+    fn into_ttl(self) -> Duration {
+        Duration::from_secs(u64::from(self))
+    }
+}
+
+impl IntoTtl for Duration {
+    fn into_ttl(self) -> Duration {
+        self
+    }
+}

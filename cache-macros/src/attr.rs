@@ -239,7 +239,7 @@ fn parse_beta(cx: &mut Ctxt, input: ParseStream) -> syn::Result<f64> {
             "expected the XFetch beta, a number such as `early_refresh = 1.0`",
         ));
     };
-    if !(value > 0.0 && value <= 100.0) {
+    if !(value > 0.0 && value.is_finite()) {
         cx.syn_error(syn::Error::new(
             span,
             "`early_refresh` (the XFetch beta) must be greater than 0 (1.0 is the usual choice; larger refreshes earlier)",

@@ -129,6 +129,21 @@ struct LoadCtx {
     stale: Option<StoredBytes>,
 }
 
+impl Drop for LoadCtx {
+    /// A load that is cancelled or panics still releases its lock (in a task, since drop
+    /// cannot wait), so other processes need not wait for the lock to expire.
+    fn drop(&mut self) {
+        if let Fill::Locked(token) = std::mem::replace(&mut self.fill, Fill::Skip)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let (cache, lock_key) = (self.cache.clone(), std::mem::take(&mut self.lock_key));
+            runtime.spawn(async move {
+                let _ = cache.guarded("unlock", cache.store().unlock(&lock_key, &token)).await;
+            });
+        }
+    }
+}
+
 /// A background refresh to start: the stale output to serve now and what the refresh owns.
 pub struct Refresh<'a, S: Shape> {
     output: S::Output,
@@ -559,7 +574,7 @@ impl<S: Shape> Load<'_, S> {
         let bytes = match encode(&cache, spec, value, &meta) {
             Ok(bytes) => bytes,
             Err(err) => {
-                release(&ctx).await;
+                release(&mut ctx).await;
                 if refreshing {
                     record_refresh(Err(err));
                 }
@@ -567,9 +582,9 @@ impl<S: Shape> Load<'_, S> {
             }
         };
         let stored = if store {
-            write(&ctx, &bytes, ttl + stale).await
+            write(&mut ctx, &bytes, ttl + stale).await
         } else {
-            release(&ctx).await;
+            release(&mut ctx).await;
             Ok(())
         };
         if let Err(err) = &stored {
@@ -631,17 +646,17 @@ fn encode<T: Serialize + ?Sized>(
     bytes
 }
 
-/// Stores the entry the way this load is allowed to.
-async fn write(ctx: &LoadCtx, bytes: &[u8], ttl: Duration) -> Result<(), Error> {
+/// Stores the entry the way this load is allowed to (and so gives up the lock).
+async fn write(ctx: &mut LoadCtx, bytes: &[u8], ttl: Duration) -> Result<(), Error> {
     let cache = &ctx.cache;
-    match &ctx.fill {
+    match std::mem::replace(&mut ctx.fill, Fill::Skip) {
         Fill::Locked(token) => {
             let filled = cache
                 .guarded(
                     "fill",
                     cache
                         .store()
-                        .fill(&ctx.key, &ctx.lock_key, token, bytes, ttl),
+                        .fill(&ctx.key, &ctx.lock_key, &token, bytes, ttl),
                 )
                 .await?;
             if filled {
@@ -677,7 +692,7 @@ async fn failed<S: Shape>(
     refreshing: bool,
     output: S::Output,
 ) -> S::Output {
-    release(&ctx).await;
+    release(&mut ctx).await;
     if refreshing {
         record_refresh(Ok(()));
     }

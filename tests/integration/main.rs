@@ -4,9 +4,11 @@ mod bad_bytes;
 mod cluster;
 mod expiry;
 mod fail_open;
+mod freshness;
 mod keys;
 mod memory_store;
 mod read_through;
+mod stampede;
 mod support;
 
 use std::{

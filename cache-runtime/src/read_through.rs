@@ -138,7 +138,9 @@ impl Drop for LoadCtx {
         {
             let (cache, lock_key) = (self.cache.clone(), std::mem::take(&mut self.lock_key));
             runtime.spawn(async move {
-                let _ = cache.guarded("unlock", cache.store().unlock(&lock_key, &token)).await;
+                let _ = cache
+                    .guarded("unlock", cache.store().unlock(&lock_key, &token))
+                    .await;
             });
         }
     }
@@ -674,11 +676,11 @@ async fn write(ctx: &mut LoadCtx, bytes: &[u8], ttl: Duration) -> Result<(), Err
 }
 
 /// Releases the lock without storing.
-async fn release(ctx: &LoadCtx) {
-    if let Fill::Locked(token) = &ctx.fill {
+async fn release(ctx: &mut LoadCtx) {
+    if let Fill::Locked(token) = std::mem::replace(&mut ctx.fill, Fill::Skip) {
         let _ = ctx
             .cache
-            .guarded("unlock", ctx.cache.store().unlock(&ctx.lock_key, token))
+            .guarded("unlock", ctx.cache.store().unlock(&ctx.lock_key, &token))
             .await;
     }
 }

@@ -1,11 +1,21 @@
 //! Smoke test on a local 3-master Redis Cluster: read-through and every helper, with keys
 //! spread over all masters and each entry's hash tag covering its argument part.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use redis_cached::{Cache, redis_cached};
+use tokio::task::JoinSet;
 
-use crate::{Calls, support::RedisCluster};
+use crate::{
+    Calls,
+    support::{RedisCluster, wait_until},
+};
 
 #[redis_cached(ttl = 60, key = "item:{id}", name = "cluster::item")]
 async fn item(id: u64, #[cache(skip)] calls: &Calls) -> Result<String, String> {
@@ -79,4 +89,60 @@ async fn read_through_and_helpers_work_on_a_cluster() {
         per_node.iter().all(|&n| n > 0),
         "keys spread over all masters: {per_node:?}"
     );
+}
+
+#[redis_cached(ttl = 1, stale = 30, name = "cluster::hot")]
+async fn hot(
+    id: u64,
+    #[cache(skip)] version: Arc<AtomicU64>,
+    #[cache(skip)] calls: Arc<Calls>,
+) -> u64 {
+    calls.bump();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    id * 1000 + version.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn locks_fills_and_stale_refreshes_work_on_a_cluster() {
+    let cluster = RedisCluster::start().await;
+    let cache = Cache::builder()
+        .cluster(cluster.urls())
+        .namespace("cl")
+        .operation_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .expect("build");
+    let version = Arc::new(AtomicU64::new(1));
+    let calls = Arc::new(Calls::default());
+    let burst = || async {
+        let mut set = JoinSet::new();
+        for _ in 0..100 {
+            let (cache, version, calls) = (cache.clone(), version.clone(), calls.clone());
+            set.spawn(async move { cache.scope(hot(7, version, calls)).await });
+        }
+        set.join_all().await
+    };
+    assert!(burst().await.iter().all(|&v| v == 7001));
+    assert_eq!(
+        calls.get(),
+        1,
+        "one load for a cold burst (lock and fill scripts ran on the cluster)"
+    );
+
+    version.store(2, Ordering::SeqCst);
+    wait_until(
+        "a stale serve and its refresh",
+        Duration::from_secs(10),
+        || async {
+            burst().await;
+            cache.stats().refreshes >= 1
+        },
+    )
+    .await;
+    wait_until("the refreshed value", Duration::from_secs(10), || async {
+        cache.scope(hot(7, version.clone(), calls.clone())).await == 7002
+    })
+    .await;
+    assert_eq!(calls.get(), 2, "exactly one refresh");
+    assert_eq!(cache.stats().backend_errors, 0, "{:?}", cache.stats());
 }

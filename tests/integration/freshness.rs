@@ -12,7 +12,10 @@ use std::{
 use redis_cached::{Cache, redis_cached};
 use tokio::task::JoinSet;
 
-use crate::{Calls, pttl, redis_cache, support::{RedisServer, wait_until}};
+use crate::{
+    Calls, pttl, redis_cache,
+    support::{RedisServer, wait_until},
+};
 
 /// A versioned source of truth: each load returns the current version and counts itself.
 #[derive(Default)]
@@ -66,7 +69,10 @@ async fn stale_while_revalidate_serves_the_old_value_during_one_background_refre
         set.spawn(async move { cache.scope(swr(1, source)).await });
     }
     let served = set.join_all().await;
-    assert!(served.iter().all(|&v| v == 1), "everyone got the stale value at once: {served:?}");
+    assert!(
+        served.iter().all(|&v| v == 1),
+        "everyone got the stale value at once: {served:?}"
+    );
     assert_eq!(source.loads.get(), 2, "exactly one refresh started");
     assert!(cache.stats().stale_serves >= 50);
 
@@ -102,8 +108,16 @@ async fn borrowed_arguments_refresh_in_the_foreground_of_one_caller() {
     }
     let mut served = set.join_all().await;
     served.sort_unstable();
-    assert_eq!(served.iter().filter(|&&v| v == 2).count(), 1, "the refreshing caller got the new value: {served:?}");
-    assert_eq!(served.iter().filter(|&&v| v == 1).count(), 19, "the others got the stale one");
+    assert_eq!(
+        served.iter().filter(|&&v| v == 2).count(),
+        1,
+        "the refreshing caller got the new value: {served:?}"
+    );
+    assert_eq!(
+        served.iter().filter(|&&v| v == 1).count(),
+        19,
+        "the others got the stale one"
+    );
     assert_eq!(source.loads.get(), 2);
     assert_eq!(cache.scope(swr_borrowed("a", &source)).await, 2);
 }
@@ -112,9 +126,17 @@ async fn borrowed_arguments_refresh_in_the_foreground_of_one_caller() {
 struct Down;
 
 #[redis_cached(ttl = 1, stale = 3, name = "fresh::if_error")]
-async fn fragile(id: u64, #[cache(skip)] healthy: Arc<AtomicBool>, #[cache(skip)] calls: Arc<Calls>) -> Result<u64, Down> {
+async fn fragile(
+    id: u64,
+    #[cache(skip)] healthy: Arc<AtomicBool>,
+    #[cache(skip)] calls: Arc<Calls>,
+) -> Result<u64, Down> {
     calls.bump();
-    if healthy.load(Ordering::SeqCst) { Ok(id) } else { Err(Down) }
+    if healthy.load(Ordering::SeqCst) {
+        Ok(id)
+    } else {
+        Err(Down)
+    }
 }
 
 #[tokio::test]
@@ -123,23 +145,40 @@ async fn stale_if_error_serves_the_old_value_until_the_stale_window_ends() {
     let cache = redis_cache(&server).await;
     let healthy = Arc::new(AtomicBool::new(true));
     let calls = Arc::new(Calls::default());
-    assert_eq!(cache.scope(fragile(8, healthy.clone(), calls.clone())).await, Ok(8));
+    assert_eq!(
+        cache
+            .scope(fragile(8, healthy.clone(), calls.clone()))
+            .await,
+        Ok(8)
+    );
     let key = cache.scope(async { fragile_key(8) }).await;
     healthy.store(false, Ordering::SeqCst);
     wait_until_stale(&server, &key, 3_000).await;
 
     // The refresh fails: callers keep getting the stale value.
     wait_until("a failed refresh", Duration::from_secs(5), || async {
-        assert_eq!(cache.scope(fragile(8, healthy.clone(), calls.clone())).await, Ok(8));
+        assert_eq!(
+            cache
+                .scope(fragile(8, healthy.clone(), calls.clone()))
+                .await,
+            Ok(8)
+        );
         cache.stats().stale_if_error >= 1
     })
     .await;
     assert!(calls.get() >= 2);
 
     // After ttl + stale the entry is gone and the error reaches the caller.
-    wait_until("the stale window to end", Duration::from_secs(10), || async {
-        cache.scope(fragile(8, healthy.clone(), calls.clone())).await == Err(Down)
-    })
+    wait_until(
+        "the stale window to end",
+        Duration::from_secs(10),
+        || async {
+            cache
+                .scope(fragile(8, healthy.clone(), calls.clone()))
+                .await
+                == Err(Down)
+        },
+    )
     .await;
 }
 
@@ -166,12 +205,21 @@ async fn early_refresh_runs_once_while_callers_are_served() {
         set.spawn(async move { cache.scope(early(1, source)).await });
     }
     let served = set.join_all().await;
-    assert!(served.iter().all(|&v| v == 1), "callers were served the current value meanwhile");
-    assert_eq!(source.loads.get(), 2, "one early refresh for the whole burst");
+    assert!(
+        served.iter().all(|&v| v == 1),
+        "callers were served the current value meanwhile"
+    );
+    assert_eq!(
+        source.loads.get(),
+        2,
+        "one early refresh for the whole burst"
+    );
     assert_eq!(cache.stats().refreshes, 1);
-    wait_until("the early refresh to land", Duration::from_secs(10), || async {
-        cache.scope(early(1, source.clone())).await == 2
-    })
+    wait_until(
+        "the early refresh to land",
+        Duration::from_secs(10),
+        || async { cache.scope(early(1, source.clone())).await == 2 },
+    )
     .await;
 }
 

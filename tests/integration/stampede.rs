@@ -15,7 +15,10 @@ use redis::AsyncCommands;
 use redis_cached::{Cache, redis_cached};
 use tokio::task::JoinSet;
 
-use crate::{Calls, redis_cache, support::{RedisServer, wait_until}};
+use crate::{
+    Calls, redis_cache,
+    support::{RedisServer, wait_until},
+};
 
 #[redis_cached(ttl = 60, name = "stampede::slow")]
 async fn slow(id: u64, #[cache(skip)] calls: Arc<Calls>) -> u64 {
@@ -40,7 +43,10 @@ async fn a_thousand_callers_of_a_cold_key_run_the_loader_once() {
     let cache = redis_cache(&server).await;
     let calls = Arc::new(Calls::default());
     let results = callers(&cache, &calls, 7, 1000).await;
-    assert!(results.iter().all(|&r| r == 8), "every caller got the value");
+    assert!(
+        results.iter().all(|&r| r == 8),
+        "every caller got the value"
+    );
     assert_eq!(calls.get(), 1, "one loader run for 1,000 callers");
     println!("1,000 callers, one process: {} loader run(s)", calls.get());
 }
@@ -72,13 +78,20 @@ const CHILDREN: usize = 4;
 const CALLERS_PER_CHILD: usize = 250;
 
 fn now_us() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }
 
 /// The loader of the cross-process test counts its runs in Redis, which every process shares.
 #[redis_cached(ttl = 60, name = "stampede::shared", lock_wait = "60s")]
 async fn shared(id: u64, #[cache(skip)] url: Arc<String>) -> u64 {
-    let mut conn = redis::Client::open(url.as_str()).expect("client").get_multiplexed_async_connection().await.expect("conn");
+    let mut conn = redis::Client::open(url.as_str())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
     let _: i64 = conn.incr("loads", 1).await.expect("INCR");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _: () = conn.set("loaded_at_us", now_us()).await.expect("SET");
@@ -93,8 +106,17 @@ async fn child_process() {
         return; // Not a child: nothing to do.
     };
     let url = Arc::new(url);
-    let cache = Cache::builder().url(url.as_str()).namespace("stampede").build().await.expect("build");
-    let mut conn = redis::Client::open(url.as_str()).expect("client").get_multiplexed_async_connection().await.expect("conn");
+    let cache = Cache::builder()
+        .url(url.as_str())
+        .namespace("stampede")
+        .build()
+        .await
+        .expect("build");
+    let mut conn = redis::Client::open(url.as_str())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
     let _: i64 = conn.incr("ready", 1).await.expect("INCR");
     wait_until("the start signal", Duration::from_secs(60), || {
         let mut conn = conn.clone();
@@ -112,7 +134,13 @@ async fn child_process() {
     let results = set.join_all().await;
     let ok = results.iter().filter(|(v, _)| *v == 33).count();
     let last_return = results.iter().map(|(_, at)| *at).max().unwrap_or(0);
-    let _: () = conn.rpush("results", format!("{ok} {last_return} {}", cache.stats().lock_waits)).await.expect("RPUSH");
+    let _: () = conn
+        .rpush(
+            "results",
+            format!("{ok} {last_return} {}", cache.stats().lock_waits),
+        )
+        .await
+        .expect("RPUSH");
 }
 
 #[tokio::test]
@@ -122,7 +150,12 @@ async fn four_processes_of_250_callers_run_the_loader_once() {
     let mut children: Vec<_> = (0..CHILDREN)
         .map(|_| {
             Command::new(&exe)
-                .args(["stampede::child_process", "--exact", "--nocapture", "--test-threads=1"])
+                .args([
+                    "stampede::child_process",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
                 .env(CHILD_ENV, server.url())
                 .stdout(std::process::Stdio::null())
                 .spawn()
@@ -147,10 +180,16 @@ async fn four_processes_of_250_callers_run_the_loader_once() {
     let mut delays = Vec::new();
     for line in &results {
         let parts: Vec<i64> = line.split(' ').map(|p| p.parse().unwrap_or(-1)).collect();
-        assert_eq!(parts[0], CALLERS_PER_CHILD as i64, "every caller of every process got the value");
+        assert_eq!(
+            parts[0], CALLERS_PER_CHILD as i64,
+            "every caller of every process got the value"
+        );
         delays.push((parts[1] - loaded_at) as f64 / 1000.0);
     }
-    assert_eq!(loads, 1, "one loader run across {CHILDREN} processes x {CALLERS_PER_CHILD} callers");
+    assert_eq!(
+        loads, 1,
+        "one loader run across {CHILDREN} processes x {CALLERS_PER_CHILD} callers"
+    );
     println!(
         "{CHILDREN} processes x {CALLERS_PER_CHILD} callers: {loads} loader run; last caller per process returned \
          {delays:.1?} ms after the loader finished (fill round trip and wake-up included)"
@@ -173,21 +212,35 @@ async fn a_lock_held_by_someone_else_is_neither_released_nor_overwritten() {
     let key = cache.scope(async { guarded_load_key(1) }).await;
     let lock = format!("{key}:lock");
     let mut conn = server.conn().await;
-    let _: () = conn.set_ex(&lock, "another-process", 30).await.expect("SET lock");
+    let _: () = conn
+        .set_ex(&lock, "another-process", 30)
+        .await
+        .expect("SET lock");
 
     // The caller waits lock_wait, then loads without the lock and does not store.
     assert_eq!(cache.scope(guarded_load(1, calls.clone())).await, 1);
     assert_eq!(calls.get(), 1);
     assert_eq!(cache.stats().lock_timeouts, 1);
     let holder: Option<String> = conn.get(&lock).await.expect("GET lock");
-    assert_eq!(holder.as_deref(), Some("another-process"), "a foreign lock is left alone");
-    assert!(!conn.exists::<_, bool>(&key).await.expect("EXISTS"), "no value written without the lock");
+    assert_eq!(
+        holder.as_deref(),
+        Some("another-process"),
+        "a foreign lock is left alone"
+    );
+    assert!(
+        !conn.exists::<_, bool>(&key).await.expect("EXISTS"),
+        "no value written without the lock"
+    );
 }
 
 #[redis_cached(ttl = 60, name = "stampede::stolen")]
 async fn stolen(id: u64, #[cache(skip)] lock: String, #[cache(skip)] url: String) -> u64 {
     // While we load, our lock expires and another process takes it.
-    let mut conn = redis::Client::open(url).expect("client").get_multiplexed_async_connection().await.expect("conn");
+    let mut conn = redis::Client::open(url)
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
     let _: () = conn.set_ex(&lock, "the-new-owner", 30).await.expect("SET");
     id
 }
@@ -200,14 +253,25 @@ async fn a_load_that_lost_its_lock_does_not_fill() {
     let lock = format!("{key}:lock");
     assert_eq!(cache.scope(stolen(2, lock.clone(), server.url())).await, 2);
     let mut conn = server.conn().await;
-    assert!(!conn.exists::<_, bool>(&key).await.expect("EXISTS"), "the fill was refused");
+    assert!(
+        !conn.exists::<_, bool>(&key).await.expect("EXISTS"),
+        "the fill was refused"
+    );
     let holder: Option<String> = conn.get(&lock).await.expect("GET");
-    assert_eq!(holder.as_deref(), Some("the-new-owner"), "the new owner's lock survives");
+    assert_eq!(
+        holder.as_deref(),
+        Some("the-new-owner"),
+        "the new owner's lock survives"
+    );
     assert_eq!(cache.stats().fills_rejected, 1);
 }
 
 #[redis_cached(ttl = 60, name = "stampede::cancellable")]
-async fn cancellable(id: u64, #[cache(skip)] calls: Arc<Calls>, #[cache(skip)] hang_first: Arc<AtomicBool>) -> u64 {
+async fn cancellable(
+    id: u64,
+    #[cache(skip)] calls: Arc<Calls>,
+    #[cache(skip)] hang_first: Arc<AtomicBool>,
+) -> u64 {
     calls.bump();
     if hang_first.swap(false, Ordering::SeqCst) {
         std::future::pending::<()>().await;
@@ -226,7 +290,12 @@ async fn a_cancelled_leader_leaves_no_waiter_hanging_and_no_lock_behind() {
         let (cache, calls, hang) = (cache.clone(), calls.clone(), hang.clone());
         tokio::spawn(async move { cache.scope(cancellable(4, calls, hang)).await })
     };
-    wait_until("the leader to start loading", Duration::from_secs(5), || async { calls.get() == 1 }).await;
+    wait_until(
+        "the leader to start loading",
+        Duration::from_secs(5),
+        || async { calls.get() == 1 },
+    )
+    .await;
     let mut waiters = JoinSet::new();
     for _ in 0..20 {
         let (cache, calls, hang) = (cache.clone(), calls.clone(), hang.clone());
@@ -239,7 +308,11 @@ async fn a_cancelled_leader_leaves_no_waiter_hanging_and_no_lock_behind() {
         .await
         .expect("waiters did not hang");
     assert!(results.iter().all(|&r| r == 4));
-    assert_eq!(calls.get(), 2, "the waiters regrouped behind one new leader");
+    assert_eq!(
+        calls.get(),
+        2,
+        "the waiters regrouped behind one new leader"
+    );
     let key = cache.scope(async { cancellable_key(4) }).await;
     let mut conn = server.conn().await;
     wait_until("the lock to be released", Duration::from_secs(5), || {
@@ -278,7 +351,13 @@ async fn a_panicking_loader_leaves_no_waiter_hanging_and_no_lock_behind() {
     assert_eq!(calls.get(), 2, "one retry by a new leader");
     let key = cache.scope(async { panicky_key(9) }).await;
     let mut conn = server.conn().await;
-    assert!(!conn.exists::<_, bool>(format!("{key}:lock")).await.expect("EXISTS"), "lock released (the new leader filled)");
+    assert!(
+        !conn
+            .exists::<_, bool>(format!("{key}:lock"))
+            .await
+            .expect("EXISTS"),
+        "lock released (the new leader filled)"
+    );
 }
 
 trait JoinAllResults<T> {
@@ -295,9 +374,18 @@ impl<T: 'static> JoinAllResults<T> for JoinSet<T> {
     }
 }
 
-#[redis_cached(ttl = 60, name = "stampede::holder", lock_ttl = "1s", lock_wait = "30s")]
+#[redis_cached(
+    ttl = 60,
+    name = "stampede::holder",
+    lock_ttl = "1s",
+    lock_wait = "30s"
+)]
 async fn held(id: u64, #[cache(skip)] url: Arc<String>, #[cache(skip)] hang: bool) -> u64 {
-    let mut conn = redis::Client::open(url.as_str()).expect("client").get_multiplexed_async_connection().await.expect("conn");
+    let mut conn = redis::Client::open(url.as_str())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
     let _: i64 = conn.incr("holder_loads", 1).await.expect("INCR");
     if hang {
         std::future::pending::<()>().await;
@@ -314,7 +402,12 @@ async fn holder_process() {
         return;
     };
     let url = Arc::new(url);
-    let cache = Cache::builder().url(url.as_str()).namespace("stampede").build().await.expect("build");
+    let cache = Cache::builder()
+        .url(url.as_str())
+        .namespace("stampede")
+        .build()
+        .await
+        .expect("build");
     cache.scope(held(5, url, true)).await;
 }
 
@@ -331,13 +424,24 @@ async fn a_killed_lock_holder_frees_the_lock_by_expiry_and_another_process_loads
     let mut conn = server.conn().await;
     wait_until("the holder to be loading", Duration::from_secs(30), || {
         let mut conn = conn.clone();
-        async move { conn.get::<_, Option<i64>>("holder_loads").await.ok().flatten() == Some(1) }
+        async move {
+            conn.get::<_, Option<i64>>("holder_loads")
+                .await
+                .ok()
+                .flatten()
+                == Some(1)
+        }
     })
     .await;
     child.kill().expect("kill holder");
     child.wait().expect("reap holder");
 
-    let cache = Cache::builder().url(server.url()).namespace("stampede").build().await.expect("build");
+    let cache = Cache::builder()
+        .url(server.url())
+        .namespace("stampede")
+        .build()
+        .await
+        .expect("build");
     let url = Arc::new(server.url());
     let started = Instant::now();
     let value = tokio::time::timeout(Duration::from_secs(20), cache.scope(held(5, url, false)))
@@ -345,7 +449,17 @@ async fn a_killed_lock_holder_frees_the_lock_by_expiry_and_another_process_loads
         .expect("the waiter did not hang");
     assert_eq!(value, 5);
     let loads: i64 = conn.get("holder_loads").await.expect("GET");
-    assert_eq!(loads, 2, "the dead holder's load, then ours after its lock expired");
-    assert_eq!(cache.stats().lock_timeouts, 0, "took the lock over instead of giving up");
-    println!("took over a dead holder's lock after {:?}", started.elapsed());
+    assert_eq!(
+        loads, 2,
+        "the dead holder's load, then ours after its lock expired"
+    );
+    assert_eq!(
+        cache.stats().lock_timeouts,
+        0,
+        "took the lock over instead of giving up"
+    );
+    println!(
+        "took over a dead holder's lock after {:?}",
+        started.elapsed()
+    );
 }

@@ -8,6 +8,7 @@ mod freshness;
 mod keys;
 mod memory_store;
 mod read_through;
+mod round_trips;
 mod stampede;
 mod support;
 

@@ -11,12 +11,12 @@ use syn::{
 
 use crate::{ctxt::Ctxt, duration};
 
-const VALID: &str = "`ttl`, `name`, `key`, `version`, `cache_none`, `none_ttl`, `jitter`, `stale`, \
-                     `early_refresh`, `lock`, `lock_ttl`, `lock_wait`, `cache`, `crate`";
+const VALID: &str = "`ttl`, `name`, `key`, `tags`, `version`, `cache_none`, `none_ttl`, `jitter`, \
+                     `stale`, `early_refresh`, `lock`, `lock_ttl`, `lock_wait`, `cache`, `crate`";
 
 /// Options that later versions add; named so the error says what is missing rather than
 /// calling a documented option unknown.
-const PLANNED: &[&str] = &["tags", "l1", "l1_ttl", "l1_capacity"];
+const PLANNED: &[&str] = &["l1", "l1_ttl", "l1_capacity"];
 
 /// A TTL-like option: a literal duration, or a constant expression (`u64` seconds or `Duration`).
 pub(crate) enum TtlValue {
@@ -35,6 +35,7 @@ pub(crate) struct Options {
     pub(crate) ttl: Option<Spanned<TtlValue>>,
     pub(crate) name: Option<Spanned<LitStr>>,
     pub(crate) key: Option<Spanned<LitStr>>,
+    pub(crate) tags: Option<Spanned<Vec<LitStr>>>,
     pub(crate) version: Option<Spanned<u32>>,
     pub(crate) cache_none: Option<Spanned<bool>>,
     pub(crate) none_ttl: Option<Spanned<TtlValue>>,
@@ -91,6 +92,10 @@ impl Options {
                     let v: LitStr =
                         parse_expecting(input, "a string template, as in `key = \"user:{id}\"`")?;
                     set_once(cx, &mut options.key, &name, v);
+                }
+                "tags" => {
+                    let v = parse_tags(input)?;
+                    set_once(cx, &mut options.tags, &name, v);
                 }
                 "version" => {
                     let lit: LitInt = parse_expecting(input, "an integer, as in `version = 2`")?;
@@ -225,6 +230,26 @@ fn parse_fraction(cx: &mut Ctxt, input: ParseStream) -> syn::Result<f64> {
         ));
     }
     Ok(value)
+}
+
+/// `["user:{id}", "org:{org.id}"]`.
+pub(crate) fn parse_tags(input: ParseStream) -> syn::Result<Vec<LitStr>> {
+    if !input.peek(syn::token::Bracket) {
+        return Err(input.error(
+            "expected a list of tag templates, as in `tags = [\"user:{id}\", \"org:{org_id}\"]`",
+        ));
+    }
+    let content;
+    let bracket = syn::bracketed!(content in input);
+    let tags = syn::punctuated::Punctuated::<LitStr, Token![,]>::parse_terminated(&content)
+        .map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected tag templates, as in `tags = [\"user:{id}\", \"org:{org_id}\"]`",
+            )
+        })?;
+    let _ = bracket;
+    Ok(tags.into_iter().collect())
 }
 
 fn parse_beta(cx: &mut Ctxt, input: ParseStream) -> syn::Result<f64> {

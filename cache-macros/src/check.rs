@@ -52,6 +52,16 @@ pub(crate) struct Plan {
     pub(crate) background: bool,
     /// Whether waiters may share the loader's error (subject to the compile-time probe).
     pub(crate) share_errors: bool,
+    /// Tag templates, each a `format!` string and its arguments.
+    pub(crate) tags: Vec<TagPlan>,
+    /// Indexes of the parameters the tags use (`NAME_put` takes them).
+    pub(crate) tag_params: Vec<usize>,
+}
+
+/// One tag: rendered with `format!(format, args...)` (each value with `Display`).
+pub(crate) struct TagPlan {
+    pub(crate) format: String,
+    pub(crate) args: Vec<TokenStream>,
 }
 
 pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<Plan> {
@@ -142,6 +152,11 @@ pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<
         }
     }
 
+    let (tags, tag_params) = match &options.tags {
+        Some(tags) => plan_tags(cx, &tags.value, func),
+        None => (Vec::new(), Vec::new()),
+    };
+
     let (key, key_params) = match &options.key {
         None => (
             KeyPlan::Derived,
@@ -180,6 +195,8 @@ pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<
         lock_wait: options.lock_wait.map(|t| ttl_tokens(&krate, t.value)),
         background,
         share_errors,
+        tags,
+        tag_params,
         name,
         version,
         fingerprint: fingerprint(&output, version),
@@ -203,6 +220,75 @@ fn owns_arguments(func: &Function) -> bool {
         && func.params.iter().all(|p| p.owned)
 }
 
+/// Resolves `{root.field...}` to an expression, recording which parameter it uses.
+/// Skipped parameters may appear in tags (rendered with `Display`) but not in keys.
+fn placeholder(
+    cx: &mut Ctxt,
+    lit: &LitStr,
+    func: &Function,
+    root: &str,
+    fields: &[String],
+    allow_skipped: bool,
+    used: &mut Vec<usize>,
+) -> TokenStream {
+    let root_tokens = if root == "self" {
+        if func.receiver.is_none() {
+            cx.error_spanned_by(
+                lit,
+                "`{self...}` in a template needs a method with a `self` receiver",
+            );
+        }
+        quote!(self)
+    } else {
+        match func
+            .params
+            .iter()
+            .position(|p| p.bindings.iter().any(|b| b == root))
+        {
+            Some(i) if func.params[i].skip && !allow_skipped => {
+                cx.error_spanned_by(
+                    lit,
+                    format!("`{root}` is marked `#[cache(skip)]` and cannot appear in the key"),
+                );
+            }
+            Some(i) => {
+                if !used.contains(&i) {
+                    used.push(i);
+                }
+            }
+            None => {
+                let names: Vec<String> = func
+                    .params
+                    .iter()
+                    .filter(|p| allow_skipped || !p.skip)
+                    .flat_map(|p| p.bindings.iter().map(|b| format!("`{b}`")))
+                    .collect();
+                cx.error_spanned_by(
+                    lit,
+                    format!(
+                        "template names `{root}`, which is not a parameter; expected one of: {}",
+                        if names.is_empty() {
+                            "(no parameters)".to_owned()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
+                );
+            }
+        }
+        let ident = format_ident!("{}", root, span = lit.span());
+        quote!(#ident)
+    };
+    let members = fields.iter().map(|f| match f.parse::<u32>() {
+        Ok(index) => Member::Unnamed(syn::Index {
+            index,
+            span: lit.span(),
+        }),
+        Err(_) => Member::Named(Ident::new(f, lit.span())),
+    });
+    quote!(#root_tokens #(.#members)*)
+}
+
 /// Resolves a key template against the parameters.
 fn plan_template(cx: &mut Ctxt, lit: &LitStr, func: &Function) -> (KeyPlan, Vec<usize>) {
     let pieces = match template::parse(&lit.value()) {
@@ -213,65 +299,50 @@ fn plan_template(cx: &mut Ctxt, lit: &LitStr, func: &Function) -> (KeyPlan, Vec<
         }
     };
     let mut used = Vec::new();
-    let mut planned = Vec::new();
-    for piece in pieces {
-        match piece {
-            Piece::Literal(text) => planned.push(KeyPiece::Literal(text)),
+    let planned = pieces
+        .into_iter()
+        .map(|piece| match piece {
+            Piece::Literal(text) => KeyPiece::Literal(text),
             Piece::Value { root, fields } => {
-                let root_tokens = if root == "self" {
-                    if func.receiver.is_none() {
-                        cx.error_spanned_by(
-                            lit,
-                            "`{self...}` in a key template needs a method with a `self` receiver",
-                        );
-                    }
-                    quote!(self)
-                } else {
-                    let found = func
-                        .params
-                        .iter()
-                        .position(|p| p.bindings.iter().any(|b| b == root.as_str()));
-                    match found {
-                        Some(i) if func.params[i].skip => {
-                            cx.error_spanned_by(lit, format!("`{root}` is marked `#[cache(skip)]` and cannot appear in the key"));
-                        }
-                        Some(i) => {
-                            if !used.contains(&i) {
-                                used.push(i);
-                            }
-                        }
-                        None => {
-                            let names: Vec<String> = func
-                                .params
-                                .iter()
-                                .filter(|p| !p.skip)
-                                .flat_map(|p| p.bindings.iter().map(|b| format!("`{b}`")))
-                                .collect();
-                            cx.error_spanned_by(
-                                lit,
-                                format!(
-                                    "key template names `{root}`, which is not a parameter; expected one of: {}",
-                                    if names.is_empty() { "(no parameters)".to_owned() } else { names.join(", ") }
-                                ),
-                            );
-                        }
-                    }
-                    let ident = format_ident!("{}", root, span = lit.span());
-                    quote!(#ident)
-                };
-                let members = fields.iter().map(|f| match f.parse::<u32>() {
-                    Ok(index) => Member::Unnamed(syn::Index {
-                        index,
-                        span: lit.span(),
-                    }),
-                    Err(_) => Member::Named(Ident::new(f, lit.span())),
-                });
-                planned.push(KeyPiece::Value(quote!(#root_tokens #(.#members)*)));
+                KeyPiece::Value(placeholder(cx, lit, func, &root, &fields, false, &mut used))
             }
-        }
-    }
+        })
+        .collect();
     used.sort_unstable();
     (KeyPlan::Template(planned), used)
+}
+
+/// Resolves tag templates: each becomes a `format!` call.
+pub(crate) fn plan_tags(
+    cx: &mut Ctxt,
+    tags: &[LitStr],
+    func: &Function,
+) -> (Vec<TagPlan>, Vec<usize>) {
+    let mut used = Vec::new();
+    let mut planned = Vec::new();
+    for lit in tags {
+        let pieces = match template::split(&lit.value()) {
+            Ok(pieces) => pieces,
+            Err(msg) => {
+                cx.error_spanned_by(lit, msg.replace("key template", "tag template"));
+                continue;
+            }
+        };
+        let mut format = String::new();
+        let mut args = Vec::new();
+        for piece in pieces {
+            match piece {
+                Piece::Literal(text) => format.push_str(&text),
+                Piece::Value { root, fields } => {
+                    format.push_str("{}");
+                    args.push(placeholder(cx, lit, func, &root, &fields, true, &mut used));
+                }
+            }
+        }
+        planned.push(TagPlan { format, args });
+    }
+    used.sort_unstable();
+    (planned, used)
 }
 
 /// An expression of type `Duration`.

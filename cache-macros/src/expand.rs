@@ -71,7 +71,8 @@ fn emit(func: &Function, plan: &Plan) -> TokenStream {
             __cache_ret
         }
     };
-    let helpers = helpers(func, plan, &p, &spec, &resolve, &key);
+    let tags = tags_tokens(&plan.tags);
+    let helpers = helpers(func, plan, &p, &spec, &resolve, &key, &tags);
     let plain_check = (func.shape == ShapeKind::Plain && func.type_params.is_empty()).then(|| {
         quote_spanned! {output.span()=>
             {
@@ -102,7 +103,8 @@ fn emit(func: &Function, plan: &Plan) -> TokenStream {
             #plain_check
             let __cache_spec = #spec;
             let __cache_args = #key;
-            match #p::begin::<#shape>(#resolve, &__cache_spec, __cache_args, #sharing, #can_spawn).await {
+            let __cache_tags = #tags;
+            match #p::begin::<#shape>(#resolve, &__cache_spec, __cache_args, __cache_tags, #sharing, #can_spawn).await {
                 #p::Begin::Done(__cache_out) => __cache_out,
                 #p::Begin::Load(__cache_load) => __cache_load.run(#loader).await,
                 #p::Begin::Refresh(__cache_refresh) => #refresh_arm,
@@ -110,6 +112,15 @@ fn emit(func: &Function, plan: &Plan) -> TokenStream {
         }
         #helpers
     }
+}
+
+/// An expression of type `Vec<String>`: the rendered tags.
+pub(crate) fn tags_tokens(tags: &[crate::check::TagPlan]) -> TokenStream {
+    let rendered = tags.iter().map(|tag| {
+        let (format, args) = (&tag.format, &tag.args);
+        quote!(::std::format!(#format, #(#args),*))
+    });
+    quote!(::std::vec![#(#rendered),*])
 }
 
 fn spec_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
@@ -227,6 +238,7 @@ fn helpers(
     spec: &TokenStream,
     resolve: &TokenStream,
     key: &TokenStream,
+    tags: &TokenStream,
 ) -> TokenStream {
     let ItemFn { vis, sig, .. } = &func.item;
     let ident = &sig.ident;
@@ -241,16 +253,23 @@ fn helpers(
     // Key, invalidate and put borrow the receiver whatever its form (`self: Arc<Self>` included),
     // so calling them does not consume it; refresh takes it as the function does.
     let by_ref: Vec<TokenStream> = receiver.iter().map(|_| quote!(&self)).collect();
-    let key_params: Vec<TokenStream> = plan
+    let param = |i: usize| {
+        let mut pat: Pat = (*func.params[i].pat).clone();
+        StripMut.visit_pat_mut(&mut pat);
+        let ty = &func.params[i].ty;
+        quote!(#pat: #ty)
+    };
+    let key_params: Vec<TokenStream> = plan.key_params.iter().map(|&i| param(i)).collect();
+    // `NAME_put` also takes what its tags use, so a put entry carries its tags.
+    let mut put_indexes: Vec<usize> = plan
         .key_params
         .iter()
-        .map(|&i| {
-            let mut pat: Pat = (*func.params[i].pat).clone();
-            StripMut.visit_pat_mut(&mut pat);
-            let ty = &func.params[i].ty;
-            quote!(#pat: #ty)
-        })
+        .chain(&plan.tag_params)
+        .copied()
         .collect();
+    put_indexes.sort_unstable();
+    put_indexes.dedup();
+    let put_params: Vec<TokenStream> = put_indexes.iter().map(|&i| param(i)).collect();
     let krate = &plan.krate;
     let output = &plan.output;
     let value_ty = &plan.value_ty;
@@ -331,10 +350,10 @@ fn helpers(
 
         #[doc = #doc_put]
         #[allow(dead_code, clippy::needless_lifetimes)]
-        #vis async fn #put_fn #generics (#(#by_ref,)* #(#key_params,)* #value_arg: &#value_ty)
+        #vis async fn #put_fn #generics (#(#by_ref,)* #(#put_params,)* #value_arg: &#value_ty)
             -> ::core::result::Result<(), #krate::Error> #where_clause
         {
-            #p::put(#resolve, &#spec, #key, #value_arg).await
+            #p::put(#resolve, &#spec, #key, #tags, #value_arg).await
         }
 
         #[doc = #doc_refresh]

@@ -17,8 +17,34 @@ fn continues_value(c: char) -> bool {
     c.is_alphanumeric() || matches!(c, '_' | '.' | '-' | '+' | '@')
 }
 
-/// Splits a template into pieces, or says what is wrong with it.
+/// Splits a key template into pieces, or says what is wrong with it. Besides being well formed,
+/// a key template must use an argument, and each placeholder must be followed by a separator
+/// that cannot continue the value's encoding.
 pub(crate) fn parse(template: &str) -> Result<Vec<Piece>, String> {
+    let pieces = split(template)?;
+    for pair in pieces.windows(2) {
+        if let [Piece::Value { .. }, next] = pair {
+            let starts_badly = match next {
+                Piece::Value { .. } => true,
+                Piece::Literal(text) => text.starts_with(continues_value),
+            };
+            if starts_badly {
+                return Err(
+                    "placeholders must be followed by a separator such as `:` or `/` (not a letter, digit, `_`, `.`, `-`, `+` or `@`), \
+                     so that different arguments cannot render the same key"
+                        .into(),
+                );
+            }
+        }
+    }
+    if !pieces.iter().any(|p| matches!(p, Piece::Value { .. })) {
+        return Err("key template uses no argument, so every call would share one entry; add a `{argument}` placeholder".into());
+    }
+    Ok(pieces)
+}
+
+/// Splits a template into literal text and `{argument.field}` placeholders.
+pub(crate) fn split(template: &str) -> Result<Vec<Piece>, String> {
     let mut pieces = Vec::new();
     let mut rest = template;
     while !rest.is_empty() {
@@ -65,24 +91,6 @@ pub(crate) fn parse(template: &str) -> Result<Vec<Piece>, String> {
             }
         }
     }
-    for pair in pieces.windows(2) {
-        if let [Piece::Value { .. }, next] = pair {
-            let starts_badly = match next {
-                Piece::Value { .. } => true,
-                Piece::Literal(text) => text.starts_with(continues_value),
-            };
-            if starts_badly {
-                return Err(
-                    "placeholders must be followed by a separator such as `:` or `/` (not a letter, digit, `_`, `.`, `-`, `+` or `@`), \
-                     so that different arguments cannot render the same key"
-                        .into(),
-                );
-            }
-        }
-    }
-    if !pieces.iter().any(|p| matches!(p, Piece::Value { .. })) {
-        return Err("key template uses no argument, so every call would share one entry; add a `{argument}` placeholder".into());
-    }
     Ok(pieces)
 }
 
@@ -119,5 +127,7 @@ mod tests {
         assert!(parse("{1a}").is_err());
         assert!(parse("static").is_err());
         assert!(parse("{a}:{b}").is_ok());
+        assert!(split("static").is_ok(), "tags may be fixed strings");
+        assert!(split("{a}{b}").is_ok(), "tags render verbatim");
     }
 }

@@ -155,6 +155,31 @@ impl Cache {
             .snapshot(self.inner.breaker.opened_total())
     }
 
+    /// Invalidates tags: every entry carrying one of them misses from now on, in one round trip
+    /// whatever the number of entries. Loads that began before this call cannot make a tagged
+    /// entry valid again.
+    ///
+    /// # Errors
+    ///
+    /// When Redis cannot be reached (or the breaker is open), nothing was invalidated: the
+    /// entries live until their TTL. Retry, or report the error to whoever made the change.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let cache = cache_runtime::Cache::builder().url("mem://").build().await?;
+    /// cache.invalidate_tags(["org:456", "user:123"]).await?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn invalidate_tags<I>(&self, tags: I) -> Result<(), Error>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        crate::helpers::invalidate_tags(self, tags).await
+    }
+
     /// Whether the circuit breaker currently keeps calls away from Redis.
     pub fn is_degraded(&self) -> bool {
         self.inner.breaker.is_open()
@@ -234,27 +259,5 @@ impl Cache {
 
     pub(crate) fn store(&self) -> &Store {
         &self.inner.store
-    }
-
-    pub(crate) async fn store_set(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Duration,
-    ) -> Result<(), Error> {
-        if value.len() > self.inner.max_value_size {
-            return Err(Error::ValueTooLarge {
-                size: value.len(),
-                max: self.inner.max_value_size,
-            });
-        }
-        self.guarded("set", self.inner.store.set(key, value, ttl))
-            .await?;
-        bump(&self.inner.counters.stores);
-        Ok(())
-    }
-
-    pub(crate) async fn store_delete(&self, key: &str) -> Result<(), Error> {
-        self.guarded("delete", self.inner.store.delete(key)).await
     }
 }

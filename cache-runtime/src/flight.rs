@@ -89,6 +89,18 @@ impl Flights {
         })
     }
 
+    /// Stops new callers of `key` from joining its running flight (after an invalidation, a
+    /// load that began earlier must not serve callers that arrive later). Its waiters still
+    /// get its outcome.
+    pub(crate) fn detach(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
+    /// [`detach`](Self::detach) for every key (a tag invalidation may concern any of them).
+    pub(crate) fn detach_all(&self) {
+        self.lock().clear();
+    }
+
     /// Whether some caller in this process is loading `key` right now.
     pub(crate) fn is_running(&self, key: &str) -> bool {
         self.lock().contains_key(key)

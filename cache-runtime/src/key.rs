@@ -124,6 +124,24 @@ pub(crate) fn entry_key(namespace: &str, name: &str, version: u32, args: &ArgsKe
     key
 }
 
+/// The key of a tag's version: `{namespace}:tag:{{tag}}`. The tag is its own hash tag (braces
+/// and backslashes escaped), so distinct tags get distinct keys.
+pub(crate) fn tag_key(namespace: &str, tag: &str) -> String {
+    let mut key = String::with_capacity(namespace.len() + tag.len() + 8);
+    key.push_str(namespace);
+    key.push_str(":tag:{");
+    for c in tag.chars() {
+        match c {
+            '\\' => key.push_str("\\\\"),
+            '{' => key.push_str("\\("),
+            '}' => key.push_str("\\)"),
+            c => key.push(c),
+        }
+    }
+    key.push('}');
+    key
+}
+
 /// Characters a string may consist of to be written without quotes.
 fn is_safe(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '@')

@@ -13,6 +13,7 @@ pub mod envelope;
 mod error;
 mod flight;
 pub mod freshness;
+mod helpers;
 pub mod key;
 mod read_through;
 pub mod shape;
@@ -30,11 +31,9 @@ pub use stats::Stats;
 #[doc(hidden)]
 pub mod private {
     pub use crate::{
+        helpers::{evict_tags, invalidate, key_string, put},
         key::{ArgsKey, KeyBuilder},
-        read_through::{
-            Begin, Load, Refresh, begin, cache_ref, default_cache, invalidate, key_string, put,
-            refresh,
-        },
+        read_through::{Begin, Load, Refresh, begin, cache_ref, default_cache, refresh},
         shape::{
             ErrorProbe, Opt, Plain, ProbeOption, ProbePlain, ProbeResult, ProbeSharedError,
             ProbeUnsharedError, Res, ResOpt, Shape, ShapeProbe, require_plain,

@@ -3,9 +3,15 @@
 //!
 //! Generated code calls [`begin`], which does every cache round trip up to "someone must run
 //! the loader here", then [`Load::run`] with the function body. Round trips on a miss: the
-//! lookup; the lock (`SET NX PX`, pipelined with a second read of the entry); the fill-and-release
-//! script. A hit is one `GET` (plus `PTTL` in the same pipeline when `stale` or `early_refresh`
-//! needs the entry's age).
+//! lookup; the claim (lock `SET NX PX` pipelined with a second read of the entry and its
+//! generation, concurrently with capturing tag versions); the fill script (concurrently with a
+//! re-read of the tag versions). A hit is one round of plain reads: `GET` (or `MGET` of tag
+//! versions alongside, and `PTTL` when `stale` or `early_refresh` needs the entry's age).
+//!
+//! No stale set: a load records the entry's generation and its tags' versions before it starts.
+//! Invalidation, `put` and `refresh` start a new generation, and tag invalidation deletes tag
+//! versions, so the fill of a load that began earlier is refused, and an entry whose recorded
+//! tag versions differ from the current ones is a miss.
 
 use std::{
     cell::RefCell,
@@ -28,7 +34,7 @@ use crate::{
     shape::{Cacheable, ErrorSharing, Shape},
     spec::FnSpec,
     stats::{bump, metric},
-    store::StoredBytes,
+    store::{EntryKeys, StoredBytes},
 };
 
 /// The default cache for a function without `cache = EXPR`.
@@ -91,6 +97,37 @@ pub async fn refresh<F: Future>(call: F) -> Result<F::Output, Error> {
         .await
 }
 
+/// The keys of one call: entry, lock, generation (one slot) and tag keys.
+pub(crate) struct Keys {
+    pub(crate) entry: String,
+    lock: String,
+    generation: String,
+    pub(crate) tags: Vec<String>,
+}
+
+impl Keys {
+    pub(crate) fn new(cache: &Cache, spec: &FnSpec, args: &ArgsKey, tags: &[String]) -> Keys {
+        let entry = key::entry_key(cache.namespace(), spec.name, spec.version, args);
+        Keys {
+            lock: format!("{entry}:lock"),
+            generation: format!("{entry}:gen"),
+            entry,
+            tags: tags
+                .iter()
+                .map(|t| key::tag_key(cache.namespace(), t))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn entry_keys(&self) -> EntryKeys<'_> {
+        EntryKeys {
+            entry: &self.entry,
+            lock: &self.lock,
+            generation: &self.generation,
+        }
+    }
+}
+
 /// What [`begin`] leaves for the generated code to do.
 pub enum Begin<'a, S: Shape> {
     /// The output is known (a hit, or a value another caller loaded).
@@ -109,37 +146,54 @@ pub struct Load<'a, S: Shape> {
     ctx: Option<LoadCtx>,
 }
 
+/// What a load may write, decided before it starts.
+pub(crate) struct Claim {
+    /// The lock this load owns, if it took one.
+    token: Option<String>,
+    /// The entry's generation when the load began; the fill is refused if it changed.
+    generation: Option<String>,
+    /// Tag versions when the load began; recorded in the entry.
+    tag_versions: Vec<u64>,
+}
+
 /// How the result of a load is stored.
 enum Fill {
-    /// With the lock this token owns (fill-and-release script).
-    Locked(String),
-    /// With a plain `SET` (no lock in use).
-    Plain,
+    Claimed(Claim),
     /// Not at all: another process holds the lock, or Redis is failing.
     Skip,
 }
 
 struct LoadCtx {
     cache: Cache,
-    key: String,
-    lock_key: String,
+    keys: Keys,
     leader: Option<LeaderGuard>,
     fill: Fill,
     /// The entry being refreshed, served if the loader fails (stale-if-error).
     stale: Option<StoredBytes>,
 }
 
+impl LoadCtx {
+    fn token(&self) -> Option<&str> {
+        match &self.fill {
+            Fill::Claimed(claim) => claim.token.as_deref(),
+            Fill::Skip => None,
+        }
+    }
+}
+
 impl Drop for LoadCtx {
     /// A load that is cancelled or panics still releases its lock (in a task, since drop
     /// cannot wait), so other processes need not wait for the lock to expire.
     fn drop(&mut self) {
-        if let Fill::Locked(token) = std::mem::replace(&mut self.fill, Fill::Skip)
+        if let Fill::Claimed(Claim {
+            token: Some(token), ..
+        }) = std::mem::replace(&mut self.fill, Fill::Skip)
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            let (cache, lock_key) = (self.cache.clone(), std::mem::take(&mut self.lock_key));
+            let (cache, lock) = (self.cache.clone(), std::mem::take(&mut self.keys.lock));
             runtime.spawn(async move {
                 let _ = cache
-                    .guarded("unlock", cache.store().unlock(&lock_key, &token))
+                    .guarded("unlock", cache.store().unlock(&lock, &token))
                     .await;
             });
         }
@@ -189,13 +243,18 @@ impl<S: Shape> Refresh<'_, S> {
     }
 }
 
-fn lock_key(key: &str) -> String {
-    // Same hash tag as the entry: same cluster slot.
-    format!("{key}:lock")
-}
-
 fn new_token() -> String {
     format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
+/// How long a generation key lives: at least as long as the entries it guards.
+pub(crate) fn generation_ttl(cache: &Cache, spec: &FnSpec) -> Duration {
+    (spec.ttl(cache) + spec.stale).max(Duration::from_secs(3600))
+}
+
+/// Whether an entry's recorded tag versions are all still current.
+fn tags_current(recorded: &[u64], current: &[Option<u64>]) -> bool {
+    recorded.len() == current.len() && recorded.iter().zip(current).all(|(r, c)| Some(*r) == *c)
 }
 
 /// Decodes an entry into the function's output; `Err` says why it is unusable.
@@ -212,6 +271,19 @@ fn decode<S: Shape>(
     Ok((output, decoded.meta))
 }
 
+/// An entry that decodes and whose tags are current.
+fn usable<S: Shape>(
+    cache: &Cache,
+    spec: &FnSpec,
+    bytes: &[u8],
+    versions: &[Option<u64>],
+) -> Option<S::Output> {
+    decode::<S>(cache, spec, bytes)
+        .ok()
+        .filter(|(_, meta)| tags_current(&meta.tag_versions, versions))
+        .map(|(o, _)| o)
+}
+
 fn record_hit(cache: &Cache, spec: &FnSpec) {
     bump(&cache.inner().counters.hits);
     metrics::counter!(metric::HITS, "function" => spec.name).increment(1);
@@ -222,6 +294,57 @@ fn record_miss(cache: &Cache, spec: &FnSpec) {
     metrics::counter!(metric::MISSES, "function" => spec.name).increment(1);
 }
 
+/// Takes the lock (if `lock`) and reads the entry and its generation, while capturing tag
+/// versions: one round of concurrent requests.
+async fn claim(
+    cache: &Cache,
+    spec: &FnSpec,
+    keys: &Keys,
+    lock: bool,
+) -> Result<(Claim, bool, Option<StoredBytes>), Error> {
+    let token = lock.then(new_token);
+    let store = cache.store();
+    let (acquired, tags) = futures_util::future::join(
+        cache.guarded(
+            "lock",
+            store.acquire(&keys.entry_keys(), token.as_deref(), spec.lock_ttl()),
+        ),
+        async {
+            if keys.tags.is_empty() {
+                return Ok(Vec::new());
+            }
+            cache
+                .guarded(
+                    "tags",
+                    store.capture_tags(&keys.tags, spec.ttl(cache) + spec.stale),
+                )
+                .await
+        },
+    )
+    .await;
+    let acquired = acquired?;
+    let tag_versions = match tags {
+        Ok(versions) => versions,
+        Err(err) => {
+            if acquired.locked
+                && let Some(token) = &token
+            {
+                let _ = cache
+                    .guarded("unlock", store.unlock(&keys.lock, token))
+                    .await;
+            }
+            return Err(err);
+        }
+    };
+    let locked = acquired.locked;
+    let claim = Claim {
+        token: token.filter(|_| locked),
+        generation: acquired.generation,
+        tag_versions,
+    };
+    Ok((claim, locked, acquired.current))
+}
+
 /// Everything before the loader: lookup, single-flight, lock, waiting.
 ///
 /// Never fails because of the cache: without a cache, with an unusable key, or with Redis
@@ -230,6 +353,7 @@ pub async fn begin<'a, S: Shape>(
     cache: Option<Cache>,
     spec: &'a FnSpec,
     args: Result<ArgsKey, Error>,
+    tags: Vec<String>,
     sharing: Option<ErrorSharing<S::Output>>,
     can_spawn: bool,
 ) -> Begin<'a, S> {
@@ -250,8 +374,8 @@ pub async fn begin<'a, S: Shape>(
         }
         return uncached(sharing);
     };
-    let key = match args {
-        Ok(args) => key::entry_key(cache.namespace(), spec.name, spec.version, &args),
+    let keys = match args {
+        Ok(args) => Keys::new(&cache, spec, &args, &tags),
         Err(err) => {
             bump(&cache.inner().counters.uncached);
             tracing::warn!(function = spec.name, error = %err, "arguments do not encode to a key; running uncached");
@@ -261,41 +385,79 @@ pub async fn begin<'a, S: Shape>(
             return uncached(sharing);
         }
     };
-    let lock_key = lock_key(&key);
-    let ctx = |leader, fill, stale| LoadCtx {
-        cache: cache.clone(),
-        key: key.clone(),
-        lock_key: lock_key.clone(),
-        leader,
-        fill,
-        stale,
-    };
-
-    if refreshing {
-        // NAME_refresh: skip the lookup, store with a plain SET.
-        return Begin::Load(Load {
+    let load = |keys, leader, fill, stale, sharing| {
+        let ctx = LoadCtx {
+            cache: cache.clone(),
+            keys,
+            leader,
+            fill,
+            stale,
+        };
+        Begin::Load(Load {
             spec,
             sharing,
             refreshing,
-            ctx: Some(ctx(None, Fill::Plain, None)),
-        });
+            ctx: Some(ctx),
+        })
+    };
+
+    if refreshing {
+        // NAME_refresh: a new generation (earlier loads can no longer fill), then load.
+        let generation = cache
+            .guarded(
+                "bump",
+                cache
+                    .store()
+                    .bump(&keys.entry_keys(), generation_ttl(&cache, spec)),
+            )
+            .await;
+        let tag_versions = if keys.tags.is_empty() {
+            Ok(Vec::new())
+        } else {
+            cache
+                .guarded(
+                    "tags",
+                    cache
+                        .store()
+                        .capture_tags(&keys.tags, spec.ttl(&cache) + spec.stale),
+                )
+                .await
+        };
+        return match (generation, tag_versions) {
+            (Ok(generation), Ok(tag_versions)) => {
+                let claim = Claim {
+                    token: None,
+                    generation: Some(generation),
+                    tag_versions,
+                };
+                load(keys, None, Fill::Claimed(claim), None, sharing)
+            }
+            (Err(err), _) | (_, Err(err)) => {
+                record_refresh(Err(err));
+                load(keys, None, Fill::Skip, None, sharing)
+            }
+        };
     }
 
-    // Lookup: one round trip of plain reads.
-    let looked_up = if spec.needs_age() {
-        cache.guarded("get", cache.store().get_with_ttl(&key)).await
-    } else {
-        cache
-            .guarded("get", cache.store().get(&key))
-            .await
-            .map(|bytes| (bytes, None))
-    };
-    let redis_ok = match looked_up {
-        Ok((Some(bytes), remaining)) => match decode::<S>(&cache, spec, &bytes) {
-            Ok((output, meta)) => {
+    // Lookup: one round of plain reads.
+    let read = cache
+        .guarded(
+            "get",
+            cache
+                .store()
+                .read(&keys.entry, &keys.tags, spec.needs_age()),
+        )
+        .await;
+    let redis_ok = match read {
+        Ok(read) => match read
+            .current
+            .as_ref()
+            .map(|bytes| decode::<S>(&cache, spec, bytes))
+        {
+            Some(Ok((output, meta))) if tags_current(&meta.tag_versions, &read.tag_versions) => {
                 let u = 1.0 - fastrand::f64();
                 match freshness::classify(
-                    remaining,
+                    read.ttl,
                     meta.stale,
                     meta.load_time,
                     spec.early_refresh,
@@ -306,30 +468,35 @@ pub async fn begin<'a, S: Shape>(
                         return Begin::Done(output);
                     }
                     state => {
-                        return start_refresh(
-                            &cache, spec, state, output, bytes, ctx, can_spawn, &key, &lock_key,
-                        )
-                        .await;
+                        let bytes = read.current.unwrap_or(StoredBytes::Owned(Vec::new()));
+                        return start_refresh(&cache, spec, state, output, bytes, keys, can_spawn)
+                            .await;
                     }
                 }
             }
-            Err(reason) => {
+            Some(Ok(_)) => {
+                // A tag was invalidated since this entry was loaded.
+                bump(&cache.inner().counters.tag_misses);
+                record_miss(&cache, spec);
+                true
+            }
+            Some(Err(reason)) => {
                 // A miss: the load that follows overwrites the entry.
                 bump(&cache.inner().counters.decode_errors);
                 tracing::debug!(
                     function = spec.name,
-                    key,
+                    key = keys.entry,
                     reason,
                     "undecodable entry treated as a miss"
                 );
                 record_miss(&cache, spec);
                 true
             }
+            None => {
+                record_miss(&cache, spec);
+                true
+            }
         },
-        Ok((None, _)) => {
-            record_miss(&cache, spec);
-            true
-        }
         Err(_) => {
             metrics::counter!(metric::ERRORS, "function" => spec.name).increment(1);
             false
@@ -340,9 +507,11 @@ pub async fn begin<'a, S: Shape>(
     let patience = spec.lock_ttl();
     let flights = cache.inner().flights.clone();
     loop {
-        let leader = match flights.join(&key) {
+        let leader = match flights.join(&keys.entry) {
             Role::Leader(leader) => leader,
-            Role::Waiter(flight) => match flight::wait(&flights, &key, flight, patience).await {
+            Role::Waiter(flight) => match flight::wait(&flights, &keys.entry, flight, patience)
+                .await
+            {
                 Waited::TookOver(leader) => leader,
                 Waited::Outcome(Outcome::Value(bytes)) => match decode::<S>(&cache, spec, &bytes) {
                     Ok((output, _)) => return Begin::Done(output),
@@ -359,99 +528,81 @@ pub async fn begin<'a, S: Shape>(
         };
         if !redis_ok {
             // Redis is failing: do not pay a second timeout to lock or store.
-            return Begin::Load(Load {
-                spec,
-                sharing,
-                refreshing,
-                ctx: Some(ctx(Some(leader), Fill::Skip, None)),
-            });
+            return load(keys, Some(leader), Fill::Skip, None, sharing);
         }
-        if !spec.lock {
-            return Begin::Load(Load {
-                spec,
-                sharing,
-                refreshing,
-                ctx: Some(ctx(Some(leader), Fill::Plain, None)),
-            });
-        }
-        return lead(&cache, spec, leader, &key, &lock_key, sharing, ctx).await;
+        return match lead::<S>(&cache, spec, &leader, &keys).await {
+            Led::Done(output, bytes) => {
+                leader.finish(Outcome::Value(bytes));
+                Begin::Done(output)
+            }
+            Led::Load(fill) => load(keys, Some(leader), fill, None, sharing),
+        };
     }
 }
 
+enum Led<T> {
+    /// Another process's value arrived.
+    Done(T, Arc<[u8]>),
+    /// Load here, storing as this says.
+    Load(Fill),
+}
+
 /// The in-process leader of a miss: take the lock, or wait for the process that holds it.
-async fn lead<'a, S: Shape>(
+async fn lead<S: Shape>(
     cache: &Cache,
-    spec: &'a FnSpec,
-    leader: LeaderGuard,
-    key: &str,
-    lock_key: &str,
-    sharing: Option<ErrorSharing<S::Output>>,
-    ctx: impl Fn(Option<LeaderGuard>, Fill, Option<StoredBytes>) -> LoadCtx,
-) -> Begin<'a, S> {
-    let load = |leader, fill| {
-        Begin::Load(Load {
-            spec,
-            sharing: None,
-            refreshing: false,
-            ctx: Some(ctx(Some(leader), fill, None)),
-        })
-    };
+    spec: &FnSpec,
+    leader: &LeaderGuard,
+    keys: &Keys,
+) -> Led<S::Output> {
     let started = Instant::now();
-    let last_load = cache.last_load_time(spec.name);
-    let lock_wait = spec.lock_wait(last_load);
+    let lock_wait = spec.lock_wait(cache.last_load_time(spec.name));
     let mut delay = Duration::from_millis(1);
-    let token = new_token();
-    let mut try_lock = true;
     let mut waited = false;
+    let mut try_lock = true;
     loop {
         leader.beat();
-        let (locked, current) = if try_lock {
-            match cache
-                .guarded(
-                    "lock",
-                    cache
-                        .store()
-                        .acquire(key, lock_key, &token, spec.lock_ttl()),
-                )
-                .await
+        if try_lock {
+            let Ok((claim, locked, current)) = claim(cache, spec, keys, spec.lock).await else {
+                return Led::Load(Fill::Skip);
+            };
+            let versions: Vec<Option<u64>> = claim.tag_versions.iter().copied().map(Some).collect();
+            // A fill may have landed between our lookup and now.
+            if let Some(bytes) = current
+                && let Some(output) = usable::<S>(cache, spec, &bytes, &versions)
             {
-                Ok(acquired) => (Some(acquired.locked), acquired.current),
-                Err(_) => return with_sharing(load(leader, Fill::Skip), sharing),
+                if let Some(token) = &claim.token {
+                    let _ = cache
+                        .guarded("unlock", cache.store().unlock(&keys.lock, token))
+                        .await;
+                }
+                return Led::Done(output, Arc::from(&*bytes));
             }
+            if locked || !spec.lock {
+                return Led::Load(Fill::Claimed(claim));
+            }
+            try_lock = false;
+            waited = true;
         } else {
-            match cache
-                .guarded("poll", cache.store().poll(key, lock_key))
-                .await
+            let (polled, versions) = futures_util::future::join(
+                cache.guarded("poll", cache.store().poll(&keys.entry_keys())),
+                cache.guarded("tags", cache.store().tag_versions(&keys.tags)),
+            )
+            .await;
+            let (Ok((current, locked)), Ok(versions)) = (polled, versions) else {
+                return Led::Load(Fill::Skip);
+            };
+            if let Some(bytes) = current
+                && let Some(output) = usable::<S>(cache, spec, &bytes, &versions)
             {
-                Ok(polled) => (polled.locked.then_some(false), polled.current),
-                Err(_) => return with_sharing(load(leader, Fill::Skip), sharing),
+                if waited {
+                    bump(&cache.inner().counters.lock_waits);
+                }
+                return Led::Done(output, Arc::from(&*bytes));
             }
-        };
-        // The value may have arrived: another process filled it.
-        if let Some(bytes) = current
-            && let Ok((output, _)) = decode::<S>(cache, spec, &bytes)
-        {
-            if locked == Some(true) {
-                let _ = cache
-                    .guarded("unlock", cache.store().unlock(lock_key, &token))
-                    .await;
-            }
-            if waited {
-                bump(&cache.inner().counters.lock_waits);
-            }
-            leader.finish(Outcome::Value(Arc::from(&*bytes)));
-            return Begin::Done(output);
-        }
-        match locked {
-            Some(true) => return with_sharing(load(leader, Fill::Locked(token)), sharing),
-            // Lock free and no value: the holder finished without storing, or died. Take it.
-            None => {
+            if !locked {
+                // Lock free and no usable value: the holder stored nothing, or died. Take it.
                 try_lock = true;
                 continue;
-            }
-            Some(false) => {
-                try_lock = false;
-                waited = true;
             }
         }
         if started.elapsed() >= lock_wait {
@@ -459,39 +610,26 @@ async fn lead<'a, S: Shape>(
             bump(&cache.inner().counters.lock_timeouts);
             tracing::debug!(
                 function = spec.name,
-                key,
+                key = keys.entry,
                 ?lock_wait,
                 "lock wait elapsed; loading without the lock"
             );
-            return with_sharing(load(leader, Fill::Skip), sharing);
+            return Led::Load(Fill::Skip);
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(5));
     }
 }
 
-fn with_sharing<'a, S: Shape>(
-    begin: Begin<'a, S>,
-    sharing: Option<ErrorSharing<S::Output>>,
-) -> Begin<'a, S> {
-    match begin {
-        Begin::Load(load) => Begin::Load(Load { sharing, ..load }),
-        other => other,
-    }
-}
-
 /// A stale or early-expiring hit: serve it, and let exactly one caller refresh it.
-#[allow(clippy::too_many_arguments)]
 async fn start_refresh<'a, S: Shape>(
     cache: &Cache,
     spec: &'a FnSpec,
     state: Freshness,
     output: S::Output,
     bytes: StoredBytes,
-    ctx: impl Fn(Option<LeaderGuard>, Fill, Option<StoredBytes>) -> LoadCtx,
+    keys: Keys,
     can_spawn: bool,
-    key: &str,
-    lock_key: &str,
 ) -> Begin<'a, S> {
     record_hit(cache, spec);
     if state == Freshness::Stale {
@@ -499,34 +637,26 @@ async fn start_refresh<'a, S: Shape>(
         metrics::counter!(metric::STALE, "function" => spec.name).increment(1);
     }
     let flights = &cache.inner().flights;
-    if flights.is_running(key) {
+    if flights.is_running(&keys.entry) {
         return Begin::Done(output);
     }
-    let Role::Leader(leader) = flights.join(key) else {
+    let Role::Leader(leader) = flights.join(&keys.entry) else {
         return Begin::Done(output);
     };
-    let fill = if spec.lock {
-        let token = new_token();
-        match cache
-            .guarded(
-                "lock",
-                cache
-                    .store()
-                    .acquire(key, lock_key, &token, spec.lock_ttl()),
-            )
-            .await
-        {
-            Ok(acquired) if acquired.locked => Fill::Locked(token),
-            // Another process is refreshing, or Redis is failing: serve what we have.
-            _ => return Begin::Done(output),
-        }
-    } else {
-        Fill::Plain
+    let claim = match claim(cache, spec, &keys, spec.lock).await {
+        Ok((claim, locked, _)) if locked || !spec.lock => claim,
+        // Another process is refreshing, or Redis is failing: serve what we have.
+        _ => return Begin::Done(output),
     };
     bump(&cache.inner().counters.refreshes);
+    let ctx = LoadCtx {
+        cache: cache.clone(),
+        keys,
+        leader: Some(leader),
+        fill: Fill::Claimed(claim),
+        stale: Some(bytes),
+    };
     if can_spawn {
-        // The stale bytes stay with the refresh: if its loader fails, waiters get them.
-        let ctx = ctx(Some(leader), fill, Some(bytes));
         return Begin::Refresh(Refresh { output, spec, ctx });
     }
     // Foreground: this caller reloads; concurrent callers keep getting the stale value.
@@ -535,7 +665,7 @@ async fn start_refresh<'a, S: Shape>(
         spec,
         sharing: None,
         refreshing: false,
-        ctx: Some(ctx(Some(leader), fill, Some(bytes))),
+        ctx: Some(ctx),
     })
 }
 
@@ -567,11 +697,15 @@ impl<S: Shape> Load<'_, S> {
             Cacheable::Negative => (None, spec.none_ttl(&cache), Duration::ZERO, spec.cache_none),
             Cacheable::Skip => return failed::<S>(ctx, spec, sharing, refreshing, output).await,
         };
+        let tag_versions = match &ctx.fill {
+            Fill::Claimed(claim) => claim.tag_versions.clone(),
+            Fill::Skip => Vec::new(),
+        };
         let meta = EntryMeta {
             ttl,
             stale,
             load_time,
-            tag_versions: Vec::new(),
+            tag_versions,
         };
         let bytes = match encode(&cache, spec, value, &meta) {
             Ok(bytes) => bytes,
@@ -587,16 +721,20 @@ impl<S: Shape> Load<'_, S> {
             write(&mut ctx, &bytes, ttl + stale).await
         } else {
             release(&mut ctx).await;
-            Ok(())
+            Ok(true)
         };
         if let Err(err) = &stored {
-            tracing::debug!(function = spec.name, key = ctx.key, error = %err, "entry not stored");
-        }
-        if refreshing {
-            record_refresh(stored);
+            tracing::debug!(function = spec.name, key = ctx.keys.entry, error = %err, "entry not stored");
         }
         if let Some(leader) = ctx.leader.take() {
-            leader.finish(Outcome::Value(bytes.into()));
+            // A refused fill means an invalidation overtook this load: waiters reload.
+            match stored {
+                Ok(false) => leader.finish(Outcome::Abandoned),
+                _ => leader.finish(Outcome::Value(bytes.into())),
+            }
+        }
+        if refreshing {
+            record_refresh(stored.map(drop));
         }
         output
     }
@@ -615,10 +753,10 @@ async fn drive<F: Future>(ctx: &LoadCtx, spec: &FnSpec, loader: F) -> F::Output 
                 if let Some(leader) = &ctx.leader {
                     leader.beat();
                 }
-                if let Fill::Locked(token) = &ctx.fill {
-                    let renewed = ctx.cache.guarded("renew", ctx.cache.store().renew(&ctx.lock_key, token, spec.lock_ttl())).await;
+                if let Some(token) = ctx.token() {
+                    let renewed = ctx.cache.guarded("renew", ctx.cache.store().renew(&ctx.keys.lock, token, spec.lock_ttl())).await;
                     if !matches!(renewed, Ok(true)) {
-                        tracing::debug!(function = spec.name, key = ctx.key, "lost the lock while loading; the result will not be stored");
+                        tracing::debug!(function = spec.name, key = ctx.keys.entry, "lost the lock while loading; the result will not be stored");
                     }
                 }
             }
@@ -626,7 +764,7 @@ async fn drive<F: Future>(ctx: &LoadCtx, spec: &FnSpec, loader: F) -> F::Output 
     }
 }
 
-fn encode<T: Serialize + ?Sized>(
+pub(crate) fn encode<T: Serialize + ?Sized>(
     cache: &Cache,
     spec: &FnSpec,
     value: Option<&T>,
@@ -648,39 +786,54 @@ fn encode<T: Serialize + ?Sized>(
     bytes
 }
 
-/// Stores the entry the way this load is allowed to (and so gives up the lock).
-async fn write(ctx: &mut LoadCtx, bytes: &[u8], ttl: Duration) -> Result<(), Error> {
+/// Stores the entry if no invalidation overtook the load; `Ok(false)` when refused.
+async fn write(ctx: &mut LoadCtx, bytes: &[u8], ttl: Duration) -> Result<bool, Error> {
+    let Fill::Claimed(claim) = std::mem::replace(&mut ctx.fill, Fill::Skip) else {
+        return Ok(true);
+    };
     let cache = &ctx.cache;
-    match std::mem::replace(&mut ctx.fill, Fill::Skip) {
-        Fill::Locked(token) => {
-            let filled = cache
-                .guarded(
-                    "fill",
-                    cache
-                        .store()
-                        .fill(&ctx.key, &ctx.lock_key, &token, bytes, ttl),
-                )
-                .await?;
-            if filled {
-                bump(&cache.inner().counters.stores);
-            } else {
-                // The lock expired and someone else took it, or it was invalidated: our value
-                // may be older than theirs, so it is not written.
-                bump(&cache.inner().counters.fills_rejected);
+    let store = cache.store();
+    let (filled, versions) = futures_util::future::join(
+        cache.guarded(
+            "fill",
+            store.fill(
+                &ctx.keys.entry_keys(),
+                claim.token.as_deref(),
+                claim.generation.as_deref(),
+                bytes,
+                ttl,
+            ),
+        ),
+        async {
+            if ctx.keys.tags.is_empty() {
+                return Ok(Vec::new());
             }
-            Ok(())
-        }
-        Fill::Plain => cache.store_set(&ctx.key, bytes.to_vec(), ttl).await,
-        Fill::Skip => Ok(()),
+            cache
+                .guarded("tags", store.tag_versions(&ctx.keys.tags))
+                .await
+        },
+    )
+    .await;
+    let filled = filled? && tags_current(&claim.tag_versions, &versions?);
+    if filled {
+        bump(&cache.inner().counters.stores);
+    } else {
+        // The entry was invalidated, put or refreshed since the load began, or its lock expired
+        // and was taken: the value may be older than what is there now.
+        bump(&cache.inner().counters.fills_rejected);
     }
+    Ok(filled)
 }
 
 /// Releases the lock without storing.
 async fn release(ctx: &mut LoadCtx) {
-    if let Fill::Locked(token) = std::mem::replace(&mut ctx.fill, Fill::Skip) {
+    if let Fill::Claimed(Claim {
+        token: Some(token), ..
+    }) = std::mem::replace(&mut ctx.fill, Fill::Skip)
+    {
         let _ = ctx
             .cache
-            .guarded("unlock", ctx.cache.store().unlock(&ctx.lock_key, &token))
+            .guarded("unlock", ctx.cache.store().unlock(&ctx.keys.lock, &token))
             .await;
     }
 }
@@ -706,7 +859,7 @@ async fn failed<S: Shape>(
         metrics::counter!(metric::ERRORS, "function" => spec.name).increment(1);
         tracing::warn!(
             function = spec.name,
-            key = ctx.key,
+            key = ctx.keys.entry,
             "loader failed; serving the stale value"
         );
         if let Some(leader) = leader {
@@ -721,49 +874,4 @@ async fn failed<S: Shape>(
         }
     }
     output
-}
-
-/// `NAME_put`: stores a known value under the function's key (write-through).
-pub async fn put<T: Serialize + ?Sized>(
-    cache: Option<Cache>,
-    spec: &FnSpec,
-    args: Result<ArgsKey, Error>,
-    value: &T,
-) -> Result<(), Error> {
-    let cache = cache.ok_or(Error::NotInstalled)?;
-    let key = key::entry_key(cache.namespace(), spec.name, spec.version, &args?);
-    let ttl = spec.jittered(spec.ttl(&cache));
-    let meta = EntryMeta {
-        ttl,
-        stale: spec.stale,
-        load_time: Duration::ZERO,
-        tag_versions: Vec::new(),
-    };
-    let bytes = encode(&cache, spec, Some(value), &meta)?;
-    cache.store_set(&key, bytes, ttl + spec.stale).await
-}
-
-/// `NAME_invalidate`: drops the function's entry for these arguments.
-pub async fn invalidate(
-    cache: Option<Cache>,
-    spec: &FnSpec,
-    args: Result<ArgsKey, Error>,
-) -> Result<(), Error> {
-    let cache = cache.ok_or(Error::NotInstalled)?;
-    let key = key::entry_key(cache.namespace(), spec.name, spec.version, &args?);
-    cache.store_delete(&key).await
-}
-
-/// `NAME_key`: the full key for these arguments. Without a cache the namespace is `cache`
-/// (the builder's default); when the arguments do not encode, the key says so and is never
-/// written.
-pub fn key_string(cache: Option<Cache>, spec: &FnSpec, args: Result<ArgsKey, Error>) -> String {
-    let namespace = cache.as_ref().map_or("cache", |c| c.namespace());
-    match args {
-        Ok(args) => key::entry_key(namespace, spec.name, spec.version, &args),
-        Err(err) => format!(
-            "{namespace}:{}:v{}:!unencodable({err})",
-            spec.name, spec.version
-        ),
-    }
 }

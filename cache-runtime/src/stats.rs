@@ -40,7 +40,10 @@ pub struct Stats {
     pub lock_waits: u64,
     /// Waits that gave up after `lock_wait` and loaded without the lock.
     pub lock_timeouts: u64,
-    /// Fills refused because the lock was no longer ours (expired and taken, or invalidated).
+    /// Lookups that found an entry whose tags were invalidated since it was loaded.
+    pub tag_misses: u64,
+    /// Fills refused because an invalidation, put or refresh overtook the load, or its lock
+    /// expired and was taken.
     pub fills_rejected: u64,
     /// Hits served past their TTL, inside the `stale` window.
     pub stale_serves: u64,
@@ -64,6 +67,7 @@ pub(crate) struct Counters {
     pub(crate) lock_waits: AtomicU64,
     pub(crate) lock_timeouts: AtomicU64,
     pub(crate) fills_rejected: AtomicU64,
+    pub(crate) tag_misses: AtomicU64,
     pub(crate) stale_serves: AtomicU64,
     pub(crate) refreshes: AtomicU64,
     pub(crate) stale_if_error: AtomicU64,
@@ -90,6 +94,7 @@ impl Counters {
             lock_waits: get(&self.lock_waits),
             lock_timeouts: get(&self.lock_timeouts),
             fills_rejected: get(&self.fills_rejected),
+            tag_misses: get(&self.tag_misses),
             stale_serves: get(&self.stale_serves),
             refreshes: get(&self.refreshes),
             stale_if_error: get(&self.stale_if_error),

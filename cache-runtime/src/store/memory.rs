@@ -1,17 +1,19 @@
 //! The embedded in-process store, for programs and tests without Redis.
 //!
-//! Locks live in a small map beside the entries, with the same owner-token semantics as on
-//! Redis, so the read path is the same for both stores.
+//! Entries live in a `moka` cache with per-entry expiry and a byte capacity. Locks,
+//! generations and tag versions live in a small map beside it; every write that must be atomic
+//! with respect to them (fill, put, invalidate) happens under that map's mutex, so the
+//! semantics match the Redis scripts.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
-use moka::{Expiry, future::Cache as Moka};
+use moka::{Expiry, sync::Cache as Moka};
 
-use super::{Acquired, Polled, StoredBytes};
+use super::{Acquired, EntryKeys, Read, StoredBytes};
 
 #[derive(Clone)]
 struct MemoryEntry {
@@ -38,10 +40,50 @@ impl Expiry<String, MemoryEntry> for PerEntryTtl {
     }
 }
 
+/// Small values with an expiry: locks, generations, tag versions.
+#[derive(Default)]
+struct Meta(HashMap<String, (String, Instant)>);
+
+impl Meta {
+    fn get(&mut self, key: &str) -> Option<&str> {
+        let now = Instant::now();
+        if self.0.get(key).is_some_and(|(_, expires)| *expires <= now) {
+            self.0.remove(key);
+        }
+        self.0.get(key).map(|(v, _)| v.as_str())
+    }
+
+    fn set(&mut self, key: &str, value: String, ttl: Duration) {
+        self.0.insert(key.to_owned(), (value, Instant::now() + ttl));
+    }
+
+    fn remove(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+
+    fn bump(&mut self, key: &str, ttl: Duration) -> String {
+        let next = self
+            .get(key)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
+        self.set(key, next.to_string(), ttl);
+        next.to_string()
+    }
+
+    fn sweep(&mut self) {
+        // Keep the map bounded: drop expired values now and then.
+        if self.0.len() > 1024 && fastrand::u8(..) == 0 {
+            let now = Instant::now();
+            self.0.retain(|_, (_, expires)| *expires > now);
+        }
+    }
+}
+
 /// Entries in process memory with per-entry expiry and a capacity in bytes.
 pub(crate) struct MemoryStore {
     entries: Moka<String, MemoryEntry>,
-    locks: Mutex<HashMap<String, (String, Instant)>>,
+    meta: Mutex<Meta>,
 }
 
 impl MemoryStore {
@@ -56,116 +98,170 @@ impl MemoryStore {
             .build();
         MemoryStore {
             entries,
-            locks: Mutex::new(HashMap::new()),
+            meta: Mutex::default(),
         }
     }
 
-    pub(crate) async fn get(&self, key: &str) -> Option<StoredBytes> {
-        self.entries
-            .get(key)
-            .await
-            .map(|e| StoredBytes::Shared(e.bytes))
+    fn meta(&self) -> MutexGuard<'_, Meta> {
+        let mut meta = self
+            .meta
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        meta.sweep();
+        meta
     }
 
-    pub(crate) async fn get_with_ttl(&self, key: &str) -> (Option<StoredBytes>, Option<Duration>) {
-        match self.entries.get(key).await {
-            Some(e) => {
-                let remaining = e.ttl.saturating_sub(e.written.elapsed());
-                (Some(StoredBytes::Shared(e.bytes)), Some(remaining))
-            }
-            None => (None, None),
-        }
+    fn get(&self, key: &str) -> Option<MemoryEntry> {
+        self.entries.get(key)
     }
 
-    pub(crate) async fn set(&self, key: &str, value: Vec<u8>, ttl: Duration) {
+    fn insert(&self, key: &str, value: &[u8], ttl: Duration) {
         let entry = MemoryEntry {
             bytes: value.into(),
             ttl,
             written: Instant::now(),
         };
-        self.entries.insert(key.to_owned(), entry).await;
+        self.entries.insert(key.to_owned(), entry);
     }
 
-    pub(crate) async fn delete(&self, key: &str) {
-        self.entries.invalidate(key).await;
+    pub(crate) fn read(&self, key: &str, tags: &[String]) -> Read {
+        let entry = self.get(key);
+        let ttl = entry
+            .as_ref()
+            .map(|e| e.ttl.saturating_sub(e.written.elapsed()));
+        Read {
+            current: entry.map(|e| StoredBytes::Shared(e.bytes)),
+            ttl,
+            tag_versions: self.tag_versions(tags),
+        }
     }
 
-    fn with_locks<T>(&self, f: impl FnOnce(&mut HashMap<String, (String, Instant)>) -> T) -> T {
-        let mut locks = self
-            .locks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let now = Instant::now();
-        locks.retain(|_, (_, expires)| *expires > now);
-        f(&mut locks)
+    pub(crate) fn tag_versions(&self, tags: &[String]) -> Vec<Option<u64>> {
+        let mut meta = self.meta();
+        tags.iter()
+            .map(|t| meta.get(t).and_then(|v| v.parse().ok()))
+            .collect()
     }
 
-    fn owns(&self, lock: &str, token: &str) -> bool {
-        self.with_locks(|locks| locks.get(lock).is_some_and(|(t, _)| t == token))
+    pub(crate) fn capture_tags(&self, tags: &[String], ttl: Duration) -> Vec<u64> {
+        let mut meta = self.meta();
+        tags.iter()
+            .map(
+                |tag| match meta.get(tag).and_then(|v| v.parse::<u64>().ok()) {
+                    Some(version) => {
+                        if let Some((_, expires)) = meta.0.get_mut(tag.as_str()) {
+                            *expires = (*expires).max(Instant::now() + ttl);
+                        }
+                        version
+                    }
+                    None => {
+                        let version = fastrand::u64(1..);
+                        meta.set(tag, version.to_string(), ttl);
+                        version
+                    }
+                },
+            )
+            .collect()
     }
 
-    pub(crate) async fn acquire(
+    pub(crate) fn delete_tags(&self, tags: &[String]) {
+        let mut meta = self.meta();
+        for tag in tags {
+            meta.remove(tag);
+        }
+    }
+
+    pub(crate) fn acquire(
         &self,
-        key: &str,
-        lock: &str,
-        token: &str,
+        keys: &EntryKeys<'_>,
+        token: Option<&str>,
         ttl: Duration,
     ) -> Acquired {
-        let locked = self.with_locks(|locks| {
-            if locks.contains_key(lock) {
-                return false;
-            }
-            locks.insert(lock.to_owned(), (token.to_owned(), Instant::now() + ttl));
-            true
-        });
-        Acquired {
-            locked,
-            current: self.get(key).await,
-        }
-    }
-
-    pub(crate) async fn poll(&self, key: &str, lock: &str) -> Polled {
-        let locked = self.with_locks(|locks| locks.contains_key(lock));
-        Polled {
-            current: self.get(key).await,
-            locked,
-        }
-    }
-
-    pub(crate) async fn fill(
-        &self,
-        key: &str,
-        lock: &str,
-        token: &str,
-        value: &[u8],
-        ttl: Duration,
-    ) -> bool {
-        if !self.owns(lock, token) {
-            return false;
-        }
-        self.set(key, value.to_vec(), ttl).await;
-        self.with_locks(|locks| locks.remove(lock));
-        true
-    }
-
-    pub(crate) fn renew(&self, lock: &str, token: &str, ttl: Duration) -> bool {
-        self.with_locks(|locks| match locks.get_mut(lock) {
-            Some((t, expires)) if t == token => {
-                *expires = Instant::now() + ttl;
+        let mut meta = self.meta();
+        let locked = match token {
+            Some(token) if meta.get(keys.lock).is_none() => {
+                meta.set(keys.lock, token.to_owned(), ttl);
                 true
             }
             _ => false,
-        })
+        };
+        let generation = meta.get(keys.generation).map(str::to_owned);
+        drop(meta);
+        Acquired {
+            locked,
+            current: self.get(keys.entry).map(|e| StoredBytes::Shared(e.bytes)),
+            generation,
+        }
+    }
+
+    pub(crate) fn poll(&self, keys: &EntryKeys<'_>) -> (Option<StoredBytes>, bool) {
+        let locked = self.meta().get(keys.lock).is_some();
+        (
+            self.get(keys.entry).map(|e| StoredBytes::Shared(e.bytes)),
+            locked,
+        )
+    }
+
+    pub(crate) fn fill(
+        &self,
+        keys: &EntryKeys<'_>,
+        token: Option<&str>,
+        generation: Option<&str>,
+        value: &[u8],
+        ttl: Duration,
+    ) -> bool {
+        let mut meta = self.meta();
+        let owns = token.is_none_or(|t| meta.get(keys.lock) == Some(t));
+        if owns && token.is_some() {
+            meta.remove(keys.lock);
+        }
+        if !owns || meta.get(keys.generation) != generation {
+            return false;
+        }
+        self.insert(keys.entry, value, ttl);
+        true
+    }
+
+    pub(crate) fn put(
+        &self,
+        keys: &EntryKeys<'_>,
+        value: &[u8],
+        ttl: Duration,
+        generation_ttl: Duration,
+    ) {
+        let mut meta = self.meta();
+        meta.bump(keys.generation, generation_ttl);
+        self.insert(keys.entry, value, ttl);
+    }
+
+    pub(crate) fn bump(&self, keys: &EntryKeys<'_>, generation_ttl: Duration) -> String {
+        self.meta().bump(keys.generation, generation_ttl)
+    }
+
+    pub(crate) fn invalidate(&self, keys: &EntryKeys<'_>, generation_ttl: Duration) {
+        let mut meta = self.meta();
+        meta.bump(keys.generation, generation_ttl);
+        meta.remove(keys.lock);
+        self.entries.invalidate(keys.entry);
+    }
+
+    pub(crate) fn renew(&self, lock: &str, token: &str, ttl: Duration) -> bool {
+        let mut meta = self.meta();
+        if meta.get(lock) == Some(token) {
+            meta.set(lock, token.to_owned(), ttl);
+            true
+        } else {
+            false
+        }
     }
 
     pub(crate) fn unlock(&self, lock: &str, token: &str) -> bool {
-        self.with_locks(|locks| {
-            if locks.get(lock).is_some_and(|(t, _)| t == token) {
-                locks.remove(lock);
-                true
-            } else {
-                false
-            }
-        })
+        let mut meta = self.meta();
+        if meta.get(lock) == Some(token) {
+            meta.remove(lock);
+            true
+        } else {
+            false
+        }
     }
 }

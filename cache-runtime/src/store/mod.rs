@@ -1,7 +1,9 @@
 //! Where entries live: Redis (single node or cluster) or the embedded in-process store.
 //!
-//! The store only moves bytes with an expiry; the breaker, timeouts and the envelope are
-//! layered on top by [`crate::cache`].
+//! The store moves bytes with an expiry and keeps the small values around an entry: its lock
+//! (owner token), its generation (bumped by invalidation, put and refresh, so a load that began
+//! earlier cannot fill), and tag versions. The breaker, timeouts and the envelope are layered on
+//! top by [`crate::cache`] and [`crate::read_through`].
 
 mod memory;
 mod redis;
@@ -32,16 +34,25 @@ impl Deref for StoredBytes {
     }
 }
 
-/// Result of trying to take an entry's lock, with the entry as it was at that moment.
+/// The keys around one entry; all share the entry's hash tag (one cluster slot).
+pub(crate) struct EntryKeys<'a> {
+    pub(crate) entry: &'a str,
+    pub(crate) lock: &'a str,
+    pub(crate) generation: &'a str,
+}
+
+/// A lookup: the entry, its remaining TTL if asked for, and its tags' current versions.
+pub(crate) struct Read {
+    pub(crate) current: Option<StoredBytes>,
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) tag_versions: Vec<Option<u64>>,
+}
+
+/// Result of trying to take an entry's lock, with the entry and its generation at that moment.
 pub(crate) struct Acquired {
     pub(crate) locked: bool,
     pub(crate) current: Option<StoredBytes>,
-}
-
-/// What a waiter sees while another process holds the lock.
-pub(crate) struct Polled {
-    pub(crate) current: Option<StoredBytes>,
-    pub(crate) locked: bool,
+    pub(crate) generation: Option<String>,
 }
 
 /// The store behind a [`Cache`](crate::Cache).
@@ -51,81 +62,132 @@ pub(crate) enum Store {
 }
 
 impl Store {
-    /// Reads a key.
-    pub(crate) async fn get(&self, key: &str) -> Result<Option<StoredBytes>, Error> {
-        match self {
-            Store::Memory(m) => Ok(m.get(key).await),
-            Store::Redis(r) => r.get(key).await,
-        }
-    }
-
-    /// Writes a key with an expiry (every key written has one).
-    pub(crate) async fn set(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), Error> {
-        match self {
-            Store::Memory(m) => {
-                m.set(key, value, ttl).await;
-                Ok(())
-            }
-            Store::Redis(r) => r.set(key, value, ttl).await,
-        }
-    }
-
-    /// Deletes a key.
-    pub(crate) async fn delete(&self, key: &str) -> Result<(), Error> {
-        match self {
-            Store::Memory(m) => {
-                m.delete(key).await;
-                Ok(())
-            }
-            Store::Redis(r) => r.delete(key).await,
-        }
-    }
-
-    /// Reads a key and its remaining time to live (`None` when absent or without expiry).
-    pub(crate) async fn get_with_ttl(
+    /// Reads an entry with its tags' versions (and its remaining TTL when `with_ttl`).
+    pub(crate) async fn read(
         &self,
         key: &str,
-    ) -> Result<(Option<StoredBytes>, Option<Duration>), Error> {
+        tags: &[String],
+        with_ttl: bool,
+    ) -> Result<Read, Error> {
         match self {
-            Store::Memory(m) => Ok(m.get_with_ttl(key).await),
-            Store::Redis(r) => r.get_with_ttl(key).await,
+            Store::Memory(m) => Ok(m.read(key, tags)),
+            Store::Redis(r) => r.read(key, tags, with_ttl).await,
         }
     }
 
-    /// Takes `lock` with `token` if it is free (`SET NX PX`), and reads `key`, in one round trip.
+    /// Current tag versions.
+    pub(crate) async fn tag_versions(&self, tags: &[String]) -> Result<Vec<Option<u64>>, Error> {
+        match self {
+            Store::Memory(m) => Ok(m.tag_versions(tags)),
+            Store::Redis(r) => r.tag_versions(tags).await,
+        }
+    }
+
+    /// Tag versions for a load about to start (created where missing, kept alive for `ttl`).
+    pub(crate) async fn capture_tags(
+        &self,
+        tags: &[String],
+        ttl: Duration,
+    ) -> Result<Vec<u64>, Error> {
+        match self {
+            Store::Memory(m) => Ok(m.capture_tags(tags, ttl)),
+            Store::Redis(r) => r.capture_tags(tags, ttl).await,
+        }
+    }
+
+    /// Invalidates tags.
+    pub(crate) async fn delete_tags(&self, tags: &[String]) -> Result<(), Error> {
+        match self {
+            Store::Memory(m) => {
+                m.delete_tags(tags);
+                Ok(())
+            }
+            Store::Redis(r) => r.delete_tags(tags).await,
+        }
+    }
+
+    /// Takes the lock with `token` if given and free (`SET NX PX`), and reads the entry and its
+    /// generation, in one round trip.
     pub(crate) async fn acquire(
         &self,
-        key: &str,
-        lock: &str,
-        token: &str,
+        keys: &EntryKeys<'_>,
+        token: Option<&str>,
         ttl: Duration,
     ) -> Result<Acquired, Error> {
         match self {
-            Store::Memory(m) => Ok(m.acquire(key, lock, token, ttl).await),
-            Store::Redis(r) => r.acquire(key, lock, token, ttl).await,
+            Store::Memory(m) => Ok(m.acquire(keys, token, ttl)),
+            Store::Redis(r) => r.acquire(keys, token, ttl).await,
         }
     }
 
-    /// Reads `key` and whether `lock` is held, in one round trip.
-    pub(crate) async fn poll(&self, key: &str, lock: &str) -> Result<Polled, Error> {
+    /// Reads the entry and whether its lock is held, in one round trip.
+    pub(crate) async fn poll(
+        &self,
+        keys: &EntryKeys<'_>,
+    ) -> Result<(Option<StoredBytes>, bool), Error> {
         match self {
-            Store::Memory(m) => Ok(m.poll(key, lock).await),
-            Store::Redis(r) => r.poll(key, lock).await,
+            Store::Memory(m) => Ok(m.poll(keys)),
+            Store::Redis(r) => r.poll(keys).await,
         }
     }
 
-    /// Writes `key` and releases `lock`, only if `token` still owns the lock.
+    /// Writes the entry only if its generation is still `generation` and, when `token` is given,
+    /// the lock is still the token's (releasing it).
     pub(crate) async fn fill(
         &self,
-        key: &str,
-        lock: &str,
-        token: &str,
+        keys: &EntryKeys<'_>,
+        token: Option<&str>,
+        generation: Option<&str>,
         value: &[u8],
         ttl: Duration,
     ) -> Result<bool, Error> {
         match self {
-            Store::Memory(m) => Ok(m.fill(key, lock, token, value, ttl).await),
-            Store::Redis(r) => r.fill(key, lock, token, value, ttl).await,
+            Store::Memory(m) => Ok(m.fill(keys, token, generation, value, ttl)),
+            Store::Redis(r) => r.fill(keys, token, generation, value, ttl).await,
+        }
+    }
+
+    /// Write-through: a new generation and the entry.
+    pub(crate) async fn put(
+        &self,
+        keys: &EntryKeys<'_>,
+        value: &[u8],
+        ttl: Duration,
+        generation_ttl: Duration,
+    ) -> Result<(), Error> {
+        match self {
+            Store::Memory(m) => {
+                m.put(keys, value, ttl, generation_ttl);
+                Ok(())
+            }
+            Store::Redis(r) => r.put(keys, value, ttl, generation_ttl).await,
+        }
+    }
+
+    /// A new generation (loads in flight can no longer fill); returns it.
+    pub(crate) async fn bump(
+        &self,
+        keys: &EntryKeys<'_>,
+        generation_ttl: Duration,
+    ) -> Result<String, Error> {
+        match self {
+            Store::Memory(m) => Ok(m.bump(keys, generation_ttl)),
+            Store::Redis(r) => r.bump(keys, generation_ttl).await,
+        }
+    }
+
+    /// Drops the entry and its lock after starting a new generation.
+    pub(crate) async fn invalidate(
+        &self,
+        keys: &EntryKeys<'_>,
+        generation_ttl: Duration,
+    ) -> Result<(), Error> {
+        match self {
+            Store::Memory(m) => {
+                m.invalidate(keys, generation_ttl);
+                Ok(())
+            }
+            Store::Redis(r) => r.invalidate(keys, generation_ttl).await,
         }
     }
 

@@ -1,27 +1,40 @@
 //! Redis through the `redis` crate: a `ConnectionManager` for a single node, the async
 //! cluster client for Redis Cluster. Both multiplex concurrent requests on one connection
-//! per node, so no pool is needed.
+//! per node, so no pool is needed, and concurrent requests are pipelined.
 //!
-//! Hits are plain reads (`GET`, or `GET` + `PTTL` in one pipeline). Scripts run only on the
-//! miss path, where they compare the lock owner's token. An entry and its lock share a hash
-//! tag, so every pipeline and script here stays in one cluster slot.
+//! Hits are plain reads (`GET`, `MGET` with tag versions, `PTTL`). Scripts run only on write
+//! paths, where they compare the lock owner's token and the entry's generation. An entry, its
+//! lock and its generation share a hash tag, so every pipeline and script here stays in one
+//! cluster slot; tag keys live in their own slots and are read with separate requests.
 
 use std::{sync::LazyLock, time::Duration};
 
+use futures_util::future::join_all;
 use redis::{Cmd, FromRedisValue, Pipeline, Script, aio::ConnectionManager};
 
-use super::{Acquired, Polled, StoredBytes};
+use super::{Acquired, EntryKeys, Read, StoredBytes};
 use crate::Error;
 
-/// Sets the entry and releases the lock, only if the caller still owns the lock.
+/// Stores the entry only if the generation is the one captured before the load and (when a
+/// token is given) the caller still owns the lock; releases the lock either way if owned.
 static FILL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"if redis.call('GET', KEYS[2]) == ARGV[1] then
-            redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-            redis.call('DEL', KEYS[2])
-            return 1
-          end
-          return 0",
+        r"local gen = redis.call('GET', KEYS[3]) or ''
+          local owns = ARGV[1] == '' or redis.call('GET', KEYS[2]) == ARGV[1]
+          if owns and ARGV[1] ~= '' then redis.call('DEL', KEYS[2]) end
+          if not owns or gen ~= ARGV[2] then return 0 end
+          redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+          return 1",
+    )
+});
+
+/// Write-through: bumps the generation (so loads in flight cannot overwrite) and stores.
+static PUT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"redis.call('INCR', KEYS[2])
+          redis.call('PEXPIRE', KEYS[2], ARGV[3])
+          redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+          return 1",
     )
 });
 
@@ -56,6 +69,14 @@ pub(crate) enum RedisStore {
 fn px(ttl: Duration) -> u64 {
     // PX needs at least 1 ms; a zero TTL would be an error reply.
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn remaining(pttl: i64) -> Option<Duration> {
+    u64::try_from(pttl).ok().map(Duration::from_millis)
+}
+
+fn parse_version(raw: Option<Vec<u8>>) -> Option<u64> {
+    std::str::from_utf8(&raw?).ok()?.parse().ok()
 }
 
 impl RedisStore {
@@ -93,82 +114,188 @@ impl RedisStore {
         result.map_err(Error::Backend)
     }
 
-    pub(crate) async fn get(&self, key: &str) -> Result<Option<StoredBytes>, Error> {
-        let bytes: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(key)).await?;
-        Ok(bytes.map(StoredBytes::Owned))
-    }
-
-    pub(crate) async fn get_with_ttl(
+    /// The entry, its tags' current versions and (if asked) its remaining TTL: one round of
+    /// concurrent plain reads.
+    pub(crate) async fn read(
         &self,
         key: &str,
-    ) -> Result<(Option<StoredBytes>, Option<Duration>), Error> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
-        let (bytes, pttl): (Option<Vec<u8>>, i64) = self.query_pipe(&pipe).await?;
-        let remaining = u64::try_from(pttl).ok().map(Duration::from_millis);
-        Ok((bytes.map(StoredBytes::Owned), remaining))
+        tags: &[String],
+        with_ttl: bool,
+    ) -> Result<Read, Error> {
+        let entry = async {
+            if with_ttl {
+                let mut pipe = redis::pipe();
+                pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
+                let (bytes, pttl): (Option<Vec<u8>>, i64) = self.query_pipe(&pipe).await?;
+                Ok::<_, Error>((bytes, remaining(pttl)))
+            } else {
+                Ok((self.query(redis::cmd("GET").arg(key)).await?, None))
+            }
+        };
+        let (entry, versions) = futures_util::future::join(entry, self.tag_versions(tags)).await;
+        let (bytes, ttl) = entry?;
+        Ok(Read {
+            current: bytes.map(StoredBytes::Owned),
+            ttl,
+            tag_versions: versions?,
+        })
     }
 
-    pub(crate) async fn set(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), Error> {
-        self.query(redis::cmd("SET").arg(key).arg(value).arg("PX").arg(px(ttl)))
-            .await
+    /// Current versions of tags (`None` for a tag never captured, invalidated or expired).
+    pub(crate) async fn tag_versions(&self, tags: &[String]) -> Result<Vec<Option<u64>>, Error> {
+        if tags.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raw: Vec<Option<Vec<u8>>> = self.query(redis::cmd("MGET").arg(tags)).await?;
+        Ok(raw.into_iter().map(parse_version).collect())
     }
 
-    pub(crate) async fn delete(&self, key: &str) -> Result<(), Error> {
-        self.query::<i64>(redis::cmd("UNLINK").arg(key))
+    /// Versions of tags for an entry about to be loaded, creating random ones where missing and
+    /// extending each tag's life to at least `ttl`.
+    pub(crate) async fn capture_tags(
+        &self,
+        tags: &[String],
+        ttl: Duration,
+    ) -> Result<Vec<u64>, Error> {
+        let ms = px(ttl);
+        let captures = tags.iter().map(|tag| async move {
+            let candidate = fastrand::u64(1..);
+            let mut pipe = redis::pipe();
+            pipe.cmd("SET")
+                .arg(tag)
+                .arg(candidate)
+                .arg("NX")
+                .arg("PX")
+                .arg(ms)
+                .ignore();
+            pipe.cmd("PEXPIRE").arg(tag).arg(ms).arg("GT").ignore();
+            pipe.cmd("GET").arg(tag);
+            let (raw,): (Option<Vec<u8>>,) = self.query_pipe(&pipe).await?;
+            parse_version(raw).ok_or_else(|| Error::Encode(format!("tag {tag} holds no version")))
+        });
+        join_all(captures).await.into_iter().collect()
+    }
+
+    /// Invalidates tags: their versions disappear, so every entry that recorded one misses.
+    pub(crate) async fn delete_tags(&self, tags: &[String]) -> Result<(), Error> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        self.query::<i64>(redis::cmd("UNLINK").arg(tags))
             .await
             .map(drop)
     }
 
     pub(crate) async fn acquire(
         &self,
-        key: &str,
-        lock: &str,
-        token: &str,
+        keys: &EntryKeys<'_>,
+        token: Option<&str>,
         ttl: Duration,
     ) -> Result<Acquired, Error> {
         let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(lock)
-            .arg(token)
-            .arg("NX")
-            .arg("PX")
-            .arg(px(ttl));
-        pipe.cmd("GET").arg(key);
-        let (ok, bytes): (Option<String>, Option<Vec<u8>>) = self.query_pipe(&pipe).await?;
+        if let Some(token) = token {
+            pipe.cmd("SET")
+                .arg(keys.lock)
+                .arg(token)
+                .arg("NX")
+                .arg("PX")
+                .arg(px(ttl));
+        } else {
+            pipe.cmd("PING");
+        }
+        pipe.cmd("GET")
+            .arg(keys.entry)
+            .cmd("GET")
+            .arg(keys.generation);
+        let (ok, bytes, generation): (Option<String>, Option<Vec<u8>>, Option<String>) =
+            self.query_pipe(&pipe).await?;
         Ok(Acquired {
-            locked: ok.is_some(),
+            locked: token.is_some() && ok.is_some_and(|r| r == "OK"),
             current: bytes.map(StoredBytes::Owned),
+            generation,
         })
     }
 
-    pub(crate) async fn poll(&self, key: &str, lock: &str) -> Result<Polled, Error> {
+    pub(crate) async fn poll(
+        &self,
+        keys: &EntryKeys<'_>,
+    ) -> Result<(Option<StoredBytes>, bool), Error> {
         let mut pipe = redis::pipe();
-        pipe.cmd("GET").arg(key).cmd("EXISTS").arg(lock);
+        pipe.cmd("GET").arg(keys.entry).cmd("EXISTS").arg(keys.lock);
         let (bytes, locked): (Option<Vec<u8>>, bool) = self.query_pipe(&pipe).await?;
-        Ok(Polled {
-            current: bytes.map(StoredBytes::Owned),
-            locked,
-        })
+        Ok((bytes.map(StoredBytes::Owned), locked))
     }
 
     pub(crate) async fn fill(
         &self,
-        key: &str,
-        lock: &str,
-        token: &str,
+        keys: &EntryKeys<'_>,
+        token: Option<&str>,
+        generation: Option<&str>,
         value: &[u8],
         ttl: Duration,
     ) -> Result<bool, Error> {
         let ms = px(ttl).to_string();
+        let args: [&[u8]; 4] = [
+            token.unwrap_or("").as_bytes(),
+            generation.unwrap_or("").as_bytes(),
+            value,
+            ms.as_bytes(),
+        ];
         Ok(self
-            .invoke(
-                &FILL,
-                &[key, lock],
-                &[token.as_bytes(), value, ms.as_bytes()],
-            )
+            .invoke(&FILL, &[keys.entry, keys.lock, keys.generation], &args)
             .await?
             == 1)
+    }
+
+    pub(crate) async fn put(
+        &self,
+        keys: &EntryKeys<'_>,
+        value: &[u8],
+        ttl: Duration,
+        generation_ttl: Duration,
+    ) -> Result<(), Error> {
+        let (ms, gen_ms) = (px(ttl).to_string(), px(generation_ttl).to_string());
+        self.invoke(
+            &PUT,
+            &[keys.entry, keys.generation],
+            &[value, ms.as_bytes(), gen_ms.as_bytes()],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Starts a new generation: loads in flight can no longer fill. Returns it.
+    pub(crate) async fn bump(
+        &self,
+        keys: &EntryKeys<'_>,
+        generation_ttl: Duration,
+    ) -> Result<String, Error> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("INCR")
+            .arg(keys.generation)
+            .cmd("PEXPIRE")
+            .arg(keys.generation)
+            .arg(px(generation_ttl))
+            .ignore();
+        let (generation,): (i64,) = self.query_pipe(&pipe).await?;
+        Ok(generation.to_string())
+    }
+
+    /// Drops the entry: a new generation first (so no load in flight can fill afterwards), then
+    /// the entry and its lock.
+    pub(crate) async fn invalidate(
+        &self,
+        keys: &EntryKeys<'_>,
+        generation_ttl: Duration,
+    ) -> Result<(), Error> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("INCR").arg(keys.generation).ignore();
+        pipe.cmd("PEXPIRE")
+            .arg(keys.generation)
+            .arg(px(generation_ttl))
+            .ignore();
+        pipe.cmd("UNLINK").arg(keys.entry).arg(keys.lock).ignore();
+        self.query_pipe::<()>(&pipe).await
     }
 
     pub(crate) async fn renew(

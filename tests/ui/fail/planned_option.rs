@@ -1,6 +1,6 @@
 use redis_cached::redis_cached;
 
-#[redis_cached(ttl = 60, tags = ["user:{id}"])]
+#[redis_cached(ttl = 60, l1 = true)]
 async fn later(id: u64) -> u64 {
     id
 }

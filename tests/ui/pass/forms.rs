@@ -62,6 +62,11 @@ async fn early_return(id: u64) -> Result<Option<u64>, std::io::Error> {
     Ok(Some(parsed + id))
 }
 
+#[redis_cached(ttl = 60, tags = ["user:{id}", "org:{org.0}", "tenant:{tenant}", "all-users"])]
+async fn tagged(id: u64, org: (u32, String), #[cache(skip)] tenant: &str) -> u64 {
+    id + u64::from(org.0) + tenant.len() as u64
+}
+
 #[redis_cached(ttl = 60)]
 async fn no_arguments() -> u64 {
     7
@@ -103,6 +108,9 @@ async fn use_all(service: Service) {
     let _ = impl_args_refresh(5u8, |_: &str| {}).await;
     let _ = early_return(0).await;
     let _ = no_arguments().await;
+    let _ = tagged(1, (2, "x".into()), "t").await;
+    let _ = tagged_put(1, (2, "x".into()), "t", &5).await;
+    let _ = tagged_invalidate(1, (2, "x".into())).await;
     let _ = no_arguments_key();
     let _ = refreshed_in_background(1, "x".into()).await;
     let _ = refreshed_in_foreground("x").await;

@@ -1,0 +1,117 @@
+//! The runtime halves of the generated helpers (`NAME_put`, `NAME_invalidate`, `NAME_key`) and
+//! of tag invalidation.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::{
+    Cache, Error,
+    envelope::EntryMeta,
+    key::{self, ArgsKey},
+    read_through::{Keys, encode, generation_ttl},
+    spec::FnSpec,
+    stats::bump,
+};
+
+/// `NAME_put`: stores a known value under the function's key (write-through), with its tags'
+/// current versions. Starts a new generation, so loads that began earlier cannot overwrite it.
+pub async fn put<T: Serialize + ?Sized>(
+    cache: Option<Cache>,
+    spec: &FnSpec,
+    args: Result<ArgsKey, Error>,
+    tags: Vec<String>,
+    value: &T,
+) -> Result<(), Error> {
+    let cache = cache.ok_or(Error::NotInstalled)?;
+    let keys = Keys::new(&cache, spec, &args?, &tags);
+    let ttl = spec.jittered(spec.ttl(&cache));
+    let tag_versions = if keys.tags.is_empty() {
+        Vec::new()
+    } else {
+        cache
+            .guarded(
+                "tags",
+                cache.store().capture_tags(&keys.tags, ttl + spec.stale),
+            )
+            .await?
+    };
+    let meta = EntryMeta {
+        ttl,
+        stale: spec.stale,
+        load_time: Duration::ZERO,
+        tag_versions,
+    };
+    let bytes = encode(&cache, spec, Some(value), &meta)?;
+    let gen_ttl = generation_ttl(&cache, spec);
+    cache
+        .guarded(
+            "put",
+            cache
+                .store()
+                .put(&keys.entry_keys(), &bytes, ttl + spec.stale, gen_ttl),
+        )
+        .await?;
+    cache.inner().flights.detach(&keys.entry);
+    bump(&cache.inner().counters.stores);
+    Ok(())
+}
+
+/// `NAME_invalidate`: drops the function's entry for these arguments. Loads of it that are in
+/// flight (here or in other processes) can no longer store their result.
+pub async fn invalidate(
+    cache: Option<Cache>,
+    spec: &FnSpec,
+    args: Result<ArgsKey, Error>,
+) -> Result<(), Error> {
+    let cache = cache.ok_or(Error::NotInstalled)?;
+    let keys = Keys::new(&cache, spec, &args?, &[]);
+    let gen_ttl = generation_ttl(&cache, spec);
+    // Callers arriving from now on must not join a load that began before this.
+    cache.inner().flights.detach(&keys.entry);
+    cache
+        .guarded(
+            "invalidate",
+            cache.store().invalidate(&keys.entry_keys(), gen_ttl),
+        )
+        .await
+}
+
+/// Invalidates tags on `cache`: every entry that carries one of them misses from now on.
+pub(crate) async fn invalidate_tags<I>(cache: &Cache, tags: I) -> Result<(), Error>
+where
+    I: IntoIterator,
+    I::Item: AsRef<str>,
+{
+    let keys: Vec<String> = tags
+        .into_iter()
+        .map(|t| key::tag_key(cache.namespace(), t.as_ref()))
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    cache.inner().flights.detach_all();
+    cache
+        .guarded("invalidate_tags", cache.store().delete_tags(&keys))
+        .await
+}
+
+/// Free-function form of [`Cache::invalidate_tags`] for generated update-path code.
+pub async fn evict_tags(cache: Option<Cache>, tags: Vec<String>) -> Result<(), Error> {
+    let cache = cache.ok_or(Error::NotInstalled)?;
+    invalidate_tags(&cache, tags).await
+}
+
+/// `NAME_key`: the full key for these arguments. Without a cache the namespace is `cache`
+/// (the builder's default); when the arguments do not encode, the key says so and is never
+/// written.
+pub fn key_string(cache: Option<Cache>, spec: &FnSpec, args: Result<ArgsKey, Error>) -> String {
+    let namespace = cache.as_ref().map_or("cache", |c| c.namespace());
+    match args {
+        Ok(args) => key::entry_key(namespace, spec.name, spec.version, &args),
+        Err(err) => format!(
+            "{namespace}:{}:v{}:!unencodable({err})",
+            spec.name, spec.version
+        ),
+    }
+}

@@ -10,6 +10,7 @@ mod attr;
 mod check;
 mod ctxt;
 mod duration;
+mod evict;
 mod expand;
 mod template;
 
@@ -19,4 +20,10 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn redis_cached(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::redis_cached(args.into(), item.into()).into()
+}
+
+/// Invalidates tags after an update function succeeds. Documented in the `redis-cached` crate.
+#[proc_macro_attribute]
+pub fn cache_evict(args: TokenStream, item: TokenStream) -> TokenStream {
+    evict::cache_evict(args.into(), item.into()).into()
 }

@@ -102,6 +102,27 @@ pub async fn evict_tags(cache: Option<Cache>, tags: Vec<String>) -> Result<(), E
     invalidate_tags(&cache, tags).await
 }
 
+/// Converts a failed invalidation into an update function's error type.
+#[diagnostic::on_unimplemented(
+    message = "#[cache_evict] cannot report a failed invalidation as `{Self}`",
+    label = "implement `From<redis_cached::Error>` for `{Self}`, or pass `on_error = handler` to #[cache_evict]"
+)]
+pub trait FromCacheError {
+    /// The error to return.
+    fn from_cache_error(err: Error) -> Self;
+}
+
+impl<E: From<Error>> FromCacheError for E {
+    fn from_cache_error(err: Error) -> Self {
+        E::from(err)
+    }
+}
+
+/// `Err` of a `#[cache_evict]` function whose invalidation failed.
+pub fn into_error<E: FromCacheError>(err: Error) -> E {
+    E::from_cache_error(err)
+}
+
 /// `NAME_key`: the full key for these arguments. Without a cache the namespace is `cache`
 /// (the builder's default); when the arguments do not encode, the key says so and is never
 /// written.

@@ -31,7 +31,7 @@ pub use stats::Stats;
 #[doc(hidden)]
 pub mod private {
     pub use crate::{
-        helpers::{evict_tags, invalidate, key_string, put},
+        helpers::{FromCacheError, evict_tags, into_error, invalidate, key_string, put},
         key::{ArgsKey, KeyBuilder},
         read_through::{Begin, Load, Refresh, begin, cache_ref, default_cache, refresh},
         shape::{

@@ -5,6 +5,7 @@ mod cluster;
 mod expiry;
 mod fail_open;
 mod freshness;
+mod invalidation;
 mod keys;
 mod memory_store;
 mod read_through;

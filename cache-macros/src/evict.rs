@@ -1,0 +1,199 @@
+//! `#[cache_evict(tags = [...])]`: invalidates tags after an update function succeeds.
+//!
+//! Parse, check and expand live together here because the attribute is small; the rules are
+//! in [`check`], the tokens in [`expand`].
+
+use proc_macro2::TokenStream;
+use quote::{ToTokens, quote};
+use syn::{
+    Expr, Ident, ItemFn, LitStr, Path, Token,
+    ext::IdentExt,
+    parse::{ParseStream, Parser},
+};
+
+use crate::{
+    ast::{Function, ShapeKind},
+    attr,
+    check::{self, TagPlan},
+    ctxt::Ctxt,
+    expand::tags_tokens,
+};
+
+const VALID: &str = "`tags`, `on_error`, `cache`, `crate`";
+
+#[derive(Default)]
+struct Options {
+    tags: Option<Vec<LitStr>>,
+    on_error: Option<Expr>,
+    cache: Option<Expr>,
+    krate: Option<Path>,
+}
+
+fn parse(cx: &mut Ctxt, input: ParseStream) -> syn::Result<Options> {
+    let mut options = Options::default();
+    while !input.is_empty() {
+        let name = Ident::parse_any(input)?;
+        input.parse::<Token![=]>()?;
+        let duplicate = match name.to_string().as_str() {
+            "tags" => options.tags.replace(attr::parse_tags(input)?).is_some(),
+            "on_error" => options.on_error.replace(input.parse()?).is_some(),
+            "cache" => options.cache.replace(input.parse()?).is_some(),
+            "crate" => options
+                .krate
+                .replace(Path::parse_mod_style(input)?)
+                .is_some(),
+            _ => {
+                let _: Expr = input.parse()?;
+                cx.error_spanned_by(
+                    &name,
+                    format!("unknown option `{name}`; expected one of: {VALID}"),
+                );
+                false
+            }
+        };
+        if duplicate {
+            cx.error_spanned_by(&name, format!("duplicate option `{name}`"));
+        }
+        if input.is_empty() {
+            break;
+        }
+        input.parse::<Token![,]>()?;
+    }
+    Ok(options)
+}
+
+struct Plan {
+    krate: Path,
+    tags: Vec<TagPlan>,
+    on_error: Option<Expr>,
+    cache: Option<Expr>,
+    is_result: bool,
+}
+
+fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<Plan> {
+    let sig = &func.item.sig;
+    if sig.asyncness.is_none() {
+        cx.error_spanned_by(
+            sig.fn_token,
+            "#[cache_evict] needs an `async fn` (invalidation talks to Redis)",
+        );
+    }
+    let is_result = matches!(func.shape, ShapeKind::Res | ShapeKind::ResOpt);
+    if !is_result && options.on_error.is_none() {
+        let span = func
+            .output
+            .as_ref()
+            .map_or_else(|| sig.ident.to_token_stream(), |t| t.to_token_stream());
+        cx.error_spanned_by(
+            span,
+            "#[cache_evict] must be able to report a failed invalidation: return \
+             `Result<T, E>` where `E: From<redis_cached::Error>`, or pass `on_error = handler` \
+             (a function taking `redis_cached::Error`)",
+        );
+    }
+    let tags = match &options.tags {
+        Some(tags) if !tags.is_empty() => check::plan_tags(cx, tags, func).0,
+        _ => {
+            cx.error_spanned_by(
+                &sig.ident,
+                "#[cache_evict] needs `tags = [\"...\"]`: the tags to invalidate on success",
+            );
+            Vec::new()
+        }
+    };
+    if cx.has_errors() {
+        return None;
+    }
+    Some(Plan {
+        krate: options
+            .krate
+            .unwrap_or_else(|| syn::parse_quote!(::redis_cached)),
+        tags,
+        on_error: options.on_error,
+        cache: options.cache,
+        is_result,
+    })
+}
+
+pub(crate) fn cache_evict(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item_fn: ItemFn = match syn::parse2(item.clone()) {
+        Ok(item_fn) => item_fn,
+        Err(_) => {
+            let err = syn::Error::new_spanned(&item, "#[cache_evict] applies to an `async fn`")
+                .to_compile_error();
+            return quote!(#err #item);
+        }
+    };
+    let mut cx = Ctxt::default();
+    let options = match (|input: ParseStream| parse(&mut cx, input)).parse2(args) {
+        Ok(options) => Some(options),
+        Err(err) => {
+            cx.syn_error(err);
+            None
+        }
+    };
+    let func = Function::read(&mut cx, item_fn);
+    match options.and_then(|options| check(&mut cx, options, &func)) {
+        Some(plan) if !cx.has_errors() => expand(&func, &plan),
+        _ => {
+            let errors = cx.into_compile_errors();
+            let item = &func.item;
+            quote!(#errors #item)
+        }
+    }
+}
+
+fn expand(func: &Function, plan: &Plan) -> TokenStream {
+    let krate = &plan.krate;
+    let p = quote!(#krate::__private);
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = &func.item;
+    let tags = tags_tokens(&plan.tags);
+    let resolve = match &plan.cache {
+        Some(expr) => quote!(#p::cache_ref(&(#expr))),
+        None => quote!(#p::default_cache()),
+    };
+    let output = match &func.output {
+        Some(ty) => quote!(#ty),
+        None => quote!(()),
+    };
+    let evict = quote!(#p::evict_tags(__cache_handle, __cache_tags).await);
+    let body = match (&plan.on_error, plan.is_result) {
+        (None, _) => quote! {
+            match __cache_ret {
+                ::core::result::Result::Ok(__cache_ok) => match #evict {
+                    ::core::result::Result::Ok(()) => ::core::result::Result::Ok(__cache_ok),
+                    ::core::result::Result::Err(__cache_err) => ::core::result::Result::Err(#p::into_error(__cache_err)),
+                },
+                ::core::result::Result::Err(__cache_err) => ::core::result::Result::Err(__cache_err),
+            }
+        },
+        (Some(handler), true) => quote! {
+            if __cache_ret.is_ok() && let ::core::result::Result::Err(__cache_err) = #evict {
+                (#handler)(__cache_err);
+            }
+            __cache_ret
+        },
+        (Some(handler), false) => quote! {
+            if let ::core::result::Result::Err(__cache_err) = #evict {
+                (#handler)(__cache_err);
+            }
+            __cache_ret
+        },
+    };
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            // Rendered before the body takes the arguments.
+            let __cache_tags = #tags;
+            let __cache_handle = #resolve;
+            #[allow(clippy::let_and_return, clippy::needless_return, unused_braces)]
+            let __cache_ret: #output = async move #block.await;
+            #body
+        }
+    }
+}

@@ -56,6 +56,9 @@ pub(crate) struct Plan {
     pub(crate) tags: Vec<TagPlan>,
     /// Indexes of the parameters the tags use (`NAME_put` takes them).
     pub(crate) tag_params: Vec<usize>,
+    /// With any `tags` option, entries also carry the function's own tag, which
+    /// `NAME_invalidate_all` invalidates.
+    pub(crate) function_tag: bool,
 }
 
 /// One tag: rendered with `format!(format, args...)` (each value with `Display`).
@@ -195,6 +198,7 @@ pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<
         lock_wait: options.lock_wait.map(|t| ttl_tokens(&krate, t.value)),
         background,
         share_errors,
+        function_tag: options.tags.is_some(),
         tags,
         tag_params,
         name,

@@ -16,7 +16,7 @@ use crate::{
     attr,
     check::{self, TagPlan},
     ctxt::Ctxt,
-    expand::tags_tokens,
+    expand::render_tags,
 };
 
 const VALID: &str = "`tags`, `on_error`, `cache`, `crate`";
@@ -152,7 +152,8 @@ fn expand(func: &Function, plan: &Plan) -> TokenStream {
         sig,
         block,
     } = &func.item;
-    let tags = tags_tokens(&plan.tags);
+    let rendered = render_tags(&plan.tags);
+    let tags = quote!(::std::vec![#(#rendered),*]);
     let resolve = match &plan.cache {
         Some(expr) => quote!(#p::cache_ref(&(#expr))),
         None => quote!(#p::default_cache()),

@@ -146,3 +146,57 @@ async fn locks_fills_and_stale_refreshes_work_on_a_cluster() {
     assert_eq!(calls.get(), 2, "exactly one refresh");
     assert_eq!(cache.stats().backend_errors, 0, "{:?}", cache.stats());
 }
+
+#[redis_cached(ttl = 60, tags = ["team:{team}", "user:{id}"], name = "cluster::member")]
+async fn member(team: u64, id: u64, #[cache(skip)] calls: Arc<Calls>) -> u64 {
+    calls.bump();
+    team * 100 + id
+}
+
+#[tokio::test]
+async fn tagged_hits_and_tag_invalidation_work_on_a_cluster() {
+    let cluster = RedisCluster::start().await;
+    let cache = Cache::builder()
+        .cluster(cluster.urls())
+        .namespace("cl")
+        .operation_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .expect("build");
+    let calls = Arc::new(Calls::default());
+    cache
+        .scope(async {
+            for team in 0..3 {
+                for id in 0..10 {
+                    member(team, id, calls.clone()).await;
+                    member(team, id, calls.clone()).await;
+                }
+            }
+            assert_eq!(
+                calls.get(),
+                30,
+                "tagged hits (entry and tag versions in several slots)"
+            );
+            assert_eq!(cache.stats().hits, 30);
+
+            redis_cached::invalidate_tags(["team:1", "user:3"])
+                .await
+                .expect("invalidate across slots");
+            for team in 0..3 {
+                for id in 0..10 {
+                    member(team, id, calls.clone()).await;
+                }
+            }
+            assert_eq!(
+                calls.get(),
+                30 + 10 + 2,
+                "team 1 and user 3 of the other teams reloaded"
+            );
+
+            member_invalidate_all().await.expect("function tag");
+            member(0, 0, calls.clone()).await;
+            assert_eq!(calls.get(), 43);
+        })
+        .await;
+    assert_eq!(cache.stats().backend_errors, 0, "{:?}", cache.stats());
+}

@@ -14,6 +14,11 @@ async fn maybe(id: u32) -> Option<u32> {
     id.is_multiple_of(3).then_some(id)
 }
 
+#[redis_cached(ttl = 60, stale = 30, tags = ["group:{id}", "all"], name = "expiry::tagged")]
+async fn tagged(id: u32) -> u32 {
+    id % 10
+}
+
 #[redis_cached(name = "expiry::default_ttl")]
 async fn fallible(id: u32, #[cache(skip)] calls: &Calls) -> Result<Option<u32>, String> {
     calls.bump();
@@ -42,11 +47,28 @@ async fn every_key_written_has_an_expiry_after_a_mixed_workload() {
                 if id % 11 == 0 {
                     plain_invalidate(id).await.expect("invalidate");
                 }
+                tagged(id % 40).await;
+                if id % 13 == 0 {
+                    redis_cached::invalidate_tags([format!("group:{}", id % 40)])
+                        .await
+                        .expect("tags");
+                    tagged_put(id % 40, &7).await.expect("put");
+                    tagged_refresh(id % 40).await.expect("refresh");
+                }
+                if id == 150 {
+                    tagged_invalidate_all().await.expect("invalidate all");
+                }
             }
         })
         .await;
     let keys = all_keys(&server).await;
     assert!(keys.len() > 400, "workload wrote keys: {}", keys.len());
+    for kind in [":tag:", ":gen", "expiry::tagged"] {
+        assert!(
+            keys.iter().any(|k| k.contains(kind)),
+            "the workload wrote {kind} keys"
+        );
+    }
     for key in keys {
         let ttl = pttl(&server, &key).await;
         assert!(ttl > 0, "{key} has no expiry (PTTL {ttl})");

@@ -211,18 +211,24 @@ fn parse_ttl(cx: &mut Ctxt, input: ParseStream) -> syn::Result<TtlValue> {
     Ok(TtlValue::Expr(Box::new(expr)))
 }
 
-fn parse_fraction(cx: &mut Ctxt, input: ParseStream) -> syn::Result<f64> {
+/// A number (`0.1`, `1`), with its span.
+fn parse_number(input: ParseStream, expected: &str) -> syn::Result<(f64, proc_macro2::Span)> {
     let span = input.span();
     let value = if input.peek(LitFloat) {
         input.parse::<LitFloat>()?.base10_parse::<f64>()?
     } else if input.peek(LitInt) {
         input.parse::<LitInt>()?.base10_parse::<f64>()?
     } else {
-        return Err(syn::Error::new(
-            span,
-            "expected a fraction between 0 and 1, as in `jitter = 0.1`",
-        ));
+        return Err(syn::Error::new(span, expected));
     };
+    Ok((value, span))
+}
+
+fn parse_fraction(cx: &mut Ctxt, input: ParseStream) -> syn::Result<f64> {
+    let (value, span) = parse_number(
+        input,
+        "expected a fraction between 0 and 1, as in `jitter = 0.1`",
+    )?;
     if !(0.0..=1.0).contains(&value) {
         cx.syn_error(syn::Error::new(
             span,
@@ -253,17 +259,10 @@ pub(crate) fn parse_tags(input: ParseStream) -> syn::Result<Vec<LitStr>> {
 }
 
 fn parse_beta(cx: &mut Ctxt, input: ParseStream) -> syn::Result<f64> {
-    let span = input.span();
-    let value = if input.peek(LitFloat) {
-        input.parse::<LitFloat>()?.base10_parse::<f64>()?
-    } else if input.peek(LitInt) {
-        input.parse::<LitInt>()?.base10_parse::<f64>()?
-    } else {
-        return Err(syn::Error::new(
-            span,
-            "expected the XFetch beta, a number such as `early_refresh = 1.0`",
-        ));
-    };
+    let (value, span) = parse_number(
+        input,
+        "expected the XFetch beta, a number such as `early_refresh = 1.0`",
+    )?;
     if !(value > 0.0 && value.is_finite()) {
         cx.syn_error(syn::Error::new(
             span,

@@ -5,11 +5,7 @@
 
 use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
-use syn::{
-    Expr, Ident, ItemFn, LitStr, Path, Token,
-    ext::IdentExt,
-    parse::{ParseStream, Parser},
-};
+use syn::{Expr, Ident, ItemFn, LitStr, Path, Token, ext::IdentExt, parse::ParseStream};
 
 use crate::{
     ast::{Function, ShapeKind},
@@ -116,31 +112,7 @@ fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<Plan> {
 }
 
 pub(crate) fn cache_evict(args: TokenStream, item: TokenStream) -> TokenStream {
-    let item_fn: ItemFn = match syn::parse2(item.clone()) {
-        Ok(item_fn) => item_fn,
-        Err(_) => {
-            let err = syn::Error::new_spanned(&item, "#[cache_evict] applies to an `async fn`")
-                .to_compile_error();
-            return quote!(#err #item);
-        }
-    };
-    let mut cx = Ctxt::default();
-    let options = match (|input: ParseStream| parse(&mut cx, input)).parse2(args) {
-        Ok(options) => Some(options),
-        Err(err) => {
-            cx.syn_error(err);
-            None
-        }
-    };
-    let func = Function::read(&mut cx, item_fn);
-    match options.and_then(|options| check(&mut cx, options, &func)) {
-        Some(plan) if !cx.has_errors() => expand(&func, &plan),
-        _ => {
-            let errors = cx.into_compile_errors();
-            let item = &func.item;
-            quote!(#errors #item)
-        }
-    }
+    crate::expand::attribute(args, item, "cache_evict", parse, check, expand)
 }
 
 fn expand(func: &Function, plan: &Plan) -> TokenStream {

@@ -7,4 +7,4 @@ if ! command -v redis-server >/dev/null 2>&1; then
     $SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y redis-server
 fi
 cd benches
-cargo run --release --bin hit_latency
+cargo run --release

@@ -139,6 +139,11 @@ impl LeaderGuard {
         self.flight.beat();
     }
 
+    /// Whether any caller is waiting on this flight right now.
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.flight.outcome.receiver_count() > 0
+    }
+
     /// Publishes the outcome and ends the flight.
     pub(crate) fn finish(mut self, outcome: Outcome) {
         self.end(outcome);

@@ -97,21 +97,21 @@ pub async fn refresh<F: Future>(call: F) -> Result<F::Output, Error> {
         .await
 }
 
-/// The keys of one call: entry, lock, generation (one slot) and tag keys.
+/// The keys of one call: entry, lock, generation (one slot) and tag keys. The lock and
+/// generation keys are only built on the paths that need them, not on hits.
 pub(crate) struct Keys {
     pub(crate) entry: String,
-    lock: String,
-    generation: String,
+    lock: std::sync::OnceLock<String>,
+    generation: std::sync::OnceLock<String>,
     pub(crate) tags: Vec<String>,
 }
 
 impl Keys {
     pub(crate) fn new(cache: &Cache, spec: &FnSpec, args: &ArgsKey, tags: &[String]) -> Keys {
-        let entry = key::entry_key(cache.namespace(), spec.name, spec.version, args);
         Keys {
-            lock: format!("{entry}:lock"),
-            generation: format!("{entry}:gen"),
-            entry,
+            entry: key::entry_key(cache.namespace(), spec.name, spec.version, args),
+            lock: std::sync::OnceLock::new(),
+            generation: std::sync::OnceLock::new(),
             tags: tags
                 .iter()
                 .map(|t| key::tag_key(cache.namespace(), t))
@@ -119,11 +119,18 @@ impl Keys {
         }
     }
 
+    fn lock(&self) -> &str {
+        self.lock.get_or_init(|| format!("{}:lock", self.entry))
+    }
+
     pub(crate) fn entry_keys(&self) -> EntryKeys<'_> {
+        let generation = self
+            .generation
+            .get_or_init(|| format!("{}:gen", self.entry));
         EntryKeys {
             entry: &self.entry,
-            lock: &self.lock,
-            generation: &self.generation,
+            lock: self.lock(),
+            generation,
         }
     }
 }
@@ -190,7 +197,7 @@ impl Drop for LoadCtx {
         }) = std::mem::replace(&mut self.fill, Fill::Skip)
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            let (cache, lock) = (self.cache.clone(), std::mem::take(&mut self.keys.lock));
+            let (cache, lock) = (self.cache.clone(), self.keys.lock().to_owned());
             runtime.spawn(async move {
                 let _ = cache
                     .guarded("unlock", cache.store().unlock(&lock, &token))
@@ -330,7 +337,7 @@ async fn claim(
                 && let Some(token) = &token
             {
                 let _ = cache
-                    .guarded("unlock", store.unlock(&keys.lock, token))
+                    .guarded("unlock", store.unlock(keys.lock(), token))
                     .await;
             }
             return Err(err);
@@ -572,7 +579,7 @@ async fn lead<S: Shape>(
             {
                 if let Some(token) = &claim.token {
                     let _ = cache
-                        .guarded("unlock", cache.store().unlock(&keys.lock, token))
+                        .guarded("unlock", cache.store().unlock(keys.lock(), token))
                         .await;
                 }
                 return Led::Done(output, Arc::from(&*bytes));
@@ -697,6 +704,15 @@ impl<S: Shape> Load<'_, S> {
             Cacheable::Negative => (None, spec.none_ttl(&cache), Duration::ZERO, spec.cache_none),
             Cacheable::Skip => return failed::<S>(ctx, spec, sharing, refreshing, output).await,
         };
+        if matches!(ctx.fill, Fill::Skip)
+            && !ctx.leader.as_ref().is_some_and(LeaderGuard::has_waiters)
+        {
+            // Nothing to store and nobody to hand bytes to (Redis is failing): skip encoding.
+            if let Some(leader) = ctx.leader.take() {
+                leader.finish(Outcome::Abandoned);
+            }
+            return output;
+        }
         let tag_versions = match &ctx.fill {
             Fill::Claimed(claim) => claim.tag_versions.clone(),
             Fill::Skip => Vec::new(),
@@ -754,7 +770,7 @@ async fn drive<F: Future>(ctx: &LoadCtx, spec: &FnSpec, loader: F) -> F::Output 
                     leader.beat();
                 }
                 if let Some(token) = ctx.token() {
-                    let renewed = ctx.cache.guarded("renew", ctx.cache.store().renew(&ctx.keys.lock, token, spec.lock_ttl())).await;
+                    let renewed = ctx.cache.guarded("renew", ctx.cache.store().renew(ctx.keys.lock(), token, spec.lock_ttl())).await;
                     if !matches!(renewed, Ok(true)) {
                         tracing::debug!(function = spec.name, key = ctx.keys.entry, "lost the lock while loading; the result will not be stored");
                     }
@@ -833,7 +849,7 @@ async fn release(ctx: &mut LoadCtx) {
     {
         let _ = ctx
             .cache
-            .guarded("unlock", ctx.cache.store().unlock(&ctx.keys.lock, &token))
+            .guarded("unlock", ctx.cache.store().unlock(ctx.keys.lock(), &token))
             .await;
     }
 }

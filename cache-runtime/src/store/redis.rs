@@ -115,29 +115,44 @@ impl RedisStore {
     }
 
     /// The entry, its tags' current versions and (if asked) its remaining TTL: one round of
-    /// concurrent plain reads.
+    /// plain reads. With tags, entry and versions come from one `MGET` (split per slot by the
+    /// cluster client); the `PTTL` goes alongside.
     pub(crate) async fn read(
         &self,
         key: &str,
         tags: &[String],
         with_ttl: bool,
     ) -> Result<Read, Error> {
-        let entry = async {
-            if with_ttl {
-                let mut pipe = redis::pipe();
-                pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
-                let (bytes, pttl): (Option<Vec<u8>>, i64) = self.query_pipe(&pipe).await?;
-                Ok::<_, Error>((bytes, remaining(pttl)))
-            } else {
-                Ok((self.query(redis::cmd("GET").arg(key)).await?, None))
+        let values = async {
+            if tags.is_empty() {
+                let bytes: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(key)).await?;
+                return Ok::<_, Error>((bytes, Vec::new()));
             }
+            let mut raw: Vec<Option<Vec<u8>>> =
+                self.query(redis::cmd("MGET").arg(key).arg(tags)).await?;
+            if raw.len() != tags.len() + 1 {
+                return Err(Error::Encode(format!(
+                    "MGET returned {} values for {} keys",
+                    raw.len(),
+                    tags.len() + 1
+                )));
+            }
+            let versions = raw.split_off(1).into_iter().map(parse_version).collect();
+            Ok((raw.pop().flatten(), versions))
         };
-        let (entry, versions) = futures_util::future::join(entry, self.tag_versions(tags)).await;
-        let (bytes, ttl) = entry?;
+        let ttl = async {
+            if !with_ttl {
+                return Ok(None);
+            }
+            let pttl: i64 = self.query(redis::cmd("PTTL").arg(key)).await?;
+            Ok::<_, Error>(remaining(pttl))
+        };
+        let (values, ttl) = futures_util::future::join(values, ttl).await;
+        let (bytes, tag_versions) = values?;
         Ok(Read {
             current: bytes.map(StoredBytes::Owned),
-            ttl,
-            tag_versions: versions?,
+            ttl: ttl?,
+            tag_versions,
         })
     }
 

@@ -21,6 +21,7 @@ use redis_cached::{Cache, redis_cached};
 use serde::{Deserialize, Serialize};
 
 const PASSES: usize = 5;
+const THROUGHPUT_PASSES: usize = 9;
 
 #[derive(Clone, Serialize, Deserialize)]
 struct User {
@@ -276,11 +277,12 @@ async fn main() {
     ));
 
     // --- Hot hits, 64 tasks ---------------------------------------------------------------
+    let only_throughput = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "throughput");
     for id in 0..64 {
         cached_user(id).await;
     }
     let (mut floor_ops, mut ours_ops) = (Vec::new(), Vec::new());
-    for pass in 0..PASSES {
+    for pass in 0..THROUGHPUT_PASSES {
         let raw_op = {
             let raw = raw.clone();
             move |_: u64| {
@@ -291,32 +293,45 @@ async fn main() {
         // The installed default, as applications use it (no per-call scope).
         let ours_op = cached_user;
         if pass % 2 == 0 {
-            floor_ops.push(throughput(64, 500, raw_op).await);
-            ours_ops.push(throughput(64, 500, ours_op).await);
+            floor_ops.push(throughput(64, 2000, raw_op).await);
+            ours_ops.push(throughput(64, 2000, ours_op).await);
         } else {
-            ours_ops.push(throughput(64, 500, ours_op).await);
-            floor_ops.push(throughput(64, 500, raw_op).await);
+            ours_ops.push(throughput(64, 2000, ours_op).await);
+            floor_ops.push(throughput(64, 2000, raw_op).await);
         }
     }
+    // Throughput swings with the VM's noise from pass to pass, so the ratio is the median of
+    // the ratios of adjacent passes, which share their noise.
+    let pair_ratios: Vec<f64> = floor_ops
+        .iter()
+        .zip(&ours_ops)
+        .map(|(f, o)| o / f)
+        .collect();
     let (f, o) = (median(&floor_ops), median(&ours_ops));
+    let pair_ratio = median(&pair_ratios);
     ratios.push(format!(
-        "64-task hit throughput: {:.3}x raw GET (target >= 0.90)",
-        o / f
+        "64-task hit throughput: {pair_ratio:.3}x raw GET, median of adjacent-pass ratios {pair_ratios:.2?} (target >= 0.90)"
     ));
     rows.push(Row {
         scenario: "hit, 64 tasks".into(),
         contender: "raw redis GET + decode (floor)".into(),
         p50: String::new(),
         p99: String::new(),
-        other: format!("{f:.0} ops/s (median of {PASSES})"),
+        other: format!("{f:.0} ops/s (median of {THROUGHPUT_PASSES})"),
     });
     rows.push(Row {
         scenario: "hit, 64 tasks".into(),
         contender: "redis-cached, Redis".into(),
         p50: String::new(),
         p99: String::new(),
-        other: format!("{o:.0} ops/s, {:.3}x floor", o / f),
+        other: format!("{o:.0} ops/s, {pair_ratio:.3}x floor (median of pass ratios)"),
     });
+    if only_throughput {
+        println!(
+            "64 tasks: floor {floor_ops:.0?} ours {ours_ops:.0?} -> {pair_ratio:.3}x ({pair_ratios:.2?})"
+        );
+        return;
+    }
 
     // --- Tagged hits ---------------------------------------------------------------------
     tagged1(1).await;

@@ -182,7 +182,8 @@ fn spec_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
     };
     let lock_ttl = opt(&plan.lock_ttl);
     let lock_wait = opt(&plan.lock_wait);
-    quote! {
+    quote! {{
+        static __CACHE_METRICS: #p::FnMetrics = #p::FnMetrics::new();
         #p::FnSpec {
             name: #name,
             version: #version,
@@ -196,8 +197,9 @@ fn spec_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
             lock: #lock,
             lock_ttl: #lock_ttl,
             lock_wait: #lock_wait,
+            metrics: &__CACHE_METRICS,
         }
-    }
+    }}
 }
 
 fn resolve_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {

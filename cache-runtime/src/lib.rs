@@ -39,5 +39,6 @@ pub mod private {
             ProbeUnsharedError, Res, ResOpt, Shape, ShapeProbe, require_plain,
         },
         spec::{FnSpec, IntoTtl},
+        stats::FnMetrics,
     };
 }

@@ -33,7 +33,7 @@ use crate::{
     key::{self, ArgsKey},
     shape::{Cacheable, ErrorSharing, Shape},
     spec::FnSpec,
-    stats::{bump, metric},
+    stats::bump,
     store::{EntryKeys, StoredBytes},
 };
 
@@ -293,12 +293,12 @@ fn usable<S: Shape>(
 
 fn record_hit(cache: &Cache, spec: &FnSpec) {
     bump(&cache.inner().counters.hits);
-    metrics::counter!(metric::HITS, "function" => spec.name).increment(1);
+    spec.metrics().hits.increment(1);
 }
 
 fn record_miss(cache: &Cache, spec: &FnSpec) {
     bump(&cache.inner().counters.misses);
-    metrics::counter!(metric::MISSES, "function" => spec.name).increment(1);
+    spec.metrics().misses.increment(1);
 }
 
 /// Takes the lock (if `lock`) and reads the entry and its generation, while capturing tag
@@ -505,7 +505,7 @@ pub async fn begin<'a, S: Shape>(
             }
         },
         Err(_) => {
-            metrics::counter!(metric::ERRORS, "function" => spec.name).increment(1);
+            spec.metrics().errors.increment(1);
             false
         }
     };
@@ -641,7 +641,7 @@ async fn start_refresh<'a, S: Shape>(
     record_hit(cache, spec);
     if state == Freshness::Stale {
         bump(&cache.inner().counters.stale_serves);
-        metrics::counter!(metric::STALE, "function" => spec.name).increment(1);
+        spec.metrics().stale.increment(1);
     }
     let flights = &cache.inner().flights;
     if flights.is_running(&keys.entry) {
@@ -651,7 +651,22 @@ async fn start_refresh<'a, S: Shape>(
         return Begin::Done(output);
     };
     let claim = match claim(cache, spec, &keys, spec.lock).await {
-        Ok((claim, locked, _)) if locked || !spec.lock => claim,
+        Ok((claim, locked, current)) if locked || !spec.lock => {
+            // A refresh may have landed between our read and the lock (its fill freed the
+            // lock): then the entry changed, and there is nothing left to refresh.
+            if let Some(current) = current
+                && *current != *bytes
+            {
+                if let Some(token) = &claim.token {
+                    let _ = cache
+                        .guarded("unlock", cache.store().unlock(keys.lock(), token))
+                        .await;
+                }
+                leader.finish(Outcome::Abandoned);
+                return Begin::Done(output);
+            }
+            claim
+        }
         // Another process is refreshing, or Redis is failing: serve what we have.
         _ => return Begin::Done(output),
     };
@@ -695,9 +710,8 @@ impl<S: Shape> Load<'_, S> {
         let cache = ctx.cache.clone();
         cache.record_load_time(spec.name, load_time);
         bump(&cache.inner().counters.loads);
-        metrics::counter!(metric::LOADS, "function" => spec.name).increment(1);
-        metrics::histogram!(metric::LOAD_SECONDS, "function" => spec.name)
-            .record(load_time.as_secs_f64());
+        spec.metrics().loads.increment(1);
+        spec.metrics().load_seconds.record(load_time.as_secs_f64());
 
         let (value, ttl, stale, store) = match S::cacheable(&output) {
             Cacheable::Value(v) => (Some(v), spec.jittered(spec.ttl(&cache)), spec.stale, true),
@@ -872,7 +886,7 @@ async fn failed<S: Shape>(
         && let Ok((stale_output, _)) = decode::<S>(&ctx.cache, spec, &stale)
     {
         bump(&ctx.cache.inner().counters.stale_if_error);
-        metrics::counter!(metric::ERRORS, "function" => spec.name).increment(1);
+        spec.metrics().errors.increment(1);
         tracing::warn!(
             function = spec.name,
             key = ctx.keys.entry,

@@ -39,9 +39,15 @@ pub struct FnSpec {
     pub lock_ttl: Option<Duration>,
     /// `lock_wait`; `None` is twice the last load time, within 100 ms..5 s.
     pub lock_wait: Option<Duration>,
+    /// The function's metric handles (a `static` in generated code).
+    pub metrics: &'static crate::stats::FnMetrics,
 }
 
 impl FnSpec {
+    pub(crate) fn metrics(&self) -> &crate::stats::MetricHandles {
+        self.metrics.handles(self.name)
+    }
+
     pub(crate) fn ttl(&self, cache: &Cache) -> Duration {
         self.ttl.unwrap_or(cache.inner().default_ttl)
     }

@@ -126,10 +126,7 @@ fn expand(func: &Function, plan: &Plan) -> TokenStream {
     } = &func.item;
     let rendered = render_tags(&plan.tags);
     let tags = quote!(::std::vec![#(#rendered),*]);
-    let resolve = match &plan.cache {
-        Some(expr) => quote!(#p::cache_ref(&(#expr))),
-        None => quote!(#p::default_cache()),
-    };
+    let resolve = crate::expand::resolve_tokens(plan.cache.as_ref(), &p);
     let output = match &func.output {
         Some(ty) => quote!(#ty),
         None => quote!(()),

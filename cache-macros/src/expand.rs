@@ -72,7 +72,7 @@ fn emit(func: &Function, plan: &Plan) -> TokenStream {
     } = &func.item;
     let output = &plan.output;
     let spec = spec_tokens(plan, &p);
-    let resolve = resolve_tokens(plan, &p);
+    let resolve = resolve_tokens(plan.cache.as_ref(), &p);
     let key = key_tokens(func, plan, &p);
     let value_ty = &plan.value_ty;
     let shape = match func.shape {
@@ -202,8 +202,9 @@ fn spec_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
     }}
 }
 
-fn resolve_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
-    match &plan.cache {
+/// An expression of type `Option<Cache>`: `cache = EXPR`, else the current default.
+pub(crate) fn resolve_tokens(cache: Option<&syn::Expr>, p: &TokenStream) -> TokenStream {
+    match cache {
         Some(expr) => quote_spanned!(expr.span()=> #p::cache_ref(&(#expr))),
         None => quote!(#p::default_cache()),
     }

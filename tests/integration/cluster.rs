@@ -17,6 +17,17 @@ use crate::{
     support::{RedisCluster, wait_until},
 };
 
+/// A cache on `cluster` with a timeout that leaves room for slot discovery.
+async fn cluster_cache(cluster: &RedisCluster) -> Cache {
+    Cache::builder()
+        .cluster(cluster.urls())
+        .namespace("cl")
+        .operation_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .expect("build")
+}
+
 #[redis_cached(ttl = 60, key = "item:{id}", name = "cluster::item")]
 async fn item(id: u64, #[cache(skip)] calls: &Calls) -> Result<String, String> {
     calls.bump();
@@ -26,13 +37,7 @@ async fn item(id: u64, #[cache(skip)] calls: &Calls) -> Result<String, String> {
 #[tokio::test]
 async fn read_through_and_helpers_work_on_a_cluster() {
     let cluster = RedisCluster::start().await;
-    let cache = Cache::builder()
-        .cluster(cluster.urls())
-        .namespace("cl")
-        .operation_timeout(Duration::from_secs(1))
-        .build()
-        .await
-        .expect("build");
+    let cache = cluster_cache(&cluster).await;
     let calls = Calls::default();
     cache
         .scope(async {
@@ -105,13 +110,7 @@ async fn hot(
 #[tokio::test]
 async fn locks_fills_and_stale_refreshes_work_on_a_cluster() {
     let cluster = RedisCluster::start().await;
-    let cache = Cache::builder()
-        .cluster(cluster.urls())
-        .namespace("cl")
-        .operation_timeout(Duration::from_secs(1))
-        .build()
-        .await
-        .expect("build");
+    let cache = cluster_cache(&cluster).await;
     let version = Arc::new(AtomicU64::new(1));
     let calls = Arc::new(Calls::default());
     let burst = || async {
@@ -156,13 +155,7 @@ async fn member(team: u64, id: u64, #[cache(skip)] calls: Arc<Calls>) -> u64 {
 #[tokio::test]
 async fn tagged_hits_and_tag_invalidation_work_on_a_cluster() {
     let cluster = RedisCluster::start().await;
-    let cache = Cache::builder()
-        .cluster(cluster.urls())
-        .namespace("cl")
-        .operation_timeout(Duration::from_secs(1))
-        .build()
-        .await
-        .expect("build");
+    let cache = cluster_cache(&cluster).await;
     let calls = Arc::new(Calls::default());
     cache
         .scope(async {

@@ -88,35 +88,6 @@ async fn bulk(id: u64) -> u64 {
     id
 }
 
-/// Commands the server executed since the last reset, without the measurement's own.
-async fn commands(server: &RedisServer) -> HashMap<String, u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut server.conn().await)
-        .await
-        .expect("INFO");
-    info.lines()
-        .filter_map(|line| {
-            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .split(',')
-                .find_map(|kv| kv.strip_prefix("calls="))?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), calls))
-        })
-        .filter(|(name, _)| !name.starts_with("info") && !name.starts_with("config"))
-        .collect()
-}
-
-async fn reset_stats(server: &RedisServer) {
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async(&mut server.conn().await)
-        .await
-        .expect("RESETSTAT");
-}
-
 #[tokio::test]
 async fn invalidating_a_tag_on_100_000_entries_costs_what_it_costs_on_one() {
     let server = RedisServer::start();
@@ -146,9 +117,9 @@ async fn invalidating_a_tag_on_100_000_entries_costs_what_it_costs_on_one() {
                     result.expect("put");
                 }
             }
-            reset_stats(server).await;
+            crate::reset_command_counts(server).await;
             cache.invalidate_tags(["bulk"]).await.expect("invalidate");
-            let sent = commands(server).await;
+            let sent = crate::command_counts(server).await;
             assert_eq!(cache.scope(bulk(n - 1)).await, n - 1);
             assert!(
                 cache.stats().tag_misses >= 1,
@@ -316,12 +287,13 @@ async fn refreshed(id: u64, #[cache(skip)] db: Arc<Db>, #[cache(skip)] delay_ms:
     value
 }
 
-#[tokio::test]
-async fn a_slow_refresh_that_started_first_cannot_overwrite_a_later_one_or_a_put() {
-    let server = RedisServer::start();
-    let cache = redis_cache(&server).await;
-    let db = Arc::new(Db::default());
-    db.set(1, 1);
+/// Starts `refreshed_refresh(1)` with a 300 ms load and waits until it has read the database
+/// (its `loads`-th read).
+async fn start_slow_refresh(
+    cache: &Cache,
+    db: &Arc<Db>,
+    loads: usize,
+) -> tokio::task::JoinHandle<Result<u64, Error>> {
     let slow = {
         let (cache, db) = (cache.clone(), db.clone());
         tokio::spawn(async move { cache.scope(refreshed_refresh(1, db, 300)).await })
@@ -329,9 +301,19 @@ async fn a_slow_refresh_that_started_first_cannot_overwrite_a_later_one_or_a_put
     crate::support::wait_until(
         "the slow refresh to read",
         Duration::from_secs(5),
-        || async { db.loads.get() == 1 },
+        || async { db.loads.get() == loads },
     )
     .await;
+    slow
+}
+
+#[tokio::test]
+async fn a_slow_refresh_that_started_first_cannot_overwrite_a_later_one_or_a_put() {
+    let server = RedisServer::start();
+    let cache = redis_cache(&server).await;
+    let db = Arc::new(Db::default());
+    db.set(1, 1);
+    let slow = start_slow_refresh(&cache, &db, 1).await;
     db.set(1, 2);
     cache
         .scope(refreshed_refresh(1, db.clone(), 0))
@@ -345,16 +327,7 @@ async fn a_slow_refresh_that_started_first_cannot_overwrite_a_later_one_or_a_put
     );
 
     // A put during a slow load wins too.
-    let slow = {
-        let (cache, db) = (cache.clone(), db.clone());
-        tokio::spawn(async move { cache.scope(refreshed_refresh(1, db, 300)).await })
-    };
-    crate::support::wait_until(
-        "the slow refresh to read",
-        Duration::from_secs(5),
-        || async { db.loads.get() == 3 },
-    )
-    .await;
+    let slow = start_slow_refresh(&cache, &db, 3).await;
     cache.scope(refreshed_put(1, &99)).await.expect("put");
     let _ = slow.await.expect("slow refresh");
     assert_eq!(

@@ -55,6 +55,47 @@ pub async fn all_keys(server: &RedisServer) -> Vec<String> {
         .expect("KEYS")
 }
 
+/// A plain connection to `url`, for loaders that record what they did in Redis itself (so
+/// every process of a test sees it).
+pub async fn raw_conn(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to test redis")
+}
+
+/// Clears the server's per-command call counts (`CONFIG RESETSTAT`).
+pub async fn reset_command_counts(server: &RedisServer) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut server.conn().await)
+        .await
+        .expect("RESETSTAT");
+}
+
+/// Calls per command since the last reset (`INFO commandstats`), without the `INFO` and
+/// `CONFIG` of the measurement itself. Commands run inside scripts are counted too.
+pub async fn command_counts(server: &RedisServer) -> std::collections::HashMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut server.conn().await)
+        .await
+        .expect("INFO");
+    info.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("calls="))?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .filter(|(name, _)| !name.starts_with("info") && !name.starts_with("config"))
+        .collect()
+}
+
 /// Remaining TTL of a key in milliseconds (-1: no expiry, -2: absent).
 pub async fn pttl(server: &RedisServer, key: &str) -> i64 {
     redis::cmd("PTTL")

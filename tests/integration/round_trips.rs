@@ -9,41 +9,6 @@ use tokio::task::JoinSet;
 
 use crate::{Calls, redis_cache, support::RedisServer};
 
-/// Calls per command since the server started (`CONFIG RESETSTAT` clears them).
-async fn command_counts(server: &RedisServer) -> HashMap<String, u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut server.conn().await)
-        .await
-        .expect("INFO");
-    info.lines()
-        .filter_map(|line| {
-            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .split(',')
-                .find_map(|kv| kv.strip_prefix("calls="))?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), calls))
-        })
-        .collect()
-}
-
-async fn reset(server: &RedisServer) {
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async(&mut server.conn().await)
-        .await
-        .expect("RESETSTAT");
-}
-
-/// Commands sent between two resets, without the `INFO`/`CONFIG` of the measurement itself.
-async fn sent_by(server: &RedisServer) -> HashMap<String, u64> {
-    let mut counts = command_counts(server).await;
-    counts.retain(|name, _| !name.starts_with("info") && !name.starts_with("config"));
-    counts
-}
-
 #[redis_cached(ttl = 60, name = "rt::plain")]
 async fn plain(id: u64) -> u64 {
     id
@@ -62,12 +27,12 @@ async fn a_hit_is_one_get_and_a_miss_is_lookup_lock_and_fill() {
         .scope(async {
             // Load the scripts once, so the counts below are steady-state.
             plain(0).await;
-            reset(&server).await;
+            crate::reset_command_counts(&server).await;
             plain(1).await;
             // Round trip 1: GET. Round trip 2 (one pipeline): SET lock NX PX, GET entry, GET
             // generation. Round trip 3: EVALSHA of the fill script, which runs GET generation,
             // GET lock, DEL lock and SET entry inside Redis; commandstats counts those too.
-            let miss = sent_by(&server).await;
+            let miss = crate::command_counts(&server).await;
             let expected = [("get", 5), ("set", 2), ("evalsha", 1), ("del", 1)];
             assert_eq!(
                 miss,
@@ -75,11 +40,11 @@ async fn a_hit_is_one_get_and_a_miss_is_lookup_lock_and_fill() {
                 "a miss"
             );
 
-            reset(&server).await;
+            crate::reset_command_counts(&server).await;
             for _ in 0..10 {
                 plain(1).await;
             }
-            let hits = sent_by(&server).await;
+            let hits = crate::command_counts(&server).await;
             assert_eq!(
                 hits,
                 HashMap::from([("get".to_owned(), 10)]),
@@ -87,9 +52,9 @@ async fn a_hit_is_one_get_and_a_miss_is_lookup_lock_and_fill() {
             );
 
             aged(1).await;
-            reset(&server).await;
+            crate::reset_command_counts(&server).await;
             aged(1).await;
-            let aged_hit = sent_by(&server).await;
+            let aged_hit = crate::command_counts(&server).await;
             assert_eq!(
                 aged_hit,
                 HashMap::from([("get".to_owned(), 1), ("pttl".to_owned(), 1)]),

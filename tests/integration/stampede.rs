@@ -71,6 +71,16 @@ async fn the_embedded_store_also_runs_one_load() {
     assert_eq!(calls.get(), 1);
 }
 
+/// The cache a child process of these tests uses on `url`.
+async fn child_cache(url: &str) -> Cache {
+    Cache::builder()
+        .url(url)
+        .namespace("stampede")
+        .build()
+        .await
+        .expect("build")
+}
+
 // ---- across processes -------------------------------------------------------------------
 
 const CHILD_ENV: &str = "REDIS_CACHED_STAMPEDE_CHILD";
@@ -87,11 +97,7 @@ fn now_us() -> i64 {
 /// The loader of the cross-process test counts its runs in Redis, which every process shares.
 #[redis_cached(ttl = 60, name = "stampede::shared", lock_wait = "60s")]
 async fn shared(id: u64, #[cache(skip)] url: Arc<String>) -> u64 {
-    let mut conn = redis::Client::open(url.as_str())
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("conn");
+    let mut conn = crate::raw_conn(&url).await;
     let _: i64 = conn.incr("loads", 1).await.expect("INCR");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _: () = conn.set("loaded_at_us", now_us()).await.expect("SET");
@@ -106,17 +112,8 @@ async fn child_process() {
         return; // Not a child: nothing to do.
     };
     let url = Arc::new(url);
-    let cache = Cache::builder()
-        .url(url.as_str())
-        .namespace("stampede")
-        .build()
-        .await
-        .expect("build");
-    let mut conn = redis::Client::open(url.as_str())
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("conn");
+    let cache = child_cache(&url).await;
+    let mut conn = crate::raw_conn(&url).await;
     let _: i64 = conn.incr("ready", 1).await.expect("INCR");
     wait_until("the start signal", Duration::from_secs(60), || {
         let mut conn = conn.clone();
@@ -236,11 +233,7 @@ async fn a_lock_held_by_someone_else_is_neither_released_nor_overwritten() {
 #[redis_cached(ttl = 60, name = "stampede::stolen")]
 async fn stolen(id: u64, #[cache(skip)] lock: String, #[cache(skip)] url: String) -> u64 {
     // While we load, our lock expires and another process takes it.
-    let mut conn = redis::Client::open(url)
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("conn");
+    let mut conn = crate::raw_conn(&url).await;
     let _: () = conn.set_ex(&lock, "the-new-owner", 30).await.expect("SET");
     id
 }
@@ -381,11 +374,7 @@ impl<T: 'static> JoinAllResults<T> for JoinSet<T> {
     lock_wait = "30s"
 )]
 async fn held(id: u64, #[cache(skip)] url: Arc<String>, #[cache(skip)] hang: bool) -> u64 {
-    let mut conn = redis::Client::open(url.as_str())
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("conn");
+    let mut conn = crate::raw_conn(&url).await;
     let _: i64 = conn.incr("holder_loads", 1).await.expect("INCR");
     if hang {
         std::future::pending::<()>().await;
@@ -402,12 +391,7 @@ async fn holder_process() {
         return;
     };
     let url = Arc::new(url);
-    let cache = Cache::builder()
-        .url(url.as_str())
-        .namespace("stampede")
-        .build()
-        .await
-        .expect("build");
+    let cache = child_cache(&url).await;
     cache.scope(held(5, url, true)).await;
 }
 
@@ -436,12 +420,7 @@ async fn a_killed_lock_holder_frees_the_lock_by_expiry_and_another_process_loads
     child.kill().expect("kill holder");
     child.wait().expect("reap holder");
 
-    let cache = Cache::builder()
-        .url(server.url())
-        .namespace("stampede")
-        .build()
-        .await
-        .expect("build");
+    let cache = child_cache(&server.url()).await;
     let url = Arc::new(server.url());
     let started = Instant::now();
     let value = tokio::time::timeout(Duration::from_secs(20), cache.scope(held(5, url, false)))

@@ -86,6 +86,8 @@ async fn main() -> Result<(), redis_cached::Error> {
     println!("  -> {after_put:?}");
     println!("key: {}", get_user_key(42));
 
+    // Entries are stored in the background; let pending stores land before exiting.
+    cache.wait_for_writes().await;
     let stats = cache.stats();
     println!(
         "hits {}, misses {}, loader runs {}, redis errors {}",

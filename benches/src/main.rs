@@ -7,110 +7,17 @@
 
 use std::{
     future::Future,
-    process::{Child, Command, Stdio},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
 use hdrhistogram::Histogram;
 use redis::{AsyncCommands, aio::ConnectionManager};
-use redis_cached::{Cache, redis_cached};
-use serde::{Deserialize, Serialize};
+use redis_cached::Cache;
+use redis_cached_benches::*;
 
 const PASSES: usize = 5;
 const THROUGHPUT_PASSES: usize = 9;
-
-#[derive(Clone, Serialize, Deserialize)]
-struct User {
-    id: u64,
-    name: String,
-    email: String,
-    roles: Vec<String>,
-}
-
-fn user(id: u64) -> User {
-    User {
-        id,
-        name: format!("user {id}"),
-        email: format!("user{id}@example.com"),
-        roles: vec!["reader".into(), "writer".into()],
-    }
-}
-
-static LOADS: AtomicU64 = AtomicU64::new(0);
-
-/// The simulated database call: a short sleep plus a counter.
-async fn database(id: u64, delay: Duration) -> User {
-    LOADS.fetch_add(1, Ordering::SeqCst);
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    user(id)
-}
-
-#[redis_cached(ttl = 3600, name = "bench::user")]
-async fn cached_user(id: u64) -> User {
-    database(id, Duration::ZERO).await
-}
-
-#[redis_cached(ttl = 3600, name = "bench::slow_user")]
-async fn slow_user(id: u64, #[cache(skip)] delay: Duration) -> User {
-    database(id, delay).await
-}
-
-#[redis_cached(ttl = 3600, tags = ["a:{id}"], name = "bench::tag1")]
-async fn tagged1(id: u64) -> User {
-    database(id, Duration::ZERO).await
-}
-
-#[redis_cached(ttl = 3600, tags = ["a:{id}", "b:{id}", "c:{id}"], name = "bench::tag3")]
-async fn tagged3(id: u64) -> User {
-    database(id, Duration::ZERO).await
-}
-
-#[redis_cached(ttl = 3600, tags = ["bulk"], name = "bench::bulk")]
-async fn bulk(id: u64) -> u64 {
-    id
-}
-
-struct Server(Child, u16);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server() -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server must be installed (scripts/bench.sh installs it)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Server(child, port)
-}
 
 fn histogram() -> Histogram<u64> {
     Histogram::new(3).expect("histogram")
@@ -171,29 +78,33 @@ fn row(scenario: &str, contender: &str, h: &Histogram<u64>, other: String) -> Ro
     }
 }
 
-async fn raw_get_decode(conn: &mut ConnectionManager, key: &str) -> User {
-    let bytes: Vec<u8> = conn.get(key).await.expect("GET");
-    serde_json::from_slice(&bytes[34..]).expect("decode")
+/// What every scenario uses, and what they report.
+struct Bench {
+    cache: Cache,
+    memory: Cache,
+    raw: ConnectionManager,
+    /// The stored envelope of `cached_user(1)`, the bytes the floors read.
+    bytes: Vec<u8>,
+    rows: Vec<Row>,
+    ratios: Vec<String>,
 }
 
-/// Hand-written cache-aside: GET, on a miss load then SET EX.
-async fn cache_aside(conn: &mut ConnectionManager, key: &str, id: u64, delay: Duration) -> User {
-    let cached: Option<Vec<u8>> = conn.get(key).await.expect("GET");
-    if let Some(bytes) = cached {
-        return serde_json::from_slice(&bytes).expect("decode");
-    }
-    let value = database(id, delay).await;
-    let _: () = conn
-        .set_ex(key, serde_json::to_vec(&value).expect("encode"), 3600)
-        .await
-        .expect("SET");
-    value
-}
+/// The scenarios, by the name `BENCH_ONLY` selects them with (comma-separated).
+const SCENARIOS: [&str; 7] = [
+    "hits",
+    "throughput",
+    "tagged",
+    "miss",
+    "stampede",
+    "invalidation",
+    "breaker",
+];
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let server = start_server();
-    let url = format!("redis://127.0.0.1:{}", server.1);
+    let server = Server::start();
+    let url = server.url();
+    init_cached_crate(&url);
     let cache = Cache::builder()
         .url(&url)
         .namespace("bench")
@@ -210,22 +121,93 @@ async fn main() {
     cache.install();
     let client = redis::Client::open(url.as_str()).expect("client");
     let mut raw = client.get_connection_manager().await.expect("connection");
-    let mut rows = Vec::new();
-    let mut ratios = Vec::new();
-
-    // --- Hot hits, one task -------------------------------------------------------------
     cached_user(1).await;
+    cache.wait_for_writes().await;
     let bytes: Vec<u8> = raw.get(cached_user_key(1)).await.expect("GET");
     let _: () = raw.set("bench:raw", &bytes).await.expect("SET");
+    let mut b = Bench {
+        cache,
+        memory,
+        raw,
+        bytes,
+        rows: Vec::new(),
+        ratios: Vec::new(),
+    };
+
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let selected = |name: &str| only.is_empty() || only.split(',').any(|o| o.trim() == name);
+    if let Some(unknown) = only
+        .split(',')
+        .map(str::trim)
+        .find(|o| !o.is_empty() && !SCENARIOS.contains(o))
+    {
+        panic!("BENCH_ONLY: unknown scenario {unknown:?}; known: {SCENARIOS:?}");
+    }
+    for name in SCENARIOS {
+        if !selected(name) {
+            continue;
+        }
+        match name {
+            "hits" => hits(&mut b).await,
+            "throughput" => hit_throughput(&mut b).await,
+            "tagged" => tagged(&mut b).await,
+            "miss" => miss(&mut b).await,
+            "stampede" => stampede(&mut b).await,
+            "invalidation" => invalidation(&mut b).await,
+            _ => breaker(&mut b).await,
+        }
+    }
+    drop(server);
+    let Bench { rows, ratios, .. } = b;
+
+    println!("| scenario | contender | p50 | p99 | notes |");
+    println!("|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            r.scenario, r.contender, r.p50, r.p99, r.other
+        );
+    }
+    println!();
+    for r in ratios {
+        println!("- {r}");
+    }
+}
+
+fn floor_ratio(ours: &Histogram<u64>, floor: &Histogram<u64>) -> f64 {
+    ours.value_at_quantile(0.5) as f64 / floor.value_at_quantile(0.5).max(1) as f64
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Hot hits, one task at a time: latency of each contender.
+async fn hits(b: &mut Bench) {
+    let Bench {
+        memory,
+        raw,
+        rows,
+        ratios,
+        ..
+    } = b;
     memory.scope(cached_user(1)).await;
     let moka: moka::future::Cache<u64, Arc<User>> = moka::future::Cache::new(10_000);
-    let (mut floor, mut ours, mut mem, mut moka_h) =
-        (histogram(), histogram(), histogram(), histogram());
+    cached_crate_user(1).await.expect("cached crate");
+    let (mut floor, mut ours, mut mem, mut moka_h, mut peer) = (
+        histogram(),
+        histogram(),
+        histogram(),
+        histogram(),
+        histogram(),
+    );
     for pass in 0..PASSES {
         let order = if pass % 2 == 0 {
-            [0, 1, 2, 3]
+            [0, 1, 2, 3, 4]
         } else {
-            [3, 2, 1, 0]
+            [4, 3, 2, 1, 0]
         };
         for contender in order {
             match contender {
@@ -238,6 +220,7 @@ async fn main() {
                 }
                 1 => latency(&mut ours, 20_000, |_| cached_user(1)).await,
                 2 => latency(&mut mem, 20_000, |_| memory.scope(cached_user(1))).await,
+                3 => latency(&mut peer, 20_000, |_| cached_crate_user(1)).await,
                 _ => {
                     latency(&mut moka_h, 20_000, |_| {
                         moka.get_with(1, async { Arc::new(user(1)) })
@@ -263,6 +246,13 @@ async fn main() {
         &ours,
         format!("{ratio:.3}x floor"),
     ));
+    let peer_ratio = floor_ratio(&peer, &floor);
+    rows.push(row(
+        "hit, 1 task",
+        "`cached` crate, AsyncRedisCache",
+        &peer,
+        format!("{peer_ratio:.3}x floor"),
+    ));
     rows.push(row(
         "hit, 1 task",
         "redis-cached, embedded store",
@@ -275,13 +265,25 @@ async fn main() {
         &moka_h,
         String::new(),
     ));
+}
 
-    // --- Hot hits, 64 tasks ---------------------------------------------------------------
-    let only_throughput = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "throughput");
+/// Hot hits from 64 tasks at once: operations per second.
+async fn hit_throughput(b: &mut Bench) {
+    let Bench {
+        cache,
+        raw,
+        rows,
+        ratios,
+        ..
+    } = b;
     for id in 0..64 {
         cached_user(id).await;
     }
-    let (mut floor_ops, mut ours_ops) = (Vec::new(), Vec::new());
+    cache.wait_for_writes().await;
+    for id in 0..64 {
+        cached_crate_user(id).await.expect("cached crate");
+    }
+    let (mut floor_ops, mut ours_ops, mut peer_ops) = (Vec::new(), Vec::new(), Vec::new());
     for pass in 0..THROUGHPUT_PASSES {
         let raw_op = {
             let raw = raw.clone();
@@ -292,10 +294,13 @@ async fn main() {
         };
         // The installed default, as applications use it (no per-call scope).
         let ours_op = cached_user;
+        let peer_op = cached_crate_user;
         if pass % 2 == 0 {
             floor_ops.push(throughput(64, 2000, raw_op).await);
             ours_ops.push(throughput(64, 2000, ours_op).await);
+            peer_ops.push(throughput(64, 2000, peer_op).await);
         } else {
+            peer_ops.push(throughput(64, 2000, peer_op).await);
             ours_ops.push(throughput(64, 2000, ours_op).await);
             floor_ops.push(throughput(64, 2000, raw_op).await);
         }
@@ -307,8 +312,15 @@ async fn main() {
         .zip(&ours_ops)
         .map(|(f, o)| o / f)
         .collect();
-    let (f, o) = (median(&floor_ops), median(&ours_ops));
+    let (f, o, p) = (median(&floor_ops), median(&ours_ops), median(&peer_ops));
     let pair_ratio = median(&pair_ratios);
+    let peer_ratio = median(
+        &floor_ops
+            .iter()
+            .zip(&peer_ops)
+            .map(|(f, p)| p / f)
+            .collect::<Vec<_>>(),
+    );
     ratios.push(format!(
         "64-task hit throughput: {pair_ratio:.3}x raw GET, median of adjacent-pass ratios {pair_ratios:.2?} (target >= 0.90)"
     ));
@@ -326,16 +338,31 @@ async fn main() {
         p99: String::new(),
         other: format!("{o:.0} ops/s, {pair_ratio:.3}x floor (median of pass ratios)"),
     });
-    if only_throughput {
-        println!(
-            "64 tasks: floor {floor_ops:.0?} ours {ours_ops:.0?} -> {pair_ratio:.3}x ({pair_ratios:.2?})"
-        );
-        return;
-    }
+    rows.push(Row {
+        scenario: "hit, 64 tasks".into(),
+        contender: "`cached` crate, AsyncRedisCache".into(),
+        p50: String::new(),
+        p99: String::new(),
+        other: format!("{p:.0} ops/s, {peer_ratio:.3}x floor (median of pass ratios)"),
+    });
+    println!(
+        "64 tasks, ops/s per pass: floor {floor_ops:.0?} ours {ours_ops:.0?} cached {peer_ops:.0?}"
+    );
+}
 
-    // --- Tagged hits ---------------------------------------------------------------------
+/// Tagged hits against an `MGET` of as many keys.
+async fn tagged(b: &mut Bench) {
+    let Bench {
+        cache,
+        raw,
+        bytes,
+        rows,
+        ratios,
+        ..
+    } = b;
     tagged1(1).await;
     tagged3(1).await;
+    cache.wait_for_writes().await;
     for (declared, read_keys) in [(1usize, 3usize), (3, 5)] {
         let keys: Vec<String> = (0..read_keys).map(|i| format!("bench:mget:{i}")).collect();
         for k in &keys {
@@ -379,34 +406,68 @@ async fn main() {
             format!("{ratio:.3}x MGET"),
         ));
     }
+}
 
-    // --- Miss path ---------------------------------------------------------------------------
-    let delay = Duration::from_millis(1);
-    let (mut aside, mut miss) = (histogram(), histogram());
+/// The miss path: what each contender adds to the loader's own time.
+async fn miss(b: &mut Bench) {
+    let Bench {
+        raw, rows, ratios, ..
+    } = b;
+    // Each contender's overhead is its p50 minus the p50 of the loader alone, measured in the
+    // same passes. The loader sleeps exactly (see `Wait::Exact`): a Tokio sleep's rounding
+    // depends on when it starts, which would mix the cache's time with the timer's.
+    let delay = Wait::Exact(Duration::from_millis(1));
+    let (mut alone, mut aside, mut miss, mut peer_miss) =
+        (histogram(), histogram(), histogram(), histogram());
     let mut next_id = 1_000_000u64;
     for pass in 0..PASSES {
-        for which in if pass % 2 == 0 { [0, 1] } else { [1, 0] } {
+        let order = if pass % 2 == 0 {
+            [0, 1, 2, 3]
+        } else {
+            [3, 2, 1, 0]
+        };
+        for which in order {
             for _ in 0..300 {
                 next_id += 1;
                 let id = next_id;
                 let started = Instant::now();
-                if which == 0 {
-                    let key = format!("bench:aside:{id}");
-                    cache_aside(&mut raw, &key, id, delay).await;
-                    aside.record(started.elapsed().as_nanos() as u64).ok();
-                } else {
-                    slow_user(id, delay).await;
-                    miss.record(started.elapsed().as_nanos() as u64).ok();
-                }
+                let h = match which {
+                    0 => {
+                        database(id, delay).await;
+                        &mut alone
+                    }
+                    1 => {
+                        let key = format!("bench:aside:{id}");
+                        cache_aside(raw, &key, id, delay).await;
+                        &mut aside
+                    }
+                    2 => {
+                        slow_user(id, delay).await;
+                        &mut miss
+                    }
+                    _ => {
+                        cached_crate_slow_user(id, delay)
+                            .await
+                            .expect("cached crate");
+                        &mut peer_miss
+                    }
+                };
+                h.record(started.elapsed().as_nanos() as u64).ok();
             }
         }
     }
-    let loader_ns = delay.as_nanos() as u64;
-    let aside_over = aside.value_at_quantile(0.5).saturating_sub(loader_ns);
-    let ours_over = miss.value_at_quantile(0.5).saturating_sub(loader_ns);
+    let loader_ns = alone.value_at_quantile(0.5);
+    let over = |h: &Histogram<u64>| h.value_at_quantile(0.5).saturating_sub(loader_ns);
+    let (aside_over, ours_over, peer_over) = (over(&aside), over(&miss), over(&peer_miss));
     ratios.push(format!(
         "miss overhead beyond the loader (p50): {:.1} µs vs {:.1} µs hand-written, {:.2}x (target <= 1.3)",
         us(ours_over), us(aside_over), ours_over as f64 / aside_over.max(1) as f64
+    ));
+    rows.push(row(
+        "miss (1 ms loader)",
+        "loader alone",
+        &alone,
+        String::new(),
     ));
     rows.push(row(
         "miss (1 ms loader)",
@@ -420,20 +481,35 @@ async fn main() {
         &miss,
         format!("{:.1} µs beyond the loader", us(ours_over)),
     ));
+    rows.push(row(
+        "miss (1 ms loader)",
+        "`cached` crate, AsyncRedisCache",
+        &peer_miss,
+        format!("{:.1} µs beyond the loader", us(peer_over)),
+    ));
+}
 
-    // --- 1,000 callers of one cold key -------------------------------------------------------
-    let stampede_delay = Duration::from_millis(20);
-    for (contender, run) in [("hand-written cache-aside", 0), ("redis-cached", 1)] {
+/// 1,000 concurrent callers of one cold key: loader runs and wall time.
+async fn stampede(b: &mut Bench) {
+    let Bench {
+        cache, raw, rows, ..
+    } = b;
+    let stampede_delay = Wait::Timer(Duration::from_millis(20));
+    for (contender, run) in [
+        ("hand-written cache-aside", 0),
+        ("redis-cached", 1),
+        ("`cached` crate, AsyncRedisCache", 2),
+    ] {
         LOADS.store(0, Ordering::SeqCst);
         let started = Instant::now();
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..1000 {
             let (cache, mut conn) = (cache.clone(), raw.clone());
             set.spawn(async move {
-                if run == 0 {
-                    cache_aside(&mut conn, "bench:cold", 7, stampede_delay).await
-                } else {
-                    cache.scope(slow_user(7_000_000, stampede_delay)).await
+                match run {
+                    0 => drop(cache_aside(&mut conn, "bench:cold", 7, stampede_delay).await),
+                    1 => drop(cache.scope(slow_user(7_000_000, stampede_delay)).await),
+                    _ => drop(cached_crate_slow_user(7_000_000, stampede_delay).await),
                 }
             });
         }
@@ -451,8 +527,11 @@ async fn main() {
             ),
         });
     }
+}
 
-    // --- Tag invalidation --------------------------------------------------------------------
+/// Tag invalidation with 1, 1,000 and 100,000 tagged entries.
+async fn invalidation(b: &mut Bench) {
+    let Bench { cache, rows, .. } = b;
     let mut written = 0u64;
     for n in [1u64, 1_000, 100_000] {
         while written < n {
@@ -478,10 +557,13 @@ async fn main() {
             "one UNLINK".into(),
         ));
     }
+}
 
-    // --- Redis down, breaker open ------------------------------------------------------------
-    let down = start_server();
-    let down_url = format!("redis://127.0.0.1:{}", down.1);
+/// Redis down with the breaker open: time added per call.
+async fn breaker(b: &mut Bench) {
+    let Bench { rows, ratios, .. } = b;
+    let down = Server::start();
+    let down_url = down.url();
     drop(down);
     let broken = Cache::builder()
         .url(&down_url)
@@ -498,7 +580,7 @@ async fn main() {
     for pass in 0..PASSES {
         for which in if pass % 2 == 0 { [0, 1] } else { [1, 0] } {
             if which == 0 {
-                latency(&mut direct, 20_000, |id| database(id, Duration::ZERO)).await;
+                latency(&mut direct, 20_000, |id| database(id, Wait::None)).await;
             } else {
                 latency(&mut open, 20_000, |_| broken.scope(cached_user(1))).await;
             }
@@ -523,27 +605,4 @@ async fn main() {
         &open,
         format!("+{:.2} µs", us(added)),
     ));
-
-    println!("| scenario | contender | p50 | p99 | notes |");
-    println!("|---|---|---|---|---|");
-    for r in rows {
-        println!(
-            "| {} | {} | {} | {} | {} |",
-            r.scenario, r.contender, r.p50, r.p99, r.other
-        );
-    }
-    println!();
-    for r in ratios {
-        println!("- {r}");
-    }
-}
-
-fn floor_ratio(ours: &Histogram<u64>, floor: &Histogram<u64>) -> f64 {
-    ours.value_at_quantile(0.5) as f64 / floor.value_at_quantile(0.5).max(1) as f64
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }

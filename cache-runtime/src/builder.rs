@@ -22,6 +22,7 @@ use crate::{
 /// | [`memory_capacity`](Self::memory_capacity) | 64 MiB (embedded store only) |
 /// | [`breaker_threshold`](Self::breaker_threshold) | 3 consecutive failures |
 /// | [`breaker_open_for`](Self::breaker_open_for) | 500 ms, doubling per failed probe up to 5 s |
+/// | [`fill_in_background`](Self::fill_in_background) | `true` |
 ///
 /// ```
 /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -50,6 +51,7 @@ pub struct CacheBuilder {
     memory_capacity: u64,
     breaker_threshold: u32,
     breaker_open_for: Duration,
+    fill_in_background: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +72,7 @@ impl Default for CacheBuilder {
             memory_capacity: 64 * 1024 * 1024,
             breaker_threshold: 3,
             breaker_open_for: Duration::from_millis(500),
+            fill_in_background: true,
         }
     }
 }
@@ -138,6 +141,33 @@ impl CacheBuilder {
         self
     }
 
+    /// Whether a miss returns the loader's value before its entry is stored (`true`, the
+    /// default) or only after (`false`).
+    ///
+    /// In the background, a miss costs its caller two round trips plus the loader instead of
+    /// three. Nothing else changes: the lock is held until the fill lands, so other processes
+    /// still wait for that one load, and callers in this process that arrive meanwhile get the
+    /// value from it rather than loading again. Reading Redis directly right after a call may
+    /// not find the entry yet; [`Cache::wait_for_writes`] waits for pending fills (call it
+    /// before a graceful shutdown). `NAME_refresh` and `NAME_put` always store before returning,
+    /// and so does the embedded store, where storing costs no round trip.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .url("mem://")
+    ///     .fill_in_background(false)
+    ///     .build()
+    ///     .await?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn fill_in_background(mut self, yes: bool) -> Self {
+        self.fill_in_background = yes;
+        self
+    }
+
     /// Checks the options and builds the [`Cache`].
     ///
     /// Errors with [`Error::Config`] for a malformed URL or an invalid option. An unreachable
@@ -164,6 +194,7 @@ impl CacheBuilder {
                 self.breaker_open_for,
                 self.breaker_open_for * 10,
             ),
+            self.fill_in_background,
         )))
     }
 

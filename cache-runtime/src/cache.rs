@@ -59,6 +59,9 @@ pub(crate) struct Inner {
     pub(crate) breaker: Breaker,
     pub(crate) counters: Counters,
     pub(crate) flights: Arc<crate::flight::Flights>,
+    /// Whether a load's fill runs after its caller has its value.
+    pub(crate) fill_in_background: bool,
+    pub(crate) background: crate::background::Background,
     /// Last load time per function, for the default `lock_wait`.
     pub(crate) load_times: std::sync::Mutex<std::collections::HashMap<&'static str, Duration>>,
 }
@@ -71,6 +74,7 @@ impl Inner {
         operation_timeout: Duration,
         max_value_size: usize,
         breaker: Breaker,
+        fill_in_background: bool,
     ) -> Self {
         Inner {
             store,
@@ -81,6 +85,8 @@ impl Inner {
             breaker,
             counters: Counters::default(),
             flights: Arc::default(),
+            fill_in_background,
+            background: Default::default(),
             load_times: std::sync::Mutex::default(),
         }
     }

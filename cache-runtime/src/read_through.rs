@@ -195,10 +195,10 @@ impl Drop for LoadCtx {
         if let Fill::Claimed(Claim {
             token: Some(token), ..
         }) = std::mem::replace(&mut self.fill, Fill::Skip)
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             let (cache, lock) = (self.cache.clone(), self.keys.lock().to_owned());
-            runtime.spawn(async move {
+            // Outside a runtime the lock is left to expire.
+            let _ = self.cache.spawn_write(async move {
                 let _ = cache
                     .guarded("unlock", cache.store().unlock(&lock, &token))
                     .await;
@@ -225,22 +225,21 @@ impl<S: Shape> Refresh<'_, S> {
         S::Output: Send,
     {
         let Refresh { output, spec, ctx } = self;
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let spec = spec.clone();
-            let cache = ctx.cache.clone();
-            runtime.spawn(async move {
-                let load: Load<'_, S> = Load {
-                    spec: &spec,
-                    sharing: None,
-                    refreshing: false,
-                    ctx: Some(ctx),
-                };
-                // Nested cached calls in the body use the same default cache.
-                cache
-                    .scope(async move { drop(load.run(loader).await) })
-                    .await;
-            });
-        }
+        let spec = spec.clone();
+        let cache = ctx.cache.clone();
+        // Outside a runtime there is no refresh: the lock is left to expire.
+        let _ = cache.clone().spawn_write(async move {
+            let load: Load<'_, S> = Load {
+                spec: &spec,
+                sharing: None,
+                refreshing: false,
+                ctx: Some(ctx),
+            };
+            // Nested cached calls in the body use the same default cache.
+            cache
+                .scope(async move { drop(load.run(loader).await) })
+                .await;
+        });
         output
     }
 
@@ -747,27 +746,52 @@ impl<S: Shape> Load<'_, S> {
                 return output;
             }
         };
-        let stored = if store {
-            write(&mut ctx, &bytes, ttl + stale).await
-        } else {
-            release(&mut ctx).await;
-            Ok(true)
-        };
-        if let Err(err) = &stored {
-            tracing::debug!(function = spec.name, key = ctx.keys.entry, error = %err, "entry not stored");
-        }
-        if let Some(leader) = ctx.leader.take() {
-            // A refused fill means an invalidation overtook this load: waiters reload.
-            match stored {
-                Ok(false) => leader.finish(Outcome::Abandoned),
-                _ => leader.finish(Outcome::Value(bytes.into())),
+        let background = cache.inner().fill_in_background && cache.store().is_remote();
+        if background && !refreshing && matches!(ctx.fill, Fill::Claimed(_)) {
+            // The caller has its value; the fill (and the waiters' wake-up) need not delay it.
+            // The flight stays open until the fill lands, so callers arriving meanwhile join it.
+            let settling = settle(ctx, spec.name, bytes, store, ttl + stale);
+            if let Err(settling) = cache.spawn_write(async move { drop(settling.await) }) {
+                settling.await;
             }
+            return output;
         }
+        let stored = settle(ctx, spec.name, bytes, store, ttl + stale).await;
         if refreshing {
             record_refresh(stored.map(drop));
         }
         output
     }
+}
+
+/// Stores a load's entry, then hands the outcome to the flight's waiters; or, when the result
+/// is not to be stored, hands it over and releases the lock (so no later call joins the flight).
+async fn settle(
+    mut ctx: LoadCtx,
+    function: &'static str,
+    bytes: Vec<u8>,
+    store: bool,
+    ttl: Duration,
+) -> Result<bool, Error> {
+    if !store {
+        if let Some(leader) = ctx.leader.take() {
+            leader.finish(Outcome::Value(bytes.into()));
+        }
+        release(&mut ctx).await;
+        return Ok(true);
+    }
+    let stored = write(&mut ctx, &bytes, ttl).await;
+    if let Err(err) = &stored {
+        tracing::debug!(function, key = ctx.keys.entry, error = %err, "entry not stored");
+    }
+    if let Some(leader) = ctx.leader.take() {
+        // A refused fill means an invalidation overtook this load: waiters reload.
+        match stored {
+            Ok(false) => leader.finish(Outcome::Abandoned),
+            _ => leader.finish(Outcome::Value(bytes.into())),
+        }
+    }
+    stored
 }
 
 /// Polls the loader while beating the flight's heartbeat and renewing the lock.

@@ -110,6 +110,7 @@ async fn another_return_type_or_version_under_the_same_key_is_a_miss() {
         .scope(async {
             let calls = Calls::default();
             profile(1, &calls).await;
+            cache.wait_for_writes().await;
             assert_eq!(profile_key(1), profile_v2_key(1), "same key on purpose");
             assert_eq!(
                 profile_v2(1, &calls).await,

@@ -162,6 +162,7 @@ async fn tagged_hits_and_tag_invalidation_work_on_a_cluster() {
             for team in 0..3 {
                 for id in 0..10 {
                     member(team, id, calls.clone()).await;
+                    cache.wait_for_writes().await;
                     member(team, id, calls.clone()).await;
                 }
             }

@@ -61,6 +61,7 @@ async fn every_key_written_has_an_expiry_after_a_mixed_workload() {
             }
         })
         .await;
+    cache.wait_for_writes().await;
     let keys = all_keys(&server).await;
     assert!(keys.len() > 400, "workload wrote keys: {}", keys.len());
     for kind in [":tag:", ":gen", "expiry::tagged"] {

@@ -100,6 +100,7 @@ async fn paused_redis_costs_at_most_the_timeout_and_recovers_after_resume() {
     cache
         .scope(async {
             value(1, &calls).await;
+            cache.wait_for_writes().await;
             server.pause();
             for _ in 0..10 {
                 bounded_call(1, &calls).await;

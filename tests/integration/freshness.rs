@@ -57,6 +57,7 @@ async fn stale_while_revalidate_serves_the_old_value_during_one_background_refre
     let source = Arc::new(Source::default());
     source.version.store(1, Ordering::SeqCst);
     assert_eq!(cache.scope(swr(1, source.clone())).await, 1);
+    cache.wait_for_writes().await;
     let key = cache.scope(async { swr_key(1) }).await;
     assert!(pttl(&server, &key).await > 30_000, "stored for ttl + stale");
 
@@ -198,6 +199,7 @@ async fn early_refresh_runs_once_while_callers_are_served() {
     // A 400 ms load with beta 200: every hit of a 2 s entry draws an early refresh
     // (exp(-2 / 80) ~ 0.98), so a burst must still start exactly one.
     assert_eq!(cache.scope(early(1, source.clone())).await, 1);
+    cache.wait_for_writes().await;
     source.version.store(2, Ordering::SeqCst);
     let mut set = JoinSet::new();
     for _ in 0..50 {

@@ -59,6 +59,8 @@ async fn tag_invalidation_reloads_exactly_the_tagged_entries_across_functions() 
             members(0, db.clone()).await;
             members(1, db.clone()).await;
             assert_eq!(db.loads.get(), 6);
+            // Entries stored, so the invalidations below have something to act on.
+            cache.wait_for_writes().await;
 
             redis_cached::invalidate_tags(["org:1"])
                 .await
@@ -73,6 +75,7 @@ async fn tag_invalidation_reloads_exactly_the_tagged_entries_across_functions() 
                 6 + 3,
                 "profiles 1 and 3 and org 1's members reloaded, nothing else"
             );
+            cache.wait_for_writes().await;
 
             cache.invalidate_tags(["user:2"]).await.expect("invalidate");
             profile(2, 0, db.clone()).await;

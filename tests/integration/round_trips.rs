@@ -27,8 +27,10 @@ async fn a_hit_is_one_get_and_a_miss_is_lookup_lock_and_fill() {
         .scope(async {
             // Load the scripts once, so the counts below are steady-state.
             plain(0).await;
+            cache.wait_for_writes().await;
             crate::reset_command_counts(&server).await;
             plain(1).await;
+            cache.wait_for_writes().await;
             // Round trip 1: GET. Round trip 2 (one pipeline): SET lock NX PX, GET entry, GET
             // generation. Round trip 3: EVALSHA of the fill script, which runs GET generation,
             // GET lock, DEL lock and SET entry inside Redis; commandstats counts those too.
@@ -52,6 +54,7 @@ async fn a_hit_is_one_get_and_a_miss_is_lookup_lock_and_fill() {
             );
 
             aged(1).await;
+            cache.wait_for_writes().await;
             crate::reset_command_counts(&server).await;
             aged(1).await;
             let aged_hit = crate::command_counts(&server).await;

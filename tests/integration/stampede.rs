@@ -245,6 +245,7 @@ async fn a_load_that_lost_its_lock_does_not_fill() {
     let key = cache.scope(async { stolen_key(2) }).await;
     let lock = format!("{key}:lock");
     assert_eq!(cache.scope(stolen(2, lock.clone(), server.url())).await, 2);
+    cache.wait_for_writes().await;
     let mut conn = server.conn().await;
     assert!(
         !conn.exists::<_, bool>(&key).await.expect("EXISTS"),

@@ -143,6 +143,14 @@ pub async fn raw_get_decode(conn: &mut ConnectionManager, key: &str) -> User {
     serde_json::from_slice(&bytes[34..]).expect("decode")
 }
 
+/// The floor for a tagged hit: `MGET` of as many keys (the entry and its tag versions), plus the
+/// same decode of the first value's payload as [`raw_get_decode`].
+pub async fn raw_mget_decode(conn: &mut ConnectionManager, keys: &[String]) -> User {
+    let values: Vec<Option<Vec<u8>>> = conn.mget(keys).await.expect("MGET");
+    let bytes = values.into_iter().next().flatten().expect("stored");
+    serde_json::from_slice(&bytes[34..]).expect("decode")
+}
+
 /// Hand-written cache-aside: `GET`, on a miss load then `SET EX`.
 pub async fn cache_aside(conn: &mut ConnectionManager, key: &str, id: u64, wait: Wait) -> User {
     let cached: Option<Vec<u8>> = conn.get(key).await.expect("GET");

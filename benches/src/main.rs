@@ -375,10 +375,7 @@ async fn tagged(b: &mut Bench) {
                     latency(&mut mget, 10_000, |_| {
                         let mut c = raw.clone();
                         let keys = keys.clone();
-                        async move {
-                            let v: Vec<Option<Vec<u8>>> = c.mget(&keys).await.expect("MGET");
-                            v
-                        }
+                        async move { raw_mget_decode(&mut c, &keys).await }
                     })
                     .await;
                 } else if declared == 1 {
@@ -395,7 +392,7 @@ async fn tagged(b: &mut Bench) {
         ));
         rows.push(row(
             &label,
-            &format!("raw MGET of {read_keys} keys"),
+            &format!("raw MGET of {read_keys} keys + decode"),
             &mget,
             String::new(),
         ));

@@ -78,7 +78,11 @@ impl Breaker {
 
     /// Records a successful call.
     pub(crate) fn on_success(&self, permit: Permit) {
-        self.consecutive_failures.store(0, Ordering::Release);
+        // Read before writing: successes are every call, and a store on each would bounce this
+        // cache line between cores that only need to read it.
+        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            self.consecutive_failures.store(0, Ordering::Release);
+        }
         if permit == Permit::Probe || self.open_until_ms.load(Ordering::Acquire) != 0 {
             self.open_streak.store(0, Ordering::Release);
             self.open_until_ms.store(0, Ordering::Release);

@@ -22,11 +22,22 @@ pub const MAX_READABLE_ARGS: usize = 128;
 /// Builds the argument part of a key, one argument or template piece at a time.
 ///
 /// Generated code calls this; it is public only through the facade's hidden module.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct KeyBuilder {
     buf: String,
     args: usize,
     error: Option<String>,
+}
+
+impl Default for KeyBuilder {
+    fn default() -> Self {
+        KeyBuilder {
+            // Room for typical arguments without regrowing.
+            buf: String::with_capacity(32),
+            args: 0,
+            error: None,
+        }
+    }
 }
 
 impl KeyBuilder {
@@ -117,7 +128,7 @@ pub(crate) fn entry_key(namespace: &str, name: &str, version: u32, args: &ArgsKe
     key.push(':');
     key.push_str(name);
     key.push_str(":v");
-    let _ = write!(key, "{version}");
+    key.push_str(itoa::Buffer::new().format(version));
     key.push_str(":{");
     key.push_str(&args.0);
     key.push('}');
@@ -212,10 +223,11 @@ fn is_unordered_set<I>() -> bool {
     outer.ends_with("HashSet")
 }
 
-macro_rules! display_impl {
+macro_rules! integer_impl {
     ($($method:ident: $ty:ty),* $(,)?) => {
         $(fn $method(self, v: $ty) -> Result<(), KeyError> {
-            let _ = write!(self.out, "{v}");
+            // The same digits as `Display`, without the formatting machinery (hot path).
+            self.out.push_str(itoa::Buffer::new().format(v));
             Ok(())
         })*
     };
@@ -232,11 +244,16 @@ impl<'a> ser::Serializer for KeyEncoder<'a> {
     type SerializeStruct = Compound<'a>;
     type SerializeStructVariant = Compound<'a>;
 
-    display_impl!(
-        serialize_bool: bool, serialize_i8: i8, serialize_i16: i16, serialize_i32: i32,
-        serialize_i64: i64, serialize_i128: i128, serialize_u8: u8, serialize_u16: u16,
-        serialize_u32: u32, serialize_u64: u64, serialize_u128: u128,
+    integer_impl!(
+        serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
+        serialize_i128: i128, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32,
+        serialize_u64: u64, serialize_u128: u128,
     );
+
+    fn serialize_bool(self, v: bool) -> Result<(), KeyError> {
+        self.out.push_str(if v { "true" } else { "false" });
+        Ok(())
+    }
 
     fn serialize_f32(self, v: f32) -> Result<(), KeyError> {
         self.serialize_f64(f64::from(v))

@@ -112,10 +112,13 @@ impl Keys {
             entry: key::entry_key(cache.namespace(), spec.name, spec.version, args),
             lock: std::sync::OnceLock::new(),
             generation: std::sync::OnceLock::new(),
-            tags: tags
-                .iter()
-                .map(|t| key::tag_key(cache.namespace(), t))
-                .collect(),
+            tags: if tags.is_empty() {
+                Vec::new()
+            } else {
+                tags.iter()
+                    .map(|t| key::tag_key(cache.namespace(), t))
+                    .collect()
+            },
         }
     }
 
@@ -351,6 +354,36 @@ async fn claim(
     Ok((claim, locked, acquired.current))
 }
 
+/// For `NAME_refresh`: starts a new generation of the entry (so loads that began earlier cannot
+/// fill) and captures its tags' versions.
+async fn claim_for_refresh(cache: &Cache, spec: &FnSpec, keys: &Keys) -> Result<Claim, Error> {
+    let generation = cache
+        .guarded(
+            "bump",
+            cache
+                .store()
+                .bump(&keys.entry_keys(), generation_ttl(cache, spec)),
+        )
+        .await?;
+    let tag_versions = if keys.tags.is_empty() {
+        Vec::new()
+    } else {
+        cache
+            .guarded(
+                "tags",
+                cache
+                    .store()
+                    .capture_tags(&keys.tags, spec.ttl(cache) + spec.stale),
+            )
+            .await?
+    };
+    Ok(Claim {
+        token: None,
+        generation: Some(generation),
+        tag_versions,
+    })
+}
+
 /// Everything before the loader: lookup, single-flight, lock, waiting.
 ///
 /// Never fails because of the cache: without a cache, with an unusable key, or with Redis
@@ -409,36 +442,9 @@ pub async fn begin<'a, S: Shape>(
 
     if refreshing {
         // NAME_refresh: a new generation (earlier loads can no longer fill), then load.
-        let generation = cache
-            .guarded(
-                "bump",
-                cache
-                    .store()
-                    .bump(&keys.entry_keys(), generation_ttl(&cache, spec)),
-            )
-            .await;
-        let tag_versions = if keys.tags.is_empty() {
-            Ok(Vec::new())
-        } else {
-            cache
-                .guarded(
-                    "tags",
-                    cache
-                        .store()
-                        .capture_tags(&keys.tags, spec.ttl(&cache) + spec.stale),
-                )
-                .await
-        };
-        return match (generation, tag_versions) {
-            (Ok(generation), Ok(tag_versions)) => {
-                let claim = Claim {
-                    token: None,
-                    generation: Some(generation),
-                    tag_versions,
-                };
-                load(keys, None, Fill::Claimed(claim), None, sharing)
-            }
-            (Err(err), _) | (_, Err(err)) => {
+        return match Box::pin(claim_for_refresh(&cache, spec, &keys)).await {
+            Ok(claim) => load(keys, None, Fill::Claimed(claim), None, sharing),
+            Err(err) => {
                 record_refresh(Err(err));
                 load(keys, None, Fill::Skip, None, sharing)
             }
@@ -461,7 +467,12 @@ pub async fn begin<'a, S: Shape>(
             .map(|bytes| decode::<S>(&cache, spec, bytes))
         {
             Some(Ok((output, meta))) if tags_current(&meta.tag_versions, &read.tag_versions) => {
-                let u = 1.0 - fastrand::f64();
+                // Without a remaining TTL (no `stale`, no `early_refresh`) an entry is fresh.
+                let u = if read.ttl.is_some() {
+                    1.0 - fastrand::f64()
+                } else {
+                    1.0
+                };
                 match freshness::classify(
                     read.ttl,
                     meta.stale,
@@ -475,8 +486,11 @@ pub async fn begin<'a, S: Shape>(
                     }
                     state => {
                         let bytes = read.current.unwrap_or(StoredBytes::Owned(Vec::new()));
-                        return start_refresh(&cache, spec, state, output, bytes, keys, can_spawn)
-                            .await;
+                        // Boxed, like the other cold paths, to keep the hit's future small.
+                        return Box::pin(start_refresh(
+                            &cache, spec, state, output, bytes, keys, can_spawn,
+                        ))
+                        .await;
                     }
                 }
             }
@@ -515,28 +529,30 @@ pub async fn begin<'a, S: Shape>(
     loop {
         let leader = match flights.join(&keys.entry) {
             Role::Leader(leader) => leader,
-            Role::Waiter(flight) => match flight::wait(&flights, &keys.entry, flight, patience)
-                .await
-            {
-                Waited::TookOver(leader) => leader,
-                Waited::Outcome(Outcome::Value(bytes)) => match decode::<S>(&cache, spec, &bytes) {
-                    Ok((output, _)) => return Begin::Done(output),
-                    Err(_) => continue,
-                },
-                Waited::Outcome(Outcome::Error(shared)) => {
-                    match sharing.as_ref().and_then(|s| (s.unpack)(&*shared)) {
-                        Some(output) => return Begin::Done(output),
-                        None => continue,
+            Role::Waiter(flight) => {
+                match Box::pin(flight::wait(&flights, &keys.entry, flight, patience)).await {
+                    Waited::TookOver(leader) => leader,
+                    Waited::Outcome(Outcome::Value(bytes)) => {
+                        match decode::<S>(&cache, spec, &bytes) {
+                            Ok((output, _)) => return Begin::Done(output),
+                            Err(_) => continue,
+                        }
                     }
+                    Waited::Outcome(Outcome::Error(shared)) => {
+                        match sharing.as_ref().and_then(|s| (s.unpack)(&*shared)) {
+                            Some(output) => return Begin::Done(output),
+                            None => continue,
+                        }
+                    }
+                    Waited::Outcome(Outcome::Running | Outcome::Abandoned) => continue,
                 }
-                Waited::Outcome(Outcome::Running | Outcome::Abandoned) => continue,
-            },
+            }
         };
         if !redis_ok {
             // Redis is failing: do not pay a second timeout to lock or store.
             return load(keys, Some(leader), Fill::Skip, None, sharing);
         }
-        return match lead::<S>(&cache, spec, &leader, &keys).await {
+        return match Box::pin(lead::<S>(&cache, spec, &leader, &keys)).await {
             Led::Done(output, bytes) => {
                 leader.finish(Outcome::Value(bytes));
                 Begin::Done(output)
@@ -704,7 +720,8 @@ impl<S: Shape> Load<'_, S> {
             return loader.await;
         };
         let started = Instant::now();
-        let output = drive(&ctx, spec, loader).await;
+        // Boxed: the loader's future need not be part of every call's (a hit's) future.
+        let output = Box::pin(drive(&ctx, spec, loader)).await;
         let load_time = started.elapsed();
         let cache = ctx.cache.clone();
         cache.record_load_time(spec.name, load_time);
@@ -715,7 +732,9 @@ impl<S: Shape> Load<'_, S> {
         let (value, ttl, stale, store) = match S::cacheable(&output) {
             Cacheable::Value(v) => (Some(v), spec.jittered(spec.ttl(&cache)), spec.stale, true),
             Cacheable::Negative => (None, spec.none_ttl(&cache), Duration::ZERO, spec.cache_none),
-            Cacheable::Skip => return failed::<S>(ctx, spec, sharing, refreshing, output).await,
+            Cacheable::Skip => {
+                return Box::pin(failed::<S>(ctx, spec, sharing, refreshing, output)).await;
+            }
         };
         if matches!(ctx.fill, Fill::Skip)
             && !ctx.leader.as_ref().is_some_and(LeaderGuard::has_waiters)
@@ -750,13 +769,13 @@ impl<S: Shape> Load<'_, S> {
         if background && !refreshing && matches!(ctx.fill, Fill::Claimed(_)) {
             // The caller has its value; the fill (and the waiters' wake-up) need not delay it.
             // The flight stays open until the fill lands, so callers arriving meanwhile join it.
-            let settling = settle(ctx, spec.name, bytes, store, ttl + stale);
+            let settling = Box::pin(settle(ctx, spec.name, bytes, store, ttl + stale));
             if let Err(settling) = cache.spawn_write(async move { drop(settling.await) }) {
                 settling.await;
             }
             return output;
         }
-        let stored = settle(ctx, spec.name, bytes, store, ttl + stale).await;
+        let stored = Box::pin(settle(ctx, spec.name, bytes, store, ttl + stale)).await;
         if refreshing {
             record_refresh(stored.map(drop));
         }

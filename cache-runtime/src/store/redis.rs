@@ -123,6 +123,15 @@ impl RedisStore {
         tags: &[String],
         with_ttl: bool,
     ) -> Result<Read, Error> {
+        if tags.is_empty() && !with_ttl {
+            // The common hit: one GET, without the machinery of joining reads.
+            let bytes: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(key)).await?;
+            return Ok(Read {
+                current: bytes.map(StoredBytes::Owned),
+                ttl: None,
+                tag_versions: Vec::new(),
+            });
+        }
         let values = async {
             if tags.is_empty() {
                 let bytes: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(key)).await?;

@@ -1,10 +1,54 @@
 #!/usr/bin/env bash
-# Runs the benchmarks (release build). Installs redis-server when missing, like scripts/test.sh.
+# Runs the benchmarks (release build): the wall-clock scenarios, then instruction counts per hit
+# under callgrind. Installs redis-server and valgrind when missing, like scripts/test.sh.
+#
+#   scripts/bench.sh                         everything (about 4 minutes)
+#   BENCH_ONLY=hits,throughput scripts/bench.sh   some scenarios: hits, throughput, tagged, miss,
+#                                            stampede, invalidation, breaker, instructions
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v redis-server >/dev/null 2>&1; then
+
+install() {
     SUDO=""; if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-    $SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y redis-server
-fi
+    $SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y "$@"
+}
+command -v redis-server >/dev/null 2>&1 || install redis-server
+
+wants() { [ -z "${BENCH_ONLY:-}" ] || [[ ",${BENCH_ONLY// /}," == *",$1,"* ]]; }
+
 cd benches
-cargo run --release
+cargo build --release --bins
+only_instructions=false
+[ "${BENCH_ONLY:-}" = "instructions" ] && only_instructions=true
+if ! $only_instructions; then
+    target/release/redis-cached-benches
+fi
+
+if wants instructions; then
+    command -v valgrind >/dev/null 2>&1 || install valgrind
+    # Instructions of N hits, for two N: the difference per extra hit is the cost of one hit,
+    # with start-up and warm-up cancelled out. Callgrind counts are repeatable, unlike time.
+    count() {
+        valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/hitloop "$1" "$2" 2>&1 \
+            | sed -n 's/.*Collected : //p'
+    }
+    per_hit() {
+        local small big
+        small=$(count "$1" 1000)
+        big=$(count "$1" 3000)
+        echo $(( (big - small) / 2000 ))
+    }
+    echo
+    echo "| contender (one hit, current-thread runtime) | instructions | vs its floor |"
+    echo "|---|---|---|"
+    floor=""
+    for c in raw-get redis-cached cached-crate raw-mget3 redis-cached-tag1 embedded moka; do
+        n=$(per_hit "$c")
+        case "$c" in
+            raw-get | raw-mget3 | moka) floor=$n; vs="(floor)" ;;
+            embedded) vs="" ;;
+            *) vs="+$(( n - floor )) ($(awk "BEGIN { printf \"%.2f\", $n / $floor }")x)" ;;
+        esac
+        echo "| $c | $n | $vs |"
+    done
+fi

@@ -23,6 +23,7 @@ use crate::{
 /// | [`breaker_threshold`](Self::breaker_threshold) | 3 consecutive failures |
 /// | [`breaker_open_for`](Self::breaker_open_for) | 500 ms, doubling per failed probe up to 5 s |
 /// | [`fill_in_background`](Self::fill_in_background) | `true` |
+/// | [`batch_lookups`](Self::batch_lookups) | `true` (single node) |
 ///
 /// ```
 /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -52,6 +53,7 @@ pub struct CacheBuilder {
     breaker_threshold: u32,
     breaker_open_for: Duration,
     fill_in_background: bool,
+    batch_lookups: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +75,7 @@ impl Default for CacheBuilder {
             breaker_threshold: 3,
             breaker_open_for: Duration::from_millis(500),
             fill_in_background: true,
+            batch_lookups: true,
         }
     }
 }
@@ -168,6 +171,29 @@ impl CacheBuilder {
         self
     }
 
+    /// Whether lookups that arrive at the same time share one `MGET` (`true`, the default).
+    ///
+    /// Applies to plain hits (no tags, no `stale` or `early_refresh`) on a single Redis node.
+    /// The first lookup of a batch yields once to let concurrent ones join, then sends `GET`
+    /// alone or `MGET` for several; under load this lifts throughput above one `GET` per call,
+    /// and a lone call pays one task yield. With `false`, every lookup sends its own `GET`.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .url("redis://127.0.0.1:6379")
+    ///     .batch_lookups(false)
+    ///     .build()
+    ///     .await?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn batch_lookups(mut self, yes: bool) -> Self {
+        self.batch_lookups = yes;
+        self
+    }
+
     /// Checks the options and builds the [`Cache`].
     ///
     /// Errors with [`Error::Config`] for a malformed URL or an invalid option. An unreachable
@@ -256,7 +282,10 @@ impl CacheBuilder {
         let manager = client
             .get_connection_manager_lazy(config)
             .map_err(|e| Error::Config(format!("cannot set up redis connection: {e}")))?;
-        Ok(RedisStore::Single(manager))
+        let batcher = self
+            .batch_lookups
+            .then(|| std::sync::Arc::new(crate::store::Batcher::default()));
+        Ok(RedisStore::Single(manager, batcher))
     }
 
     #[cfg(feature = "cluster")]

@@ -198,7 +198,7 @@ impl Cache {
     /// `SUBSCRIBE`) on it.
     pub fn redis_connection(&self) -> Option<redis::aio::ConnectionManager> {
         match &self.inner.store {
-            Store::Redis(crate::store::RedisStore::Single(conn)) => Some(conn.clone()),
+            Store::Redis(crate::store::RedisStore::Single(conn, _)) => Some(conn.clone()),
             _ => None,
         }
     }

@@ -1,6 +1,7 @@
 //! Integration tests through the attribute, against private `redis-server` processes.
 
 mod bad_bytes;
+mod batching;
 mod cluster;
 mod expiry;
 mod fail_open;

@@ -5,13 +5,14 @@
 //! earlier cannot fill), and tag versions. The breaker, timeouts and the envelope are layered on
 //! top by [`crate::cache`] and [`crate::read_through`].
 
+mod batch;
 mod memory;
 mod redis;
 
 use std::{ops::Deref, sync::Arc, time::Duration};
 
 pub(crate) use self::memory::MemoryStore;
-pub(crate) use self::redis::RedisStore;
+pub(crate) use self::{batch::Batcher, redis::RedisStore};
 use crate::Error;
 
 /// Bytes read from a store: owned when they came over the network, shared when in-process.

@@ -7,12 +7,15 @@
 //! lock and its generation share a hash tag, so every pipeline and script here stays in one
 //! cluster slot; tag keys live in their own slots and are read with separate requests.
 
-use std::{sync::LazyLock, time::Duration};
+use std::{
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
 use futures_util::future::join_all;
 use redis::{Cmd, FromRedisValue, Pipeline, Script, aio::ConnectionManager};
 
-use super::{Acquired, EntryKeys, Read, StoredBytes};
+use super::{Acquired, Batcher, EntryKeys, Read, StoredBytes};
 use crate::Error;
 
 /// Stores the entry only if the generation is the one captured before the load and (when a
@@ -61,7 +64,8 @@ static UNLOCK: LazyLock<Script> = LazyLock::new(|| {
 /// The connection to Redis.
 #[derive(Clone)]
 pub(crate) enum RedisStore {
-    Single(ConnectionManager),
+    /// One node, and the batcher of its plain lookups (`None`: every lookup sends its own GET).
+    Single(ConnectionManager, Option<Arc<Batcher>>),
     #[cfg(feature = "cluster")]
     Cluster(redis::cluster_async::ClusterConnection),
 }
@@ -82,7 +86,7 @@ fn parse_version(raw: Option<Vec<u8>>) -> Option<u64> {
 impl RedisStore {
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
         let result = match self {
-            RedisStore::Single(conn) => cmd.query_async(&mut conn.clone()).await,
+            RedisStore::Single(conn, _) => cmd.query_async(&mut conn.clone()).await,
             #[cfg(feature = "cluster")]
             RedisStore::Cluster(conn) => cmd.query_async(&mut conn.clone()).await,
         };
@@ -91,7 +95,7 @@ impl RedisStore {
 
     async fn query_pipe<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, Error> {
         let result = match self {
-            RedisStore::Single(conn) => pipe.query_async(&mut conn.clone()).await,
+            RedisStore::Single(conn, _) => pipe.query_async(&mut conn.clone()).await,
             #[cfg(feature = "cluster")]
             RedisStore::Cluster(conn) => pipe.query_async(&mut conn.clone()).await,
         };
@@ -107,7 +111,7 @@ impl RedisStore {
             invocation.arg(*arg);
         }
         let result = match self {
-            RedisStore::Single(conn) => invocation.invoke_async(&mut conn.clone()).await,
+            RedisStore::Single(conn, _) => invocation.invoke_async(&mut conn.clone()).await,
             #[cfg(feature = "cluster")]
             RedisStore::Cluster(conn) => invocation.invoke_async(&mut conn.clone()).await,
         };
@@ -124,8 +128,11 @@ impl RedisStore {
         with_ttl: bool,
     ) -> Result<Read, Error> {
         if tags.is_empty() && !with_ttl {
-            // The common hit: one GET, without the machinery of joining reads.
-            let bytes: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(key)).await?;
+            // The common hit: one GET (or a share of an MGET), without joining reads.
+            let bytes: Option<Vec<u8>> = match self {
+                RedisStore::Single(conn, Some(batcher)) => batcher.get(conn, key).await?,
+                _ => self.query(redis::cmd("GET").arg(key)).await?,
+            };
             return Ok(Read {
                 current: bytes.map(StoredBytes::Owned),
                 ttl: None,

@@ -141,6 +141,11 @@ pub(crate) fn tag_key(namespace: &str, tag: &str) -> String {
     let mut key = String::with_capacity(namespace.len() + tag.len() + 8);
     key.push_str(namespace);
     key.push_str(":tag:{");
+    if !tag.contains(['\\', '{', '}']) {
+        key.push_str(tag);
+        key.push('}');
+        return key;
+    }
     for c in tag.chars() {
         match c {
             '\\' => key.push_str("\\\\"),
@@ -551,6 +556,13 @@ mod tests {
         let mut b = KeyBuilder::new();
         b.arg(v);
         b.finish().map(|k| k.0).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn tag_keys_are_their_own_hash_tag_with_braces_escaped() {
+        assert_eq!(tag_key("ns", "user:1"), "ns:tag:{user:1}");
+        assert_eq!(tag_key("ns", r"a{b}\c"), r"ns:tag:{a\(b\)\\c}");
+        assert_ne!(tag_key("ns", "a{"), tag_key("ns", r"a\("));
     }
 
     #[test]

@@ -75,12 +75,26 @@ fn px(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
+/// An entry's bytes and its tags' versions.
+type TaggedRead = (Option<Vec<u8>>, Vec<Option<u64>>);
+
 fn remaining(pttl: i64) -> Option<Duration> {
     u64::try_from(pttl).ok().map(Duration::from_millis)
 }
 
+/// A tag version as stored: decimal digits of a `u64` (anything else reads as no version).
 fn parse_version(raw: Option<Vec<u8>>) -> Option<u64> {
-    std::str::from_utf8(&raw?).ok()?.parse().ok()
+    let raw = raw?;
+    if raw.is_empty() || raw.len() > 20 || !raw.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let digit = |b: &u8| u64::from(b - b'0');
+    if raw.len() < 20 {
+        // Fewer than 20 digits cannot overflow.
+        return Some(raw.iter().fold(0, |n, b| n * 10 + digit(b)));
+    }
+    raw.iter()
+        .try_fold(0u64, |n, b| n.checked_mul(10)?.checked_add(digit(b)))
 }
 
 impl RedisStore {
@@ -139,22 +153,21 @@ impl RedisStore {
                 tag_versions: Vec::new(),
             });
         }
+        if !with_ttl {
+            // A tagged hit: one MGET, without joining reads.
+            let (bytes, tag_versions) = self.read_tagged(key, tags).await?;
+            return Ok(Read {
+                current: bytes.map(StoredBytes::Owned),
+                ttl: None,
+                tag_versions,
+            });
+        }
         let values = async {
             if tags.is_empty() {
                 let bytes: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(key)).await?;
                 return Ok::<_, Error>((bytes, Vec::new()));
             }
-            let mut raw: Vec<Option<Vec<u8>>> =
-                self.query(redis::cmd("MGET").arg(key).arg(tags)).await?;
-            if raw.len() != tags.len() + 1 {
-                return Err(Error::Encode(format!(
-                    "MGET returned {} values for {} keys",
-                    raw.len(),
-                    tags.len() + 1
-                )));
-            }
-            let versions = raw.split_off(1).into_iter().map(parse_version).collect();
-            Ok((raw.pop().flatten(), versions))
+            self.read_tagged(key, tags).await
         };
         let ttl = async {
             if !with_ttl {
@@ -170,6 +183,21 @@ impl RedisStore {
             ttl: ttl?,
             tag_versions,
         })
+    }
+
+    /// The entry and its tags' versions, in one `MGET`.
+    async fn read_tagged(&self, key: &str, tags: &[String]) -> Result<TaggedRead, Error> {
+        let raw: Vec<Option<Vec<u8>>> = self.query(redis::cmd("MGET").arg(key).arg(tags)).await?;
+        if raw.len() != tags.len() + 1 {
+            return Err(Error::Encode(format!(
+                "MGET returned {} values for {} keys",
+                raw.len(),
+                tags.len() + 1
+            )));
+        }
+        let mut values = raw.into_iter();
+        let bytes = values.next().flatten();
+        Ok((bytes, values.map(parse_version).collect()))
     }
 
     /// Current versions of tags (`None` for a tag never captured, invalidated or expired).
@@ -344,5 +372,23 @@ impl RedisStore {
 
     pub(crate) async fn unlock(&self, lock: &str, token: &str) -> Result<bool, Error> {
         Ok(self.invoke(&UNLOCK, &[lock], &[token.as_bytes()]).await? == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_version;
+
+    #[test]
+    fn versions_are_decimal_u64s_and_anything_else_is_none() {
+        let parse = |s: &str| parse_version(Some(s.as_bytes().to_vec()));
+        assert_eq!(parse("0"), Some(0));
+        assert_eq!(parse("18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse("18446744073709551616"), None, "overflow");
+        assert_eq!(parse(""), None);
+        assert_eq!(parse("12a"), None);
+        assert_eq!(parse("-1"), None);
+        assert_eq!(parse(" 1"), None);
+        assert_eq!(parse_version(None), None);
     }
 }

@@ -37,6 +37,9 @@ pub fn user(id: u64) -> User {
 /// How many times the simulated database was called.
 pub static LOADS: AtomicU64 = AtomicU64::new(0);
 
+/// Nanoseconds spent inside the simulated database, in total.
+pub static LOADER_NANOS: AtomicU64 = AtomicU64::new(0);
+
 /// How the simulated database call waits.
 #[derive(Clone, Copy)]
 pub enum Wait {
@@ -53,6 +56,7 @@ pub enum Wait {
 /// The simulated database call: a short sleep plus a counter.
 pub async fn database(id: u64, wait: Wait) -> User {
     LOADS.fetch_add(1, Ordering::SeqCst);
+    let started = Instant::now();
     match wait {
         Wait::None => {}
         Wait::Timer(delay) => tokio::time::sleep(delay).await,
@@ -60,7 +64,9 @@ pub async fn database(id: u64, wait: Wait) -> User {
             .await
             .expect("blocking sleep"),
     }
-    user(id)
+    let user = user(id);
+    LOADER_NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::SeqCst);
+    user
 }
 
 #[redis_cached(ttl = 3600, name = "bench::user")]

@@ -92,7 +92,10 @@ async fn run(contender: &str, n: u64) {
             "redis-cached-tag1" => drop(tagged1(1).await),
             "cached-crate" => drop(cached_crate_user(1).await),
             "embedded" => drop(memory.scope(cached_user(1)).await),
-            _ => drop(moka.get_with(1, async { std::sync::Arc::new(user(1)) }).await),
+            _ => drop(
+                moka.get_with(1, async { std::sync::Arc::new(user(1)) })
+                    .await,
+            ),
         }
     }
 }
@@ -117,7 +120,10 @@ fn print_future_sizes() {
         metrics: &METRICS,
     };
     let call = cached_user(1);
-    println!("cached_user(1) future: {} bytes", std::mem::size_of_val(&call));
+    println!(
+        "cached_user(1) future: {} bytes",
+        std::mem::size_of_val(&call)
+    );
     let begin = p::begin::<p::Plain<User>>(
         None,
         &spec,
@@ -126,5 +132,8 @@ fn print_future_sizes() {
         None,
         false,
     );
-    println!("lookup (begin) future: {} bytes", std::mem::size_of_val(&begin));
+    println!(
+        "lookup (begin) future: {} bytes",
+        std::mem::size_of_val(&begin)
+    );
 }

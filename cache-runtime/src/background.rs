@@ -8,6 +8,7 @@
 use std::{
     future::Future,
     sync::atomic::{AtomicUsize, Ordering},
+    task::{Context, Waker},
 };
 
 use tokio::sync::Notify;
@@ -42,6 +43,42 @@ impl Cache {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return Err(task);
         };
+        self.spawn_counted(&runtime, Box::pin(task));
+        Ok(())
+    }
+
+    /// [`spawn_write`](Self::spawn_write) for a task that starts with a request (a fill): polls
+    /// it once here, so the request is on its way before the task is handed off.
+    ///
+    /// The first hand-off to another task after a wake-up wakes a parked worker thread
+    /// (measured 25-65 µs on a 2-core VM). Sending the request is such a hand-off (to the
+    /// connection's driver), one a caller storing its own value pays anyway; spawning after
+    /// it costs about 1 µs. Only for tasks whose first poll does no more than that: a loader
+    /// must not run its first steps on the caller's time.
+    pub(crate) fn start_write<F>(&self, task: F) -> Result<(), F>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err(task);
+        };
+        let mut task = Box::pin(task);
+        if task
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending()
+        {
+            // Polled again in its own task, which then registers its own waker.
+            self.spawn_counted(&runtime, task);
+        }
+        Ok(())
+    }
+
+    fn spawn_counted(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        task: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    ) {
         self.inner()
             .background
             .running
@@ -51,7 +88,6 @@ impl Cache {
             let _running = running;
             task.await;
         });
-        Ok(())
     }
 
     /// Waits until every write this cache runs in the background has finished: fills that

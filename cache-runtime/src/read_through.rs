@@ -770,7 +770,7 @@ impl<S: Shape> Load<'_, S> {
             // The caller has its value; the fill (and the waiters' wake-up) need not delay it.
             // The flight stays open until the fill lands, so callers arriving meanwhile join it.
             let settling = Box::pin(settle(ctx, spec.name, bytes, store, ttl + stale));
-            if let Err(settling) = cache.spawn_write(async move { drop(settling.await) }) {
+            if let Err(settling) = cache.start_write(async move { drop(settling.await) }) {
                 settling.await;
             }
             return output;

@@ -57,6 +57,7 @@ async fn assert_miss_then_overwritten(server: &RedisServer, cache: &Cache, bytes
             write_raw(server, &key, bytes).await;
             assert_eq!(profile(1, &calls).await.email, "1@example.com");
             assert_eq!(calls.get(), 1, "bad bytes are a miss");
+            cache.wait_for_writes().await;
             assert_ne!(
                 read_raw(server, &key).await,
                 bytes,
@@ -91,6 +92,7 @@ async fn corrupt_truncated_and_foreign_bytes_are_misses() {
             profile_key(1)
         })
         .await;
+    cache.wait_for_writes().await;
     let good = read_raw(&server, &key).await;
     for len in [1, 10, 33, good.len() / 2, good.len() - 1] {
         assert_miss_then_overwritten(&server, &cache, &good[..len]).await;

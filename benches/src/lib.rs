@@ -13,7 +13,7 @@ use std::{
 
 use cached::macros::concurrent_cached;
 use redis::{AsyncCommands, aio::ConnectionManager};
-use redis_cached::redis_cached;
+use redis_cached::{Cache, redis_cached};
 use serde::{Deserialize, Serialize};
 
 /// The cached value: a small record, about 100 bytes of JSON.
@@ -169,6 +169,30 @@ pub async fn cache_aside(conn: &mut ConnectionManager, key: &str, id: u64, wait:
         .await
         .expect("SET");
     value
+}
+
+/// What every benchmark binary starts with: a private server, the `cached` crate pointed at it,
+/// the library's cache on it (installed as the default) and an embedded-store cache.
+pub async fn setup() -> (Server, Cache, Cache) {
+    let server = Server::start();
+    let url = server.url();
+    init_cached_crate(&url);
+    let cache = Cache::builder()
+        .url(&url)
+        .namespace("bench")
+        // Generous: a timeout under a loaded VM would count as a Redis failure.
+        .operation_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .expect("cache");
+    cache.install();
+    let memory = Cache::builder()
+        .url("mem://")
+        .namespace("bench")
+        .build()
+        .await
+        .expect("memory cache");
+    (server, cache, memory)
 }
 
 /// A private `redis-server` on a free loopback port, killed on drop.

@@ -106,23 +106,8 @@ const SCENARIOS: [&str; 7] = [
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let server = Server::start();
+    let (server, cache, memory) = setup().await;
     let url = server.url();
-    init_cached_crate(&url);
-    let cache = Cache::builder()
-        .url(&url)
-        .namespace("bench")
-        .operation_timeout(Duration::from_secs(2))
-        .build()
-        .await
-        .expect("cache");
-    let memory = Cache::builder()
-        .url("mem://")
-        .namespace("bench")
-        .build()
-        .await
-        .expect("memory cache");
-    cache.install();
     let client = redis::Client::open(url.as_str()).expect("client");
     let mut raw = client.get_connection_manager().await.expect("connection");
     cached_user(1).await;

@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use redis_cached::Cache;
 use redis_cached_benches::*;
 
 const CONTENDERS: [&str; 7] = [
@@ -50,23 +49,8 @@ fn main() {
 }
 
 async fn run(contender: &str, n: u64) {
-    let server = Server::start();
+    let (server, cache, memory) = setup().await;
     let url = server.url();
-    init_cached_crate(&url);
-    let cache = Cache::builder()
-        .url(&url)
-        .namespace("bench")
-        .operation_timeout(Duration::from_secs(5))
-        .build()
-        .await
-        .expect("cache");
-    cache.install();
-    let memory = Cache::builder()
-        .url("mem://")
-        .namespace("bench")
-        .build()
-        .await
-        .expect("memory cache");
     let client = redis::Client::open(url.as_str()).expect("client");
     let mut raw = client.get_connection_manager().await.expect("connection");
 

@@ -5,8 +5,10 @@
 //! the loader here", then [`Load::run`] with the function body. Round trips on a miss: the
 //! lookup; the claim (lock `SET NX PX` pipelined with a second read of the entry and its
 //! generation, concurrently with capturing tag versions); the fill script (concurrently with a
-//! re-read of the tag versions). A hit is one round of plain reads: `GET` (or `MGET` of tag
-//! versions alongside, and `PTTL` when `stale` or `early_refresh` needs the entry's age).
+//! re-read of the tag versions), which by default runs after the caller has its value (see
+//! `Cache::wait_for_writes`). A hit is one round of plain reads: `GET` (or `MGET` of tag
+//! versions alongside, and `PTTL` when `stale` or `early_refresh` needs the entry's age);
+//! concurrent plain hits share `MGET`s (`store::Batcher`).
 //!
 //! No stale set: a load records the entry's generation and its tags' versions before it starts.
 //! Invalidation, `put` and `refresh` start a new generation, and tag invalidation deletes tag

@@ -9,7 +9,7 @@ use crate::{
     Cache, Error,
     envelope::EntryMeta,
     key::{self, ArgsKey},
-    read_through::{Keys, encode, generation_ttl},
+    read_through::{Keys, capture_tags, encode, generation_ttl},
     spec::FnSpec,
     stats::bump,
 };
@@ -26,16 +26,7 @@ pub async fn put<T: Serialize + ?Sized>(
     let cache = cache.ok_or(Error::NotInstalled)?;
     let keys = Keys::new(&cache, spec, &args?, &tags);
     let ttl = spec.jittered(spec.ttl(&cache));
-    let tag_versions = if keys.tags.is_empty() {
-        Vec::new()
-    } else {
-        cache
-            .guarded(
-                "tags",
-                cache.store().capture_tags(&keys.tags, ttl + spec.stale),
-            )
-            .await?
-    };
+    let tag_versions = capture_tags(&cache, &keys.tags, ttl + spec.stale).await?;
     let meta = EntryMeta {
         ttl,
         stale: spec.stale,

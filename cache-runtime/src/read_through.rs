@@ -320,17 +320,7 @@ async fn claim(
             "lock",
             store.acquire(&keys.entry_keys(), token.as_deref(), spec.lock_ttl()),
         ),
-        async {
-            if keys.tags.is_empty() {
-                return Ok(Vec::new());
-            }
-            cache
-                .guarded(
-                    "tags",
-                    store.capture_tags(&keys.tags, spec.ttl(cache) + spec.stale),
-                )
-                .await
-        },
+        capture_tags(cache, &keys.tags, spec.ttl(cache) + spec.stale),
     )
     .await;
     let acquired = acquired?;
@@ -356,6 +346,21 @@ async fn claim(
     Ok((claim, locked, acquired.current))
 }
 
+/// Captures the versions of an entry's tags before its value is produced (none to capture for
+/// an untagged function, which costs no request).
+pub(crate) async fn capture_tags(
+    cache: &Cache,
+    tags: &[String],
+    ttl: Duration,
+) -> Result<Vec<u64>, Error> {
+    if tags.is_empty() {
+        return Ok(Vec::new());
+    }
+    cache
+        .guarded("tags", cache.store().capture_tags(tags, ttl))
+        .await
+}
+
 /// For `NAME_refresh`: starts a new generation of the entry (so loads that began earlier cannot
 /// fill) and captures its tags' versions.
 async fn claim_for_refresh(cache: &Cache, spec: &FnSpec, keys: &Keys) -> Result<Claim, Error> {
@@ -367,18 +372,7 @@ async fn claim_for_refresh(cache: &Cache, spec: &FnSpec, keys: &Keys) -> Result<
                 .bump(&keys.entry_keys(), generation_ttl(cache, spec)),
         )
         .await?;
-    let tag_versions = if keys.tags.is_empty() {
-        Vec::new()
-    } else {
-        cache
-            .guarded(
-                "tags",
-                cache
-                    .store()
-                    .capture_tags(&keys.tags, spec.ttl(cache) + spec.stale),
-            )
-            .await?
-    };
+    let tag_versions = capture_tags(cache, &keys.tags, spec.ttl(cache) + spec.stale).await?;
     Ok(Claim {
         token: None,
         generation: Some(generation),

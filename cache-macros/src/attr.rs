@@ -12,7 +12,7 @@ use syn::{
 use crate::{ctxt::Ctxt, duration};
 
 const VALID: &str = "`ttl`, `name`, `key`, `tags`, `version`, `cache_none`, `none_ttl`, `jitter`, \
-                     `stale`, `early_refresh`, `lock`, `lock_ttl`, `lock_wait`, `cache`, `crate`";
+                     `stale`, `early_refresh`, `lock`, `lock_ttl`, `lock_wait`, `max_load`, `cache`, `crate`";
 
 /// Options that later versions add; named so the error says what is missing rather than
 /// calling a documented option unknown.
@@ -45,6 +45,7 @@ pub(crate) struct Options {
     pub(crate) lock: Option<Spanned<bool>>,
     pub(crate) lock_ttl: Option<Spanned<TtlValue>>,
     pub(crate) lock_wait: Option<Spanned<TtlValue>>,
+    pub(crate) max_load: Option<Spanned<TtlValue>>,
     pub(crate) cache: Option<Spanned<Expr>>,
     pub(crate) krate: Option<Spanned<Path>>,
 }
@@ -123,6 +124,10 @@ impl Options {
                 "lock_wait" => {
                     let v = parse_ttl(cx, input)?;
                     set_once(cx, &mut options.lock_wait, &name, v);
+                }
+                "max_load" => {
+                    let v = parse_ttl(cx, input)?;
+                    set_once(cx, &mut options.max_load, &name, v);
                 }
                 "lock" => {
                     let v: LitBool = parse_expecting(input, "`true` or `false`")?;

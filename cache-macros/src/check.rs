@@ -48,6 +48,7 @@ pub(crate) struct Plan {
     pub(crate) lock: bool,
     pub(crate) lock_ttl: Option<TokenStream>,
     pub(crate) lock_wait: Option<TokenStream>,
+    pub(crate) max_load: Option<TokenStream>,
     /// Refreshes run in a spawned task: every argument (and the receiver) is owned.
     pub(crate) background: bool,
     /// Whether waiters may share the loader's error (subject to the compile-time probe).
@@ -196,6 +197,7 @@ pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<
         lock,
         lock_ttl: options.lock_ttl.map(|t| ttl_tokens(&krate, t.value)),
         lock_wait: options.lock_wait.map(|t| ttl_tokens(&krate, t.value)),
+        max_load: options.max_load.map(|t| ttl_tokens(&krate, t.value)),
         background,
         share_errors,
         function_tag: options.tags.is_some(),

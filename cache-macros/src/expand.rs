@@ -102,8 +102,8 @@ fn emit(func: &Function, plan: &Plan) -> TokenStream {
     let sharing = if plan.share_errors {
         quote! {{
             #[allow(unused_imports)]
-            use #p::{ProbeSharedError as _, ProbeUnsharedError as _};
-            (&&#p::ErrorProbe::<#output>::new()).sharing()
+            use #p::{ProbeConvertedError as _, ProbeSharedError as _, ProbeUnsharedError as _};
+            (&&&#p::ErrorProbe::<#output>::new()).sharing()
         }}
     } else {
         quote!(::core::option::Option::None)
@@ -182,6 +182,7 @@ fn spec_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
     };
     let lock_ttl = opt(&plan.lock_ttl);
     let lock_wait = opt(&plan.lock_wait);
+    let max_load = opt(&plan.max_load);
     quote! {{
         static __CACHE_METRICS: #p::FnMetrics = #p::FnMetrics::new();
         #p::FnSpec {
@@ -197,6 +198,7 @@ fn spec_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
             lock: #lock,
             lock_ttl: #lock_ttl,
             lock_wait: #lock_wait,
+            max_load: #max_load,
             metrics: &__CACHE_METRICS,
         }
     }}

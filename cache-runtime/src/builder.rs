@@ -7,7 +7,8 @@ use redis::aio::ConnectionManagerConfig;
 use crate::{
     Cache, Error,
     cache::Inner,
-    store::{MemoryStore, RedisStore, Store},
+    connection::{BreakerConfig, Connection},
+    store::{Backend, MemoryStore, RedisStore},
 };
 
 /// Builds a [`Cache`]. Obtain one with [`Cache::builder`].
@@ -21,7 +22,7 @@ use crate::{
 /// | [`max_value_size`](Self::max_value_size) | 8 MiB |
 /// | [`memory_capacity`](Self::memory_capacity) | 64 MiB (embedded store only) |
 /// | [`breaker_threshold`](Self::breaker_threshold) | 3 consecutive failures |
-/// | [`breaker_open_for`](Self::breaker_open_for) | 500 ms, doubling per failed probe up to 5 s |
+/// | [`breaker_open_for`](Self::breaker_open_for) | 500 ms between probes, ±25 % |
 /// | [`fill_in_background`](Self::fill_in_background) | `true` |
 /// | [`batch_lookups`](Self::batch_lookups) | `true` (single node) |
 ///
@@ -137,8 +138,10 @@ impl CacheBuilder {
         self
     }
 
-    /// How long the breaker stays open before its first probe (doubles per failed probe, up to
-    /// ten times this).
+    /// How often an open breaker probes Redis (`PING` from a background task, jittered by
+    /// ±25 %). The first answer closes it, so hits resume within about this long of Redis
+    /// answering again. If the background probe falls silent for twice this plus an operation
+    /// timeout, the next call probes instead.
     pub fn breaker_open_for(mut self, duration: Duration) -> Self {
         self.breaker_open_for = duration;
         self
@@ -201,25 +204,28 @@ impl CacheBuilder {
     /// their loaders.
     pub async fn build(self) -> Result<Cache, Error> {
         self.validate()?;
-        let store = match &self.target {
+        let backend: Box<dyn Backend> = match &self.target {
             Target::Url(url) if url.starts_with("mem://") => {
-                Store::Memory(MemoryStore::new(self.memory_capacity))
+                Box::new(MemoryStore::new(self.memory_capacity))
             }
-            Target::Url(url) => Store::Redis(self.connect_single(url)?),
+            Target::Url(url) => Box::new(self.connect_single(url)?),
             #[cfg(feature = "cluster")]
-            Target::Cluster(nodes) => Store::Redis(self.connect_cluster(nodes)?),
+            Target::Cluster(nodes) => Box::new(self.connect_cluster(nodes)?),
         };
+        let conn = Connection::new(
+            backend,
+            self.operation_timeout,
+            BreakerConfig {
+                threshold: self.breaker_threshold,
+                probe_every: self.breaker_open_for,
+            },
+            self.namespace.clone(),
+        );
         Ok(Cache::from_inner(Inner::new(
-            store,
+            conn,
             self.namespace,
             self.default_ttl,
-            self.operation_timeout,
             self.max_value_size,
-            crate::breaker::Breaker::new(
-                self.breaker_threshold,
-                self.breaker_open_for,
-                self.breaker_open_for * 10,
-            ),
             self.fill_in_background,
         )))
     }
@@ -265,7 +271,11 @@ impl CacheBuilder {
                 "unsupported cache url {url:?}: expected redis://, rediss://, redis+unix:// or mem://"
             )));
         }
-        let client = redis::Client::open(url)
+        let info = redis::IntoConnectionInfo::into_connection_info(url)
+            .map_err(|e| Error::Config(format!("invalid redis url {url:?}: {e}")))?;
+        // Requests are small and latency-bound: do not let Nagle hold them back.
+        let tcp = info.tcp_settings().clone().set_nodelay(true);
+        let client = redis::Client::open(info.set_tcp_settings(tcp))
             .map_err(|e| Error::Config(format!("invalid redis url {url:?}: {e}")))?;
         // Bounded retries with a per-process random minimum delay: the manager's own backoff
         // jitter is the same sequence in every process (see docs/decisions.md). No response

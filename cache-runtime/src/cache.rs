@@ -1,4 +1,4 @@
-//! [`Cache`]: the shared handle, the process-wide default and guarded store access.
+//! [`Cache`]: the shared handle and the process-wide default.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -6,9 +6,8 @@ use arc_swap::ArcSwapOption;
 
 use crate::{
     CacheBuilder, Error, Stats,
-    breaker::{Breaker, Permit},
-    stats::{Counters, bump},
-    store::Store,
+    connection::{Connection, ConnectionEvent},
+    stats::Counters,
 };
 
 /// A cache: where entries live and how calls to it behave.
@@ -40,7 +39,7 @@ impl std::fmt::Debug for Cache {
             .field("namespace", &self.inner.namespace)
             .field(
                 "store",
-                &if self.inner.store.is_remote() {
+                &if self.inner.conn.is_network() {
                     "redis"
                 } else {
                     "memory"
@@ -51,14 +50,12 @@ impl std::fmt::Debug for Cache {
 }
 
 pub(crate) struct Inner {
-    pub(crate) store: Store,
+    pub(crate) conn: Arc<Connection>,
     pub(crate) namespace: String,
     pub(crate) default_ttl: Duration,
-    pub(crate) operation_timeout: Duration,
     pub(crate) max_value_size: usize,
-    pub(crate) breaker: Breaker,
     pub(crate) counters: Counters,
-    pub(crate) flights: Arc<crate::flight::Flights>,
+    pub(crate) flights: Arc<crate::read::flight::Flights>,
     /// Whether a load's fill runs after its caller has its value.
     pub(crate) fill_in_background: bool,
     pub(crate) background: crate::background::Background,
@@ -68,21 +65,17 @@ pub(crate) struct Inner {
 
 impl Inner {
     pub(crate) fn new(
-        store: Store,
+        conn: Arc<Connection>,
         namespace: String,
         default_ttl: Duration,
-        operation_timeout: Duration,
         max_value_size: usize,
-        breaker: Breaker,
         fill_in_background: bool,
     ) -> Self {
         Inner {
-            store,
+            conn,
             namespace,
             default_ttl,
-            operation_timeout,
             max_value_size,
-            breaker,
             counters: Counters::default(),
             flights: Arc::default(),
             fill_in_background,
@@ -156,9 +149,7 @@ impl Cache {
 
     /// Counters since this cache was built.
     pub fn stats(&self) -> Stats {
-        self.inner
-            .counters
-            .snapshot(self.inner.breaker.opened_total())
+        self.inner.counters.snapshot(&self.inner.conn)
     }
 
     /// Invalidates tags: every entry carrying one of them misses from now on, in one round trip
@@ -188,7 +179,7 @@ impl Cache {
 
     /// Whether the circuit breaker currently keeps calls away from Redis.
     pub fn is_degraded(&self) -> bool {
-        self.inner.breaker.is_open()
+        self.inner.conn.is_degraded()
     }
 
     /// The underlying single-node Redis connection, for commands you write by hand (hashes,
@@ -197,52 +188,30 @@ impl Cache {
     /// The connection is shared and multiplexed: never send blocking commands (`BLPOP`,
     /// `SUBSCRIBE`) on it.
     pub fn redis_connection(&self) -> Option<redis::aio::ConnectionManager> {
-        match &self.inner.store {
-            Store::Redis(crate::store::RedisStore::Single(conn, _)) => Some(conn.clone()),
-            _ => None,
-        }
+        self.inner.conn.redis_connection()
     }
 
-    /// Runs one store operation behind the breaker and the operation timeout, counting failures.
-    pub(crate) async fn guarded<T, F>(&self, op: &'static str, f: F) -> Result<T, Error>
-    where
-        F: Future<Output = Result<T, Error>>,
-    {
-        let inner = &*self.inner;
-        if !inner.store.is_remote() {
-            return f.await;
-        }
-        let permit = inner.breaker.permit();
-        if permit == Permit::Reject {
-            bump(&inner.counters.breaker_rejections);
-            return Err(Error::Unavailable);
-        }
-        let result = match tokio::time::timeout(inner.operation_timeout, f).await {
-            // The connection's own response timeout (set to the same value) may fire first.
-            Ok(Err(Error::Backend(err))) if err.is_timeout() => {
-                Err(Error::Timeout(inner.operation_timeout))
-            }
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout(inner.operation_timeout)),
-        };
-        if let Err(Error::Timeout(_)) = result {
-            bump(&inner.counters.timeouts);
-        }
-        match &result {
-            Ok(_) => inner.breaker.on_success(permit),
-            Err(err) => {
-                bump(&inner.counters.backend_errors);
-                if inner.breaker.on_failure(permit) {
-                    tracing::warn!(
-                        namespace = %inner.namespace, op, error = %err,
-                        "redis failing; circuit breaker open, calls run their loaders uncached"
-                    );
-                } else {
-                    tracing::warn!(namespace = %inner.namespace, op, error = %err, "redis command failed");
-                }
-            }
-        }
-        result
+    /// Subscribes to [`ConnectionEvent`]s: Redis answering for the first time, going away, and
+    /// answering again (after which per-connection state such as client tracking is lost).
+    /// Events sent before the call are not replayed; a receiver that falls more than 64 events
+    /// behind gets `RecvError::Lagged` and then the newest ones.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let cache = cache_runtime::Cache::builder().url("mem://").build().await?;
+    /// let events = cache.connection_events();
+    /// assert!(events.is_empty());
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn connection_events(&self) -> tokio::sync::broadcast::Receiver<ConnectionEvent> {
+        self.inner.conn.subscribe()
+    }
+
+    /// The connection every store operation goes through.
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.inner.conn
     }
 
     pub(crate) fn last_load_time(&self, function: &'static str) -> Option<Duration> {
@@ -261,9 +230,5 @@ impl Cache {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         times.insert(function, took);
-    }
-
-    pub(crate) fn store(&self) -> &Store {
-        &self.inner.store
     }
 }

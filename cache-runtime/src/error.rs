@@ -46,6 +46,12 @@ pub enum Error {
     #[error("redis is unavailable (circuit breaker open after recent failures)")]
     Unavailable,
 
+    /// The load this call waited for (another caller's, in this process) failed. Returned
+    /// through `E: From<redis_cached::Error>` to waiters of a function whose error type is not
+    /// `Clone`, so one failing load ends every wait at once with a single source call.
+    #[error("the load this call waited for failed")]
+    LoadFailed,
+
     /// A value or a key argument could not be serialized.
     #[error("could not serialize for the cache: {0}")]
     Encode(String),

@@ -9,7 +9,7 @@ use crate::{
     Cache, Error,
     envelope::EntryMeta,
     key::{self, ArgsKey},
-    read_through::{Keys, capture_tags, encode, generation_ttl},
+    read::{Keys, encode, generation_ttl, new_token},
     spec::FnSpec,
     stats::bump,
 };
@@ -26,7 +26,8 @@ pub async fn put<T: Serialize + ?Sized>(
     let cache = cache.ok_or(Error::NotInstalled)?;
     let keys = Keys::new(&cache, spec, &args?, &tags);
     let ttl = spec.jittered(spec.ttl(&cache));
-    let tag_versions = capture_tags(&cache, &keys.tags, ttl + spec.stale).await?;
+    let kept = ttl.saturating_add(spec.stale);
+    let tag_versions = cache.conn().capture_tags(&keys.tags, kept).await?;
     let meta = EntryMeta {
         ttl,
         stale: spec.stale,
@@ -34,13 +35,14 @@ pub async fn put<T: Serialize + ?Sized>(
         tag_versions,
     };
     let bytes = encode(&cache, spec, Some(value), &meta)?;
-    let gen_ttl = generation_ttl(&cache, spec);
     cache
-        .guarded(
-            "put",
-            cache
-                .store()
-                .put(&keys.entry_keys(), &bytes, ttl + spec.stale, gen_ttl),
+        .conn()
+        .new_generation(
+            &keys.entry_keys(),
+            &new_token(),
+            generation_ttl(&cache, spec),
+            Some((&bytes, kept)),
+            false,
         )
         .await?;
     cache.inner().flights.detach(&keys.entry);
@@ -49,7 +51,8 @@ pub async fn put<T: Serialize + ?Sized>(
 }
 
 /// `NAME_invalidate`: drops the function's entry for these arguments. Loads of it that are in
-/// flight (here or in other processes) can no longer store their result.
+/// flight (here or in other processes) can no longer store their result. The lock is left to
+/// its owner, whose fill is refused and releases it.
 pub async fn invalidate(
     cache: Option<Cache>,
     spec: &FnSpec,
@@ -57,13 +60,16 @@ pub async fn invalidate(
 ) -> Result<(), Error> {
     let cache = cache.ok_or(Error::NotInstalled)?;
     let keys = Keys::new(&cache, spec, &args?, &[]);
-    let gen_ttl = generation_ttl(&cache, spec);
     // Callers arriving from now on must not join a load that began before this.
     cache.inner().flights.detach(&keys.entry);
     cache
-        .guarded(
-            "invalidate",
-            cache.store().invalidate(&keys.entry_keys(), gen_ttl),
+        .conn()
+        .new_generation(
+            &keys.entry_keys(),
+            &new_token(),
+            generation_ttl(&cache, spec),
+            None,
+            true,
         )
         .await
 }
@@ -82,9 +88,7 @@ where
         return Ok(());
     }
     cache.inner().flights.detach_all();
-    cache
-        .guarded("invalidate_tags", cache.store().delete_tags(&keys))
-        .await
+    cache.conn().delete_tags(&keys).await
 }
 
 /// Free-function form of [`Cache::invalidate_tags`] for generated update-path code.

@@ -7,16 +7,15 @@
 #![warn(missing_docs)]
 
 mod background;
-mod breaker;
 mod builder;
 mod cache;
+mod connection;
 pub mod envelope;
 mod error;
-mod flight;
 pub mod freshness;
 mod helpers;
 pub mod key;
-mod read_through;
+mod read;
 pub mod shape;
 mod spec;
 mod stats;
@@ -24,6 +23,7 @@ mod store;
 
 pub use builder::CacheBuilder;
 pub use cache::Cache;
+pub use connection::ConnectionEvent;
 pub use error::Error;
 pub use redis;
 pub use stats::Stats;
@@ -34,10 +34,10 @@ pub mod private {
     pub use crate::{
         helpers::{FromCacheError, evict_tags, into_error, invalidate, key_string, put},
         key::{ArgsKey, KeyBuilder},
-        read_through::{Begin, Load, Refresh, begin, cache_ref, default_cache, refresh},
+        read::{Begin, Load, Refresh, begin, cache_ref, default_cache, refresh},
         shape::{
-            ErrorProbe, Opt, Plain, ProbeOption, ProbePlain, ProbeResult, ProbeSharedError,
-            ProbeUnsharedError, Res, ResOpt, Shape, ShapeProbe, require_plain,
+            ErrorProbe, Opt, Plain, ProbeConvertedError, ProbeOption, ProbePlain, ProbeResult,
+            ProbeSharedError, ProbeUnsharedError, Res, ResOpt, Shape, ShapeProbe, require_plain,
         },
         spec::{FnSpec, IntoTtl},
         stats::FnMetrics,

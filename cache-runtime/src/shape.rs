@@ -165,14 +165,23 @@ impl PlainShape for IsPlain {}
 /// Fails to compile unless the probed return type is plain.
 pub fn require_plain<P: PlainShape>(_probe: P) {}
 
-/// How waiters of a failed load get the leader's error: only when `E: Clone`.
+/// A leader's error as handed to waiters.
+pub(crate) type SharedError = std::sync::Arc<dyn std::any::Any + Send + Sync>;
+
+/// What waiters of a failed load get, chosen at compile time from the error type:
+///
+/// 1. `E: Clone + Send + Sync + 'static`: the leader's error itself;
+/// 2. else `E: From<redis_cached::Error>`: `E::from(Error::LoadFailed)`, so one source call
+///    answers every waiter;
+/// 3. else nothing to give: each waiter runs its own load at once, concurrently.
 pub struct ErrorSharing<R> {
-    pub(crate) pack: fn(&R) -> Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
-    pub(crate) unpack: fn(&(dyn std::any::Any + Send + Sync)) -> Option<R>,
+    pub(crate) pack: Option<fn(&R) -> Option<SharedError>>,
+    pub(crate) unpack: Option<fn(&(dyn std::any::Any + Send + Sync)) -> Option<R>>,
+    pub(crate) load_failed: Option<fn(crate::Error) -> R>,
 }
 
-/// Probe for [`ErrorSharing`]: `(&&ErrorProbe::<R>::new()).sharing()` is `Some` exactly when
-/// `R` is a `Result` whose error is `Clone + Send + Sync + 'static`.
+/// Probe for [`ErrorSharing`]: `(&&&ErrorProbe::<R>::new()).sharing()` picks the first level
+/// that applies to `R` (autoref specialization: the impl on `&&ErrorProbe` is tried first).
 pub struct ErrorProbe<R>(PhantomData<R>);
 
 impl<R> ErrorProbe<R> {
@@ -195,21 +204,38 @@ pub trait ProbeSharedError<R> {
 }
 
 impl<T, E: Clone + Send + Sync + 'static> ProbeSharedError<Result<T, E>>
-    for &ErrorProbe<Result<T, E>>
+    for &&ErrorProbe<Result<T, E>>
 {
     fn sharing(&self) -> Option<ErrorSharing<Result<T, E>>> {
         Some(ErrorSharing {
-            pack: |r| {
+            pack: Some(|r| {
                 r.as_ref()
                     .err()
                     .map(|e| std::sync::Arc::new(e.clone()) as _)
-            },
-            unpack: |shared| shared.downcast_ref::<E>().map(|e| Err(e.clone())),
+            }),
+            unpack: Some(|shared| shared.downcast_ref::<E>().map(|e| Err(e.clone()))),
+            load_failed: None,
         })
     }
 }
 
-/// Fallback level: errors are not shared; waiters regroup behind a new leader.
+/// Autoref level for `Result<T, E: From<redis_cached::Error>>`.
+pub trait ProbeConvertedError<R> {
+    /// See [`ErrorProbe`].
+    fn sharing(&self) -> Option<ErrorSharing<R>>;
+}
+
+impl<T, E: From<crate::Error>> ProbeConvertedError<Result<T, E>> for &ErrorProbe<Result<T, E>> {
+    fn sharing(&self) -> Option<ErrorSharing<Result<T, E>>> {
+        Some(ErrorSharing {
+            pack: None,
+            unpack: None,
+            load_failed: Some(|err| Err(E::from(err))),
+        })
+    }
+}
+
+/// Fallback level: nothing to share; waiters load by themselves.
 pub trait ProbeUnsharedError<R> {
     /// See [`ErrorProbe`].
     fn sharing(&self) -> Option<ErrorSharing<R>> {

@@ -8,6 +8,8 @@ use crate::Cache;
 const DEFAULT_NONE_TTL_CAP: Duration = Duration::from_secs(60);
 /// How long a stampede lock lives without renewal, by default.
 pub(crate) const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(10);
+/// The default `max_load`, in `lock_ttl`s.
+const MAX_LOAD_LOCK_TTLS: u32 = 3;
 /// Bounds of the default `lock_wait` (twice the last load time).
 const LOCK_WAIT_MIN: Duration = Duration::from_millis(100);
 const LOCK_WAIT_MAX: Duration = Duration::from_secs(5);
@@ -39,6 +41,8 @@ pub struct FnSpec {
     pub lock_ttl: Option<Duration>,
     /// `lock_wait`; `None` is twice the last load time, within 100 ms..5 s.
     pub lock_wait: Option<Duration>,
+    /// `max_load`; `None` is three times `lock_ttl`.
+    pub max_load: Option<Duration>,
     /// The function's metric handles (a `static` in generated code).
     pub metrics: &'static crate::stats::FnMetrics,
 }
@@ -69,10 +73,17 @@ impl FnSpec {
         self.lock_ttl.unwrap_or(DEFAULT_LOCK_TTL)
     }
 
+    /// How long a load may run before its lock stops being renewed (and a background refresh
+    /// is dropped).
+    pub(crate) fn max_load(&self) -> Duration {
+        self.max_load
+            .unwrap_or_else(|| self.lock_ttl().saturating_mul(MAX_LOAD_LOCK_TTLS))
+    }
+
     pub(crate) fn lock_wait(&self, last_load: Option<Duration>) -> Duration {
         self.lock_wait.unwrap_or_else(|| {
             last_load.map_or(LOCK_WAIT_MAX, |load| {
-                (load * 2).clamp(LOCK_WAIT_MIN, LOCK_WAIT_MAX)
+                load.saturating_mul(2).clamp(LOCK_WAIT_MIN, LOCK_WAIT_MAX)
             })
         })
     }

@@ -43,8 +43,18 @@ pub struct Stats {
     /// Lookups that found an entry whose tags were invalidated since it was loaded.
     pub tag_misses: u64,
     /// Fills refused because an invalidation, put or refresh overtook the load, or its lock
-    /// expired and was taken.
+    /// expired and was taken (the sum of the three `fills_refused_*` counters).
     pub fills_rejected: u64,
+    /// Fills refused because the load's lock had expired and been taken by another.
+    pub fills_refused_lock: u64,
+    /// Fills refused because the entry's generation changed (invalidate, put, refresh) or its
+    /// key was lost since the load began.
+    pub fills_refused_generation: u64,
+    /// Fills whose tags were invalidated while the load ran (the entry stored misses).
+    pub fills_refused_tags: u64,
+    /// Values a waiter did not accept from another caller's load, because they were not known
+    /// to be current after the waiter's call began; the waiter read again.
+    pub outcomes_rejected: u64,
     /// Hits served past their TTL, inside the `stale` window.
     pub stale_serves: u64,
     /// Refreshes started by `stale` or `early_refresh`.
@@ -60,13 +70,14 @@ pub(crate) struct Counters {
     pub(crate) loads: AtomicU64,
     pub(crate) stores: AtomicU64,
     pub(crate) decode_errors: AtomicU64,
-    pub(crate) backend_errors: AtomicU64,
-    pub(crate) timeouts: AtomicU64,
-    pub(crate) breaker_rejections: AtomicU64,
     pub(crate) uncached: AtomicU64,
     pub(crate) lock_waits: AtomicU64,
     pub(crate) lock_timeouts: AtomicU64,
     pub(crate) fills_rejected: AtomicU64,
+    pub(crate) fills_refused_lock: AtomicU64,
+    pub(crate) fills_refused_generation: AtomicU64,
+    pub(crate) fills_refused_tags: AtomicU64,
+    pub(crate) outcomes_rejected: AtomicU64,
     pub(crate) tag_misses: AtomicU64,
     pub(crate) stale_serves: AtomicU64,
     pub(crate) refreshes: AtomicU64,
@@ -78,22 +89,27 @@ pub(crate) fn bump(counter: &AtomicU64) {
 }
 
 impl Counters {
-    pub(crate) fn snapshot(&self, breaker_opened: u64) -> Stats {
+    pub(crate) fn snapshot(&self, conn: &crate::connection::Connection) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let failures = &conn.failures;
         Stats {
             hits: get(&self.hits),
             misses: get(&self.misses),
             loads: get(&self.loads),
             stores: get(&self.stores),
             decode_errors: get(&self.decode_errors),
-            backend_errors: get(&self.backend_errors),
-            timeouts: get(&self.timeouts),
-            breaker_opened,
-            breaker_rejections: get(&self.breaker_rejections),
+            backend_errors: get(&failures.backend_errors),
+            timeouts: get(&failures.timeouts),
+            breaker_opened: conn.breaker_opened(),
+            breaker_rejections: get(&failures.rejections),
             uncached: get(&self.uncached),
             lock_waits: get(&self.lock_waits),
             lock_timeouts: get(&self.lock_timeouts),
             fills_rejected: get(&self.fills_rejected),
+            fills_refused_lock: get(&self.fills_refused_lock),
+            fills_refused_generation: get(&self.fills_refused_generation),
+            fills_refused_tags: get(&self.fills_refused_tags),
+            outcomes_rejected: get(&self.outcomes_rejected),
             tag_misses: get(&self.tag_misses),
             stale_serves: get(&self.stale_serves),
             refreshes: get(&self.refreshes),

@@ -32,7 +32,7 @@ async fn stored(cache: &Cache, ids: std::ops::Range<u64>, calls: &std::sync::Arc
     cache.wait_for_writes().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_hits_share_mgets_and_each_gets_its_own_value() {
     let server = RedisServer::start();
     let cache = redis_cache(&server).await;
@@ -60,6 +60,7 @@ async fn concurrent_hits_share_mgets_and_each_gets_its_own_value() {
     );
 }
 
+// Current-thread on purpose: the test sequences the callers by polling them by hand.
 #[tokio::test]
 async fn a_cancelled_batch_sender_leaves_no_caller_waiting() {
     let server = RedisServer::start();
@@ -94,7 +95,7 @@ async fn a_cancelled_batch_sender_leaves_no_caller_waiting() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_batching_every_hit_is_its_own_get() {
     let server = RedisServer::start();
     let cache = Cache::builder()

@@ -46,7 +46,7 @@ async fn members(org: u64, #[cache(skip)] db: Arc<Db>) -> u64 {
     db.get(1000 + org)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tag_invalidation_reloads_exactly_the_tagged_entries_across_functions() {
     let server = RedisServer::start();
     let cache = redis_cache(&server).await;
@@ -91,7 +91,7 @@ async fn bulk(id: u64) -> u64 {
     id
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalidating_a_tag_on_100_000_entries_costs_what_it_costs_on_one() {
     let server = RedisServer::start();
     // Filling 100,000 entries from many tasks at once: give each write room.
@@ -233,12 +233,12 @@ async fn run_race(with_stale: bool) {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_stale_set_after_key_or_tag_invalidation_1000_rounds() {
     run_race(false).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_stale_set_or_stale_serve_with_stale_window_1000_rounds() {
     run_race(true).await;
 }
@@ -248,7 +248,7 @@ async fn stale_doc(id: u64, #[cache(skip)] db: Arc<Db>) -> u64 {
     db.get(id)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalidated_entry_is_never_served_stale() {
     let server = RedisServer::start();
     let cache = redis_cache(&server).await;
@@ -310,7 +310,7 @@ async fn start_slow_refresh(
     slow
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_refresh_that_started_first_cannot_overwrite_a_later_one_or_a_put() {
     let server = RedisServer::start();
     let cache = redis_cache(&server).await;
@@ -340,7 +340,7 @@ async fn a_slow_refresh_that_started_first_cannot_overwrite_a_later_one_or_a_put
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_entries_carry_their_tags() {
     let server = RedisServer::start();
     let cache = redis_cache(&server).await;
@@ -363,7 +363,7 @@ async fn put_entries_carry_their_tags() {
         .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_evicted_tag_key_never_brings_an_invalidated_entry_back() {
     let server = RedisServer::start();
     let cache = redis_cache(&server).await;
@@ -427,7 +427,7 @@ async fn failing_update(id: u64) -> Result<(), AppError> {
     Ok(())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_functions_evict_on_ok_and_report_failed_invalidations() {
     let mut server = RedisServer::start();
     let cache = redis_cache(&server).await;
@@ -465,7 +465,7 @@ async fn update_functions_evict_on_ok_and_report_failed_invalidations() {
         .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tags_and_invalidation_work_on_the_embedded_store() {
     let cache = Cache::builder().url("mem://").build().await.expect("build");
     let db = Arc::new(Db::default());

@@ -37,7 +37,7 @@ async fn callers(cache: &Cache, calls: &Arc<Calls>, id: u64, n: usize) -> Vec<u6
     set.join_all().await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_callers_of_a_cold_key_run_the_loader_once() {
     let server = RedisServer::start();
     let cache = redis_cache(&server).await;
@@ -51,7 +51,7 @@ async fn a_thousand_callers_of_a_cold_key_run_the_loader_once() {
     println!("1,000 callers, one process: {} loader run(s)", calls.get());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_flight_holds_while_redis_is_down() {
     let mut server = RedisServer::start();
     let cache = redis_cache(&server).await;
@@ -62,7 +62,7 @@ async fn single_flight_holds_while_redis_is_down() {
     assert_eq!(calls.get(), 1, "callers share one load even without Redis");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_store_also_runs_one_load() {
     let cache = Cache::builder().url("mem://").build().await.expect("build");
     let calls = Arc::new(Calls::default());
@@ -106,7 +106,7 @@ async fn shared(id: u64, #[cache(skip)] url: Arc<String>) -> u64 {
 
 /// Child mode: when run as `integration stampede::child_process --exact` with the env var set,
 /// wait for the start signal, call `shared` from 250 tasks, and report in Redis.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_process() {
     let Ok(url) = std::env::var(CHILD_ENV) else {
         return; // Not a child: nothing to do.
@@ -140,7 +140,7 @@ async fn child_process() {
         .expect("RPUSH");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_of_250_callers_run_the_loader_once() {
     let server = RedisServer::start();
     let exe = std::env::current_exe().expect("test binary");
@@ -201,7 +201,7 @@ async fn guarded_load(id: u64, #[cache(skip)] calls: Arc<Calls>) -> u64 {
     id
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_held_by_someone_else_is_neither_released_nor_overwritten() {
     let server = RedisServer::start();
     let cache = redis_cache(&server).await;
@@ -238,7 +238,7 @@ async fn stolen(id: u64, #[cache(skip)] lock: String, #[cache(skip)] url: String
     id
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_that_lost_its_lock_does_not_fill() {
     let server = RedisServer::start();
     let cache = redis_cache(&server).await;
@@ -274,7 +274,7 @@ async fn cancellable(
     id
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_leader_leaves_no_waiter_hanging_and_no_lock_behind() {
     let server = RedisServer::start();
     let cache = redis_cache(&server).await;
@@ -326,7 +326,7 @@ async fn panicky(id: u64, #[cache(skip)] calls: Arc<Calls>) -> u64 {
     id
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_loader_leaves_no_waiter_hanging_and_no_lock_behind() {
     let server = RedisServer::start();
     let cache = redis_cache(&server).await;
@@ -386,7 +386,7 @@ async fn held(id: u64, #[cache(skip)] url: Arc<String>, #[cache(skip)] hang: boo
 const HOLDER_ENV: &str = "REDIS_CACHED_HOLDER_CHILD";
 
 /// Child mode of the dead-holder test: takes the lock and hangs in the loader until killed.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holder_process() {
     let Ok(url) = std::env::var(HOLDER_ENV) else {
         return;
@@ -396,7 +396,7 @@ async fn holder_process() {
     cache.scope(held(5, url, true)).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_lock_holder_frees_the_lock_by_expiry_and_another_process_loads() {
     let server = RedisServer::start();
     let exe = std::env::current_exe().expect("test binary");

@@ -13,7 +13,7 @@ use std::{
 
 use moka::{Expiry, sync::Cache as Moka};
 
-use super::{Acquired, EntryKeys, Read, StoredBytes};
+use super::{Backend, ClaimReply, EntryKeys, FillReply, FillValue, Read, StoreFuture, StoredBytes};
 
 #[derive(Clone)]
 struct MemoryEntry {
@@ -54,21 +54,11 @@ impl Meta {
     }
 
     fn set(&mut self, key: &str, value: String, ttl: Duration) {
-        self.0.insert(key.to_owned(), (value, Instant::now() + ttl));
+        self.0.insert(key.to_owned(), (value, expiry(ttl)));
     }
 
     fn remove(&mut self, key: &str) {
         self.0.remove(key);
-    }
-
-    fn bump(&mut self, key: &str, ttl: Duration) -> String {
-        let next = self
-            .get(key)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-            + 1;
-        self.set(key, next.to_string(), ttl);
-        next.to_string()
     }
 
     fn sweep(&mut self) {
@@ -124,7 +114,7 @@ impl MemoryStore {
         self.entries.insert(key.to_owned(), entry);
     }
 
-    pub(crate) fn read(&self, key: &str, tags: &[String]) -> Read {
+    fn read_now(&self, key: &str, tags: &[String]) -> Read {
         let entry = self.get(key);
         let ttl = entry
             .as_ref()
@@ -132,25 +122,25 @@ impl MemoryStore {
         Read {
             current: entry.map(|e| StoredBytes::Shared(e.bytes)),
             ttl,
-            tag_versions: self.tag_versions(tags),
+            tag_versions: self.versions_now(tags),
         }
     }
 
-    pub(crate) fn tag_versions(&self, tags: &[String]) -> Vec<Option<u64>> {
+    fn versions_now(&self, tags: &[String]) -> Vec<Option<u64>> {
         let mut meta = self.meta();
         tags.iter()
             .map(|t| meta.get(t).and_then(|v| v.parse().ok()))
             .collect()
     }
 
-    pub(crate) fn capture_tags(&self, tags: &[String], ttl: Duration) -> Vec<u64> {
+    fn capture_now(&self, tags: &[String], ttl: Duration) -> Vec<u64> {
         let mut meta = self.meta();
         tags.iter()
             .map(
                 |tag| match meta.get(tag).and_then(|v| v.parse::<u64>().ok()) {
                     Some(version) => {
                         if let Some((_, expires)) = meta.0.get_mut(tag.as_str()) {
-                            *expires = (*expires).max(Instant::now() + ttl);
+                            *expires = (*expires).max(expiry(ttl));
                         }
                         version
                     }
@@ -164,88 +154,78 @@ impl MemoryStore {
             .collect()
     }
 
-    pub(crate) fn delete_tags(&self, tags: &[String]) {
-        let mut meta = self.meta();
-        for tag in tags {
-            meta.remove(tag);
-        }
-    }
-
-    pub(crate) fn acquire(
+    fn claim_now(
         &self,
         keys: &EntryKeys<'_>,
         token: Option<&str>,
-        ttl: Duration,
-    ) -> Acquired {
+        lock_ttl: Duration,
+        candidate: &str,
+        generation_ttl: Duration,
+    ) -> ClaimReply {
         let mut meta = self.meta();
         let locked = match token {
             Some(token) if meta.get(keys.lock).is_none() => {
-                meta.set(keys.lock, token.to_owned(), ttl);
+                meta.set(keys.lock, token.to_owned(), lock_ttl);
                 true
             }
             _ => false,
         };
+        if meta.get(keys.generation).is_none() {
+            meta.set(keys.generation, candidate.to_owned(), generation_ttl);
+        }
         let generation = meta.get(keys.generation).map(str::to_owned);
         drop(meta);
-        Acquired {
+        ClaimReply {
             locked,
             current: self.get(keys.entry).map(|e| StoredBytes::Shared(e.bytes)),
             generation,
         }
     }
 
-    pub(crate) fn poll(&self, keys: &EntryKeys<'_>) -> (Option<StoredBytes>, bool) {
-        let locked = self.meta().get(keys.lock).is_some();
-        (
-            self.get(keys.entry).map(|e| StoredBytes::Shared(e.bytes)),
-            locked,
-        )
-    }
-
-    pub(crate) fn fill(
+    fn fill_now(
         &self,
         keys: &EntryKeys<'_>,
         token: Option<&str>,
-        generation: Option<&str>,
-        value: &[u8],
+        generation: &str,
+        value: FillValue<'_>,
         ttl: Duration,
-    ) -> bool {
+    ) -> FillReply {
         let mut meta = self.meta();
         let owns = token.is_none_or(|t| meta.get(keys.lock) == Some(t));
         if owns && token.is_some() {
             meta.remove(keys.lock);
         }
-        if !owns || meta.get(keys.generation) != generation {
-            return false;
+        if !owns {
+            return FillReply::RefusedLock;
         }
-        self.insert(keys.entry, value, ttl);
-        true
+        if meta.get(keys.generation) != Some(generation) {
+            return FillReply::RefusedGeneration;
+        }
+        match value {
+            FillValue::Bytes(bytes) => self.insert(keys.entry, bytes, ttl),
+            FillValue::Delete => self.entries.invalidate(keys.entry),
+        }
+        FillReply::Stored
     }
 
-    pub(crate) fn put(
+    fn new_generation_now(
         &self,
         keys: &EntryKeys<'_>,
-        value: &[u8],
-        ttl: Duration,
+        generation: &str,
         generation_ttl: Duration,
+        value: Option<(&[u8], Duration)>,
+        drop_entry: bool,
     ) {
         let mut meta = self.meta();
-        meta.bump(keys.generation, generation_ttl);
-        self.insert(keys.entry, value, ttl);
+        meta.set(keys.generation, generation.to_owned(), generation_ttl);
+        if let Some((bytes, ttl)) = value {
+            self.insert(keys.entry, bytes, ttl);
+        } else if drop_entry {
+            self.entries.invalidate(keys.entry);
+        }
     }
 
-    pub(crate) fn bump(&self, keys: &EntryKeys<'_>, generation_ttl: Duration) -> String {
-        self.meta().bump(keys.generation, generation_ttl)
-    }
-
-    pub(crate) fn invalidate(&self, keys: &EntryKeys<'_>, generation_ttl: Duration) {
-        let mut meta = self.meta();
-        meta.bump(keys.generation, generation_ttl);
-        meta.remove(keys.lock);
-        self.entries.invalidate(keys.entry);
-    }
-
-    pub(crate) fn renew(&self, lock: &str, token: &str, ttl: Duration) -> bool {
+    fn renew_now(&self, lock: &str, token: &str, ttl: Duration) -> bool {
         let mut meta = self.meta();
         if meta.get(lock) == Some(token) {
             meta.set(lock, token.to_owned(), ttl);
@@ -255,7 +235,7 @@ impl MemoryStore {
         }
     }
 
-    pub(crate) fn unlock(&self, lock: &str, token: &str) -> bool {
+    fn unlock_now(&self, lock: &str, token: &str) -> bool {
         let mut meta = self.meta();
         if meta.get(lock) == Some(token) {
             meta.remove(lock);
@@ -263,5 +243,104 @@ impl MemoryStore {
         } else {
             false
         }
+    }
+}
+
+/// An operation that completes at once.
+fn now<'a, T: Send + 'a>(value: T) -> StoreFuture<'a, T> {
+    Box::pin(std::future::ready(Ok(value)))
+}
+
+/// `now + ttl`, or far in the future when that overflows (a TTL meaning "forever").
+fn expiry(ttl: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(ttl)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
+impl Backend for MemoryStore {
+    fn is_network(&self) -> bool {
+        false
+    }
+
+    fn read<'a>(
+        &'a self,
+        key: &'a str,
+        tags: &'a [String],
+        _with_ttl: bool,
+    ) -> StoreFuture<'a, Read> {
+        now(self.read_now(key, tags))
+    }
+
+    fn tag_versions<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, Vec<Option<u64>>> {
+        now(self.versions_now(tags))
+    }
+
+    fn capture_tags<'a>(&'a self, tags: &'a [String], ttl: Duration) -> StoreFuture<'a, Vec<u64>> {
+        now(self.capture_now(tags, ttl))
+    }
+
+    fn delete_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, ()> {
+        let mut meta = self.meta();
+        for tag in tags {
+            meta.remove(tag);
+        }
+        now(())
+    }
+
+    fn claim<'a>(
+        &'a self,
+        keys: &'a EntryKeys<'a>,
+        token: Option<&'a str>,
+        lock_ttl: Duration,
+        candidate: &'a str,
+        generation_ttl: Duration,
+    ) -> StoreFuture<'a, ClaimReply> {
+        now(self.claim_now(keys, token, lock_ttl, candidate, generation_ttl))
+    }
+
+    fn poll<'a>(&'a self, keys: &'a EntryKeys<'a>) -> StoreFuture<'a, (Option<StoredBytes>, bool)> {
+        let locked = self.meta().get(keys.lock).is_some();
+        let current = self.get(keys.entry).map(|e| StoredBytes::Shared(e.bytes));
+        now((current, locked))
+    }
+
+    fn generation<'a>(&'a self, keys: &'a EntryKeys<'a>) -> StoreFuture<'a, Option<String>> {
+        now(self.meta().get(keys.generation).map(str::to_owned))
+    }
+
+    fn fill<'a>(
+        &'a self,
+        keys: &'a EntryKeys<'a>,
+        token: Option<&'a str>,
+        generation: &'a str,
+        value: FillValue<'a>,
+        ttl: Duration,
+    ) -> StoreFuture<'a, FillReply> {
+        now(self.fill_now(keys, token, generation, value, ttl))
+    }
+
+    fn new_generation<'a>(
+        &'a self,
+        keys: &'a EntryKeys<'a>,
+        generation: &'a str,
+        generation_ttl: Duration,
+        value: Option<(&'a [u8], Duration)>,
+        drop_entry: bool,
+    ) -> StoreFuture<'a, ()> {
+        self.new_generation_now(keys, generation, generation_ttl, value, drop_entry);
+        now(())
+    }
+
+    fn renew<'a>(&'a self, lock: &'a str, token: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {
+        now(self.renew_now(lock, token, ttl))
+    }
+
+    fn unlock<'a>(&'a self, lock: &'a str, token: &'a str) -> StoreFuture<'a, bool> {
+        now(self.unlock_now(lock, token))
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        now(())
     }
 }

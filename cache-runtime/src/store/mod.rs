@@ -1,19 +1,24 @@
-//! Where entries live: Redis (single node or cluster) or the embedded in-process store.
+//! Where entries live: Redis (single node or cluster) or the embedded in-process store, behind
+//! one [`Backend`] trait.
 //!
-//! The store moves bytes with an expiry and keeps the small values around an entry: its lock
-//! (owner token), its generation (bumped by invalidation, put and refresh, so a load that began
-//! earlier cannot fill), and tag versions. The breaker, timeouts and the envelope are layered on
-//! top by [`crate::cache`] and [`crate::read_through`].
+//! A backend moves bytes with an expiry and keeps the small values around an entry: its lock
+//! (owner token), its generation (a random token replaced by invalidation, put and refresh, so a
+//! load that began earlier cannot fill), and tag versions. Deadlines, breakers and counting are
+//! layered on top by [`crate::connection`]; the envelope and the read path by [`crate::read`].
 
 mod batch;
 mod memory;
 mod redis;
 
-use std::{ops::Deref, sync::Arc, time::Duration};
+use std::{future::Future, ops::Deref, pin::Pin, sync::Arc, time::Duration};
 
+pub(crate) use self::batch::Batcher;
 pub(crate) use self::memory::MemoryStore;
-pub(crate) use self::{batch::Batcher, redis::RedisStore};
+pub(crate) use self::redis::RedisStore;
 use crate::Error;
+
+/// A backend operation in flight.
+pub(crate) type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
 
 /// Bytes read from a store: owned when they came over the network, shared when in-process.
 #[derive(Debug, Clone)]
@@ -49,172 +54,105 @@ pub(crate) struct Read {
     pub(crate) tag_versions: Vec<Option<u64>>,
 }
 
-/// Result of trying to take an entry's lock, with the entry and its generation at that moment.
-pub(crate) struct Acquired {
+/// The answer to a claim: whether the lock was taken, the entry and its generation then.
+pub(crate) struct ClaimReply {
     pub(crate) locked: bool,
     pub(crate) current: Option<StoredBytes>,
+    /// The entry's generation (created by the claim when it was missing).
     pub(crate) generation: Option<String>,
 }
 
-/// The store behind a [`Cache`](crate::Cache).
-pub(crate) enum Store {
-    Memory(MemoryStore),
-    Redis(RedisStore),
+/// What a fill should leave under the entry's key.
+#[derive(Clone, Copy)]
+pub(crate) enum FillValue<'a> {
+    /// Store these bytes.
+    Bytes(&'a [u8]),
+    /// Delete the entry (an uncached `None` replaces what was there).
+    Delete,
 }
 
-impl Store {
-    /// Reads an entry with its tags' versions (and its remaining TTL when `with_ttl`).
-    pub(crate) async fn read(
-        &self,
-        key: &str,
-        tags: &[String],
+/// The answer to a fill: stored, or which check refused it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FillReply {
+    Stored,
+    /// The lock is no longer the load's (it expired and was taken).
+    RefusedLock,
+    /// The generation changed (invalidate, put, refresh) or its key was lost.
+    RefusedGeneration,
+}
+
+/// One kind of store. Every method is one round trip (or none, in process).
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// Whether operations cross the network (and so need deadlines and a breaker).
+    fn is_network(&self) -> bool;
+
+    /// The entry with its tags' versions (and its remaining TTL when `with_ttl`).
+    fn read<'a>(
+        &'a self,
+        key: &'a str,
+        tags: &'a [String],
         with_ttl: bool,
-    ) -> Result<Read, Error> {
-        match self {
-            Store::Memory(m) => Ok(m.read(key, tags)),
-            Store::Redis(r) => r.read(key, tags, with_ttl).await,
-        }
-    }
+    ) -> StoreFuture<'a, Read>;
 
-    /// Current tag versions.
-    pub(crate) async fn tag_versions(&self, tags: &[String]) -> Result<Vec<Option<u64>>, Error> {
-        match self {
-            Store::Memory(m) => Ok(m.tag_versions(tags)),
-            Store::Redis(r) => r.tag_versions(tags).await,
-        }
-    }
+    /// Current tag versions (`None`: never captured, invalidated or expired).
+    fn tag_versions<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, Vec<Option<u64>>>;
 
-    /// Tag versions for a load about to start (created where missing, kept alive for `ttl`).
-    pub(crate) async fn capture_tags(
-        &self,
-        tags: &[String],
-        ttl: Duration,
-    ) -> Result<Vec<u64>, Error> {
-        match self {
-            Store::Memory(m) => Ok(m.capture_tags(tags, ttl)),
-            Store::Redis(r) => r.capture_tags(tags, ttl).await,
-        }
-    }
+    /// Tag versions for a load about to start: created where missing, kept alive for `ttl`.
+    fn capture_tags<'a>(&'a self, tags: &'a [String], ttl: Duration) -> StoreFuture<'a, Vec<u64>>;
 
-    /// Invalidates tags.
-    pub(crate) async fn delete_tags(&self, tags: &[String]) -> Result<(), Error> {
-        match self {
-            Store::Memory(m) => {
-                m.delete_tags(tags);
-                Ok(())
-            }
-            Store::Redis(r) => r.delete_tags(tags).await,
-        }
-    }
+    /// Invalidates tags: their versions disappear.
+    fn delete_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, ()>;
 
-    /// Takes the lock with `token` if given and free (`SET NX PX`), and reads the entry and its
-    /// generation, in one round trip.
-    pub(crate) async fn acquire(
-        &self,
-        keys: &EntryKeys<'_>,
-        token: Option<&str>,
-        ttl: Duration,
-    ) -> Result<Acquired, Error> {
-        match self {
-            Store::Memory(m) => Ok(m.acquire(keys, token, ttl)),
-            Store::Redis(r) => r.acquire(keys, token, ttl).await,
-        }
-    }
-
-    /// Reads the entry and whether its lock is held, in one round trip.
-    pub(crate) async fn poll(
-        &self,
-        keys: &EntryKeys<'_>,
-    ) -> Result<(Option<StoredBytes>, bool), Error> {
-        match self {
-            Store::Memory(m) => Ok(m.poll(keys)),
-            Store::Redis(r) => r.poll(keys).await,
-        }
-    }
-
-    /// Writes the entry only if its generation is still `generation` and, when `token` is given,
-    /// the lock is still the token's (releasing it).
-    pub(crate) async fn fill(
-        &self,
-        keys: &EntryKeys<'_>,
-        token: Option<&str>,
-        generation: Option<&str>,
-        value: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, Error> {
-        match self {
-            Store::Memory(m) => Ok(m.fill(keys, token, generation, value, ttl)),
-            Store::Redis(r) => r.fill(keys, token, generation, value, ttl).await,
-        }
-    }
-
-    /// Write-through: a new generation and the entry.
-    pub(crate) async fn put(
-        &self,
-        keys: &EntryKeys<'_>,
-        value: &[u8],
-        ttl: Duration,
+    /// Takes the lock with `token` if given and free (`SET NX PX`), creates the generation as
+    /// `candidate` if missing, and reads the entry and the generation.
+    fn claim<'a>(
+        &'a self,
+        keys: &'a EntryKeys<'a>,
+        token: Option<&'a str>,
+        lock_ttl: Duration,
+        candidate: &'a str,
         generation_ttl: Duration,
-    ) -> Result<(), Error> {
-        match self {
-            Store::Memory(m) => {
-                m.put(keys, value, ttl, generation_ttl);
-                Ok(())
-            }
-            Store::Redis(r) => r.put(keys, value, ttl, generation_ttl).await,
-        }
-    }
+    ) -> StoreFuture<'a, ClaimReply>;
 
-    /// A new generation (loads in flight can no longer fill); returns it.
-    pub(crate) async fn bump(
-        &self,
-        keys: &EntryKeys<'_>,
-        generation_ttl: Duration,
-    ) -> Result<String, Error> {
-        match self {
-            Store::Memory(m) => Ok(m.bump(keys, generation_ttl)),
-            Store::Redis(r) => r.bump(keys, generation_ttl).await,
-        }
-    }
+    /// The entry and whether its lock is held.
+    fn poll<'a>(&'a self, keys: &'a EntryKeys<'a>) -> StoreFuture<'a, (Option<StoredBytes>, bool)>;
 
-    /// Drops the entry and its lock after starting a new generation.
-    pub(crate) async fn invalidate(
-        &self,
-        keys: &EntryKeys<'_>,
+    /// The entry's current generation.
+    fn generation<'a>(&'a self, keys: &'a EntryKeys<'a>) -> StoreFuture<'a, Option<String>>;
+
+    /// Writes (or deletes) the entry only if its generation is still `generation` and, when
+    /// `token` is given, the lock is still the token's (releasing it either way if owned).
+    fn fill<'a>(
+        &'a self,
+        keys: &'a EntryKeys<'a>,
+        token: Option<&'a str>,
+        generation: &'a str,
+        value: FillValue<'a>,
+        ttl: Duration,
+    ) -> StoreFuture<'a, FillReply>;
+
+    /// Sets a new generation; with `value`, stores the entry too (write-through), else deletes
+    /// it when `drop_entry` (invalidation). The lock is left to its owner.
+    fn new_generation<'a>(
+        &'a self,
+        keys: &'a EntryKeys<'a>,
+        generation: &'a str,
         generation_ttl: Duration,
-    ) -> Result<(), Error> {
-        match self {
-            Store::Memory(m) => {
-                m.invalidate(keys, generation_ttl);
-                Ok(())
-            }
-            Store::Redis(r) => r.invalidate(keys, generation_ttl).await,
-        }
-    }
+        value: Option<(&'a [u8], Duration)>,
+        drop_entry: bool,
+    ) -> StoreFuture<'a, ()>;
 
     /// Extends `lock`, only if `token` still owns it.
-    pub(crate) async fn renew(
-        &self,
-        lock: &str,
-        token: &str,
-        ttl: Duration,
-    ) -> Result<bool, Error> {
-        match self {
-            Store::Memory(m) => Ok(m.renew(lock, token, ttl)),
-            Store::Redis(r) => r.renew(lock, token, ttl).await,
-        }
-    }
+    fn renew<'a>(&'a self, lock: &'a str, token: &'a str, ttl: Duration) -> StoreFuture<'a, bool>;
 
     /// Releases `lock`, only if `token` owns it.
-    pub(crate) async fn unlock(&self, lock: &str, token: &str) -> Result<bool, Error> {
-        match self {
-            Store::Memory(m) => Ok(m.unlock(lock, token)),
-            Store::Redis(r) => r.unlock(lock, token).await,
-        }
-    }
+    fn unlock<'a>(&'a self, lock: &'a str, token: &'a str) -> StoreFuture<'a, bool>;
 
-    /// Whether calls cross the network (and so go through the breaker and timeouts).
-    pub(crate) fn is_remote(&self) -> bool {
-        matches!(self, Store::Redis(_))
+    /// Checks that the node answers.
+    fn ping(&self) -> StoreFuture<'_, ()>;
+
+    /// The single-node connection, for commands users write by hand.
+    fn redis_connection(&self) -> Option<::redis::aio::ConnectionManager> {
+        None
     }
 }

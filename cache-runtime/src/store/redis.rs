@@ -15,28 +15,23 @@ use std::{
 use futures_util::future::join_all;
 use redis::{Cmd, FromRedisValue, Pipeline, Script, aio::ConnectionManager};
 
-use super::{Acquired, Batcher, EntryKeys, Read, StoredBytes};
+use super::{
+    Backend, Batcher, ClaimReply, EntryKeys, FillReply, FillValue, Read, StoreFuture, StoredBytes,
+};
 use crate::Error;
 
-/// Stores the entry only if the generation is the one captured before the load and (when a
-/// token is given) the caller still owns the lock; releases the lock either way if owned.
+/// Stores (or deletes) the entry only if the generation is the one captured before the load
+/// and (when a token is given) the caller still owns the lock; releases the lock if owned.
+/// Returns 1 when written, 0 when the lock was not the caller's, -1 when the generation moved
+/// (a missing generation key never matches: it was lost, so an invalidation may be lost too).
 static FILL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"local gen = redis.call('GET', KEYS[3]) or ''
-          local owns = ARGV[1] == '' or redis.call('GET', KEYS[2]) == ARGV[1]
+        r"local owns = ARGV[1] == '' or redis.call('GET', KEYS[2]) == ARGV[1]
           if owns and ARGV[1] ~= '' then redis.call('DEL', KEYS[2]) end
-          if not owns or gen ~= ARGV[2] then return 0 end
-          redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
-          return 1",
-    )
-});
-
-/// Write-through: bumps the generation (so loads in flight cannot overwrite) and stores.
-static PUT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"redis.call('INCR', KEYS[2])
-          redis.call('PEXPIRE', KEYS[2], ARGV[3])
-          redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+          if not owns then return 0 end
+          if redis.call('GET', KEYS[3]) ~= ARGV[2] then return -1 end
+          if ARGV[5] == '1' then redis.call('DEL', KEYS[1])
+          else redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4]) end
           return 1",
     )
 });
@@ -70,7 +65,7 @@ pub(crate) enum RedisStore {
     Cluster(redis::cluster_async::ClusterConnection),
 }
 
-fn px(ttl: Duration) -> u64 {
+pub(crate) fn px(ttl: Duration) -> u64 {
     // PX needs at least 1 ms; a zero TTL would be an error reply.
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
@@ -135,12 +130,7 @@ impl RedisStore {
     /// The entry, its tags' current versions and (if asked) its remaining TTL: one round of
     /// plain reads. With tags, entry and versions come from one `MGET` (split per slot by the
     /// cluster client); the `PTTL` goes alongside.
-    pub(crate) async fn read(
-        &self,
-        key: &str,
-        tags: &[String],
-        with_ttl: bool,
-    ) -> Result<Read, Error> {
+    async fn read_entry(&self, key: &str, tags: &[String], with_ttl: bool) -> Result<Read, Error> {
         if tags.is_empty() && !with_ttl {
             // The common hit: one GET (or a share of an MGET), without joining reads.
             let bytes: Option<Vec<u8>> = match self {
@@ -170,9 +160,6 @@ impl RedisStore {
             self.read_tagged(key, tags).await
         };
         let ttl = async {
-            if !with_ttl {
-                return Ok(None);
-            }
             let pttl: i64 = self.query(redis::cmd("PTTL").arg(key)).await?;
             Ok::<_, Error>(remaining(pttl))
         };
@@ -200,8 +187,7 @@ impl RedisStore {
         Ok((bytes, values.map(parse_version).collect()))
     }
 
-    /// Current versions of tags (`None` for a tag never captured, invalidated or expired).
-    pub(crate) async fn tag_versions(&self, tags: &[String]) -> Result<Vec<Option<u64>>, Error> {
+    async fn read_versions(&self, tags: &[String]) -> Result<Vec<Option<u64>>, Error> {
         if tags.is_empty() {
             return Ok(Vec::new());
         }
@@ -209,13 +195,7 @@ impl RedisStore {
         Ok(raw.into_iter().map(parse_version).collect())
     }
 
-    /// Versions of tags for an entry about to be loaded, creating random ones where missing and
-    /// extending each tag's life to at least `ttl`.
-    pub(crate) async fn capture_tags(
-        &self,
-        tags: &[String],
-        ttl: Duration,
-    ) -> Result<Vec<u64>, Error> {
+    async fn capture(&self, tags: &[String], ttl: Duration) -> Result<Vec<u64>, Error> {
         let ms = px(ttl);
         let captures = tags.iter().map(|tag| async move {
             let candidate = fastrand::u64(1..);
@@ -235,143 +215,211 @@ impl RedisStore {
         join_all(captures).await.into_iter().collect()
     }
 
-    /// Invalidates tags: their versions disappear, so every entry that recorded one misses.
-    pub(crate) async fn delete_tags(&self, tags: &[String]) -> Result<(), Error> {
-        if tags.is_empty() {
-            return Ok(());
-        }
-        self.query::<i64>(redis::cmd("UNLINK").arg(tags))
-            .await
-            .map(drop)
-    }
-
-    pub(crate) async fn acquire(
+    async fn claim_entry(
         &self,
         keys: &EntryKeys<'_>,
         token: Option<&str>,
-        ttl: Duration,
-    ) -> Result<Acquired, Error> {
+        lock_ttl: Duration,
+        candidate: &str,
+        generation_ttl: Duration,
+    ) -> Result<ClaimReply, Error> {
         let mut pipe = redis::pipe();
-        if let Some(token) = token {
-            pipe.cmd("SET")
+        match token {
+            Some(token) => pipe
+                .cmd("SET")
                 .arg(keys.lock)
                 .arg(token)
                 .arg("NX")
                 .arg("PX")
-                .arg(px(ttl));
-        } else {
-            pipe.cmd("PING");
-        }
+                .arg(px(lock_ttl)),
+            None => pipe.cmd("PING"),
+        };
+        pipe.cmd("SET")
+            .arg(keys.generation)
+            .arg(candidate)
+            .arg("NX")
+            .arg("PX")
+            .arg(px(generation_ttl))
+            .ignore();
         pipe.cmd("GET")
             .arg(keys.entry)
             .cmd("GET")
             .arg(keys.generation);
         let (ok, bytes, generation): (Option<String>, Option<Vec<u8>>, Option<String>) =
             self.query_pipe(&pipe).await?;
-        Ok(Acquired {
+        Ok(ClaimReply {
             locked: token.is_some() && ok.is_some_and(|r| r == "OK"),
             current: bytes.map(StoredBytes::Owned),
             generation,
         })
     }
 
-    pub(crate) async fn poll(
-        &self,
-        keys: &EntryKeys<'_>,
-    ) -> Result<(Option<StoredBytes>, bool), Error> {
+    async fn poll_entry(&self, keys: &EntryKeys<'_>) -> Result<(Option<StoredBytes>, bool), Error> {
         let mut pipe = redis::pipe();
         pipe.cmd("GET").arg(keys.entry).cmd("EXISTS").arg(keys.lock);
         let (bytes, locked): (Option<Vec<u8>>, bool) = self.query_pipe(&pipe).await?;
         Ok((bytes.map(StoredBytes::Owned), locked))
     }
 
-    pub(crate) async fn fill(
+    async fn fill_entry(
         &self,
         keys: &EntryKeys<'_>,
         token: Option<&str>,
-        generation: Option<&str>,
-        value: &[u8],
+        generation: &str,
+        value: FillValue<'_>,
         ttl: Duration,
-    ) -> Result<bool, Error> {
+    ) -> Result<FillReply, Error> {
         let ms = px(ttl).to_string();
-        let args: [&[u8]; 4] = [
+        let (bytes, delete): (&[u8], &[u8]) = match value {
+            FillValue::Bytes(bytes) => (bytes, b"0"),
+            FillValue::Delete => (b"", b"1"),
+        };
+        let args: [&[u8]; 5] = [
             token.unwrap_or("").as_bytes(),
-            generation.unwrap_or("").as_bytes(),
-            value,
+            generation.as_bytes(),
+            bytes,
             ms.as_bytes(),
+            delete,
         ];
-        Ok(self
+        let reply = self
             .invoke(&FILL, &[keys.entry, keys.lock, keys.generation], &args)
-            .await?
-            == 1)
+            .await?;
+        Ok(match reply {
+            1 => FillReply::Stored,
+            0 => FillReply::RefusedLock,
+            _ => FillReply::RefusedGeneration,
+        })
     }
 
-    pub(crate) async fn put(
+    async fn set_generation(
         &self,
         keys: &EntryKeys<'_>,
-        value: &[u8],
-        ttl: Duration,
+        generation: &str,
         generation_ttl: Duration,
+        value: Option<(&[u8], Duration)>,
+        drop_entry: bool,
     ) -> Result<(), Error> {
-        let (ms, gen_ms) = (px(ttl).to_string(), px(generation_ttl).to_string());
-        self.invoke(
-            &PUT,
-            &[keys.entry, keys.generation],
-            &[value, ms.as_bytes(), gen_ms.as_bytes()],
-        )
-        .await
-        .map(drop)
-    }
-
-    /// Starts a new generation: loads in flight can no longer fill. Returns it.
-    pub(crate) async fn bump(
-        &self,
-        keys: &EntryKeys<'_>,
-        generation_ttl: Duration,
-    ) -> Result<String, Error> {
+        // One MULTI: the new generation and the entry change together, generation first.
         let mut pipe = redis::pipe();
-        pipe.cmd("INCR")
+        pipe.atomic();
+        pipe.cmd("SET")
             .arg(keys.generation)
-            .cmd("PEXPIRE")
-            .arg(keys.generation)
+            .arg(generation)
+            .arg("PX")
             .arg(px(generation_ttl))
             .ignore();
-        let (generation,): (i64,) = self.query_pipe(&pipe).await?;
-        Ok(generation.to_string())
-    }
-
-    /// Drops the entry: a new generation first (so no load in flight can fill afterwards), then
-    /// the entry and its lock.
-    pub(crate) async fn invalidate(
-        &self,
-        keys: &EntryKeys<'_>,
-        generation_ttl: Duration,
-    ) -> Result<(), Error> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("INCR").arg(keys.generation).ignore();
-        pipe.cmd("PEXPIRE")
-            .arg(keys.generation)
-            .arg(px(generation_ttl))
-            .ignore();
-        pipe.cmd("UNLINK").arg(keys.entry).arg(keys.lock).ignore();
+        if let Some((bytes, ttl)) = value {
+            pipe.cmd("SET")
+                .arg(keys.entry)
+                .arg(bytes)
+                .arg("PX")
+                .arg(px(ttl))
+                .ignore();
+        } else if drop_entry {
+            pipe.cmd("UNLINK").arg(keys.entry).ignore();
+        }
         self.query_pipe::<()>(&pipe).await
     }
+}
 
-    pub(crate) async fn renew(
-        &self,
-        lock: &str,
-        token: &str,
-        ttl: Duration,
-    ) -> Result<bool, Error> {
-        let ms = px(ttl).to_string();
-        Ok(self
-            .invoke(&RENEW, &[lock], &[token.as_bytes(), ms.as_bytes()])
-            .await?
-            == 1)
+impl Backend for RedisStore {
+    fn is_network(&self) -> bool {
+        true
     }
 
-    pub(crate) async fn unlock(&self, lock: &str, token: &str) -> Result<bool, Error> {
-        Ok(self.invoke(&UNLOCK, &[lock], &[token.as_bytes()]).await? == 1)
+    fn read<'a>(
+        &'a self,
+        key: &'a str,
+        tags: &'a [String],
+        with_ttl: bool,
+    ) -> StoreFuture<'a, Read> {
+        Box::pin(self.read_entry(key, tags, with_ttl))
+    }
+
+    fn tag_versions<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, Vec<Option<u64>>> {
+        Box::pin(self.read_versions(tags))
+    }
+
+    fn capture_tags<'a>(&'a self, tags: &'a [String], ttl: Duration) -> StoreFuture<'a, Vec<u64>> {
+        Box::pin(self.capture(tags, ttl))
+    }
+
+    fn delete_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            if tags.is_empty() {
+                return Ok(());
+            }
+            self.query::<i64>(redis::cmd("UNLINK").arg(tags))
+                .await
+                .map(drop)
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        keys: &'a EntryKeys<'a>,
+        token: Option<&'a str>,
+        lock_ttl: Duration,
+        candidate: &'a str,
+        generation_ttl: Duration,
+    ) -> StoreFuture<'a, ClaimReply> {
+        Box::pin(self.claim_entry(keys, token, lock_ttl, candidate, generation_ttl))
+    }
+
+    fn poll<'a>(&'a self, keys: &'a EntryKeys<'a>) -> StoreFuture<'a, (Option<StoredBytes>, bool)> {
+        Box::pin(self.poll_entry(keys))
+    }
+
+    fn generation<'a>(&'a self, keys: &'a EntryKeys<'a>) -> StoreFuture<'a, Option<String>> {
+        Box::pin(async move { self.query(redis::cmd("GET").arg(keys.generation)).await })
+    }
+
+    fn fill<'a>(
+        &'a self,
+        keys: &'a EntryKeys<'a>,
+        token: Option<&'a str>,
+        generation: &'a str,
+        value: FillValue<'a>,
+        ttl: Duration,
+    ) -> StoreFuture<'a, FillReply> {
+        Box::pin(self.fill_entry(keys, token, generation, value, ttl))
+    }
+
+    fn new_generation<'a>(
+        &'a self,
+        keys: &'a EntryKeys<'a>,
+        generation: &'a str,
+        generation_ttl: Duration,
+        value: Option<(&'a [u8], Duration)>,
+        drop_entry: bool,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(self.set_generation(keys, generation, generation_ttl, value, drop_entry))
+    }
+
+    fn renew<'a>(&'a self, lock: &'a str, token: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let ms = px(ttl).to_string();
+            let renewed = self
+                .invoke(&RENEW, &[lock], &[token.as_bytes(), ms.as_bytes()])
+                .await?;
+            Ok(renewed == 1)
+        })
+    }
+
+    fn unlock<'a>(&'a self, lock: &'a str, token: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move { Ok(self.invoke(&UNLOCK, &[lock], &[token.as_bytes()]).await? == 1) })
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move { self.query::<String>(&redis::cmd("PING")).await.map(drop) })
+    }
+
+    fn redis_connection(&self) -> Option<ConnectionManager> {
+        match self {
+            RedisStore::Single(conn, _) => Some(conn.clone()),
+            #[cfg(feature = "cluster")]
+            RedisStore::Cluster(_) => None,
+        }
     }
 }
 

@@ -1,0 +1,135 @@
+//! Entries as the read path sees them: encoding with the size cap and the round-trip check,
+//! decoding into a function's output, and whether recorded tag versions are still current.
+
+use std::time::Duration;
+
+use crate::{
+    Cache, Error,
+    envelope::{self, EntryMeta},
+    shape::Shape,
+    spec::FnSpec,
+    stats::bump,
+};
+
+/// A random token: lock owners and generations.
+pub(crate) fn new_token() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
+/// How long a generation key lives: at least as long as the entries it guards.
+pub(crate) fn generation_ttl(cache: &Cache, spec: &FnSpec) -> Duration {
+    spec.ttl(cache)
+        .saturating_add(spec.stale)
+        .max(Duration::from_secs(3600))
+}
+
+/// Whether an entry's recorded tag versions are all still current.
+pub(crate) fn tags_current(recorded: &[u64], current: &[Option<u64>]) -> bool {
+    recorded.len() == current.len() && recorded.iter().zip(current).all(|(r, c)| Some(*r) == *c)
+}
+
+/// Decodes an entry into the function's output; `Err` says why it is unusable.
+pub(crate) fn decode<S: Shape>(
+    cache: &Cache,
+    spec: &FnSpec,
+    bytes: &[u8],
+) -> Result<(S::Output, EntryMeta), String> {
+    let decoded =
+        envelope::decode::<S::Value>(spec.fingerprint, bytes, cache.inner().max_value_size)
+            .map_err(|e| e.to_string())?;
+    let output = S::from_cached(decoded.value)
+        .ok_or_else(|| "negative entry for a plain return type".to_owned())?;
+    Ok((output, decoded.meta))
+}
+
+/// An entry that decodes and whose tags are current.
+pub(crate) fn usable<S: Shape>(
+    cache: &Cache,
+    spec: &FnSpec,
+    bytes: &[u8],
+    versions: &[Option<u64>],
+) -> Option<S::Output> {
+    decode::<S>(cache, spec, bytes)
+        .ok()
+        .filter(|(_, meta)| tags_current(&meta.tag_versions, versions))
+        .map(|(o, _)| o)
+}
+
+/// Encodes an entry, within the maximum value size.
+pub(crate) fn encode<T: serde::Serialize + ?Sized>(
+    cache: &Cache,
+    spec: &FnSpec,
+    value: Option<&T>,
+    meta: &EntryMeta,
+) -> Result<Vec<u8>, Error> {
+    let bytes =
+        envelope::encode(spec.fingerprint, value, meta).map_err(|e| Error::Encode(e.to_string()));
+    let bytes = bytes.and_then(|b| {
+        let max = cache.inner().max_value_size;
+        if b.len() > max {
+            Err(Error::ValueTooLarge { size: b.len(), max })
+        } else {
+            Ok(b)
+        }
+    });
+    if bytes.is_err() {
+        bump(&cache.inner().counters.uncached);
+    }
+    bytes
+}
+
+/// What a loaded output becomes as an entry.
+pub(crate) enum Encoded {
+    /// Bytes that decode back: store them and hand them to waiters.
+    Entry(Vec<u8>),
+    /// Bytes too large to store, that waiters can still decode.
+    Oversized(Vec<u8>),
+    /// Nothing usable: the value does not serialize, or does not decode back (JSON writes a NaN
+    /// float as `null`, which then fails to decode).
+    Unusable(Error),
+}
+
+/// Encodes a loaded value and checks that it decodes back, so no entry is stored that every
+/// reader would then treat as a miss.
+pub(crate) fn encode_checked<S: Shape>(
+    cache: &Cache,
+    spec: &FnSpec,
+    value: Option<&S::Value>,
+    meta: &EntryMeta,
+) -> Encoded {
+    let bytes = match envelope::encode(spec.fingerprint, value, meta) {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            bump(&cache.inner().counters.uncached);
+            return Encoded::Unusable(Error::Encode(err.to_string()));
+        }
+    };
+    let max = cache.inner().max_value_size;
+    if bytes.len() > max {
+        bump(&cache.inner().counters.uncached);
+        // Decoded by waiters with no size cap of their own: they asked for this value.
+        return match envelope::decode::<S::Value>(spec.fingerprint, &bytes, usize::MAX) {
+            Ok(_) => Encoded::Oversized(bytes),
+            Err(err) => Encoded::Unusable(Error::Encode(err.to_string())),
+        };
+    }
+    if let Err(reason) = decode::<S>(cache, spec, &bytes) {
+        bump(&cache.inner().counters.uncached);
+        tracing::warn!(
+            function = spec.name,
+            reason,
+            "value does not decode back from its entry (a NaN float in JSON?); not cached"
+        );
+        return Encoded::Unusable(Error::Encode(format!(
+            "value does not decode back: {reason}"
+        )));
+    }
+    Encoded::Entry(bytes)
+}
+
+/// Decodes bytes a load in this process produced (a flight's outcome): no size cap, since an
+/// oversized value is handed to waiters without being stored.
+pub(crate) fn decode_outcome<S: Shape>(spec: &FnSpec, bytes: &[u8]) -> Option<S::Output> {
+    let decoded = envelope::decode::<S::Value>(spec.fingerprint, bytes, usize::MAX).ok()?;
+    S::from_cached(decoded.value)
+}

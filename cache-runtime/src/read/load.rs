@@ -1,0 +1,324 @@
+//! The loader's turn: run it (with the lock renewed beside it), turn its output into an
+//! entry, write it if the claim still holds, and tell the flight's waiters what they may use.
+
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    Cache,
+    envelope::EntryMeta,
+    read::{
+        entry::{Encoded, decode, encode_checked, tags_current},
+        flight::{LeaderGuard, Loaded, Outcome},
+        keys::Keys,
+        lock::{Claim, renewing},
+        refresh,
+    },
+    shape::{Cacheable, ErrorSharing, Shape},
+    spec::FnSpec,
+    stats::bump,
+    store::{FillReply, FillValue, StoredBytes},
+};
+
+/// How a load's result is written.
+pub(crate) enum Fill {
+    /// Store it if the claim still holds when the fill arrives.
+    Store(Claim),
+    /// Do not store (another process holds the lock and will); check the claim before handing
+    /// the value to waiters.
+    Check(Claim),
+    /// Nothing can be stored or checked: the store did not answer.
+    Nothing,
+}
+
+/// What kind of load this is.
+pub(crate) enum Mode {
+    /// A miss, or a refresh in the background.
+    Miss,
+    /// `NAME_refresh`: stores before returning and reports whether it could.
+    Refresh,
+    /// A refresh of a stale or early-expiring entry. If the loader fails, the entry stays
+    /// (stale-if-error); in the foreground the stale value answers its caller (only).
+    Revalidate {
+        stale: StoredBytes,
+        foreground: bool,
+    },
+}
+
+/// Everything a cached load owns.
+pub(crate) struct LoadCtx {
+    pub(crate) cache: Cache,
+    pub(crate) keys: Keys,
+    pub(crate) leader: Option<LeaderGuard>,
+    pub(crate) fill: Fill,
+    pub(crate) mode: Mode,
+    /// How long waiters wait for this load before loading themselves.
+    pub(crate) lock_wait: Duration,
+}
+
+/// The loader's turn: run it, store the result, tell waiters.
+pub struct Load<'a, S: Shape> {
+    pub(crate) spec: &'a FnSpec,
+    pub(crate) sharing: Option<ErrorSharing<S::Output>>,
+    /// `None`: run the loader uncached.
+    pub(crate) ctx: Option<LoadCtx>,
+}
+
+impl<S: Shape> Load<'_, S> {
+    /// Runs the loader, stores its result and tells waiters; returns the loader's output (or,
+    /// when a foreground refresh of a stale entry fails, the stale value).
+    pub async fn run<F: Future<Output = S::Output>>(self, loader: F) -> S::Output {
+        let Load { spec, sharing, ctx } = self;
+        let Some(ctx) = ctx else {
+            return loader.await;
+        };
+        let started = Instant::now();
+        if let Some(leader) = &ctx.leader {
+            leader.set_deadline(started + ctx.lock_wait);
+        }
+        let lock = match &ctx.fill {
+            Fill::Store(claim) => claim.lock.as_ref(),
+            _ => None,
+        };
+        // Boxed: the loader's future need not be part of every call's (a hit's) future.
+        let output = Box::pin(renewing(&ctx.cache, spec, &ctx.keys, lock, loader)).await;
+        let load_time = started.elapsed();
+        let cache = &ctx.cache;
+        cache.record_load_time(spec.name, load_time);
+        bump(&cache.inner().counters.loads);
+        spec.metrics().loads.increment(1);
+        spec.metrics().load_seconds.record(load_time.as_secs_f64());
+
+        let (value, ttl, stale, delete) = match S::cacheable(&output) {
+            Cacheable::Skip => return Box::pin(failed::<S>(ctx, spec, sharing, output)).await,
+            Cacheable::Value(v) => (Some(v), spec.jittered(spec.ttl(cache)), spec.stale, false),
+            Cacheable::Negative => (None, spec.none_ttl(cache), Duration::ZERO, !spec.cache_none),
+        };
+        if matches!(ctx.fill, Fill::Nothing)
+            && !matches!(ctx.mode, Mode::Refresh)
+            && !ctx.leader.as_ref().is_some_and(LeaderGuard::has_waiters)
+        {
+            // Nothing to store and nobody to hand bytes to (Redis is failing): skip encoding.
+            return output;
+        }
+        let tag_versions = match &ctx.fill {
+            Fill::Store(claim) | Fill::Check(claim) => claim.tag_versions.clone(),
+            Fill::Nothing => Vec::new(),
+        };
+        let meta = EntryMeta {
+            ttl,
+            stale,
+            load_time,
+            tag_versions,
+        };
+        let written = Written {
+            started,
+            ttl: ttl.saturating_add(stale),
+            delete,
+        };
+        let encoded = encode_checked::<S>(cache, spec, value, &meta);
+        let background = cache.inner().fill_in_background
+            && cache.conn().is_network()
+            && matches!(ctx.mode, Mode::Miss)
+            && matches!(ctx.fill, Fill::Store(_));
+        let name = spec.name;
+        if background {
+            // The caller has its value; the fill (and the waiters' wake-up) need not delay it.
+            // The flight stays open until the fill lands, so callers arriving meanwhile join it.
+            let cache = cache.clone();
+            let settling = Box::pin(settle(ctx, name, encoded, written));
+            if let Err(settling) = cache.start_write(settling) {
+                settling.await;
+            }
+        } else {
+            Box::pin(settle(ctx, name, encoded, written)).await;
+        }
+        output
+    }
+}
+
+/// How a load's entry is written.
+struct Written {
+    started: Instant,
+    /// How long Redis keeps it (`ttl + stale`).
+    ttl: Duration,
+    /// An uncached `None`: delete what was there instead of storing.
+    delete: bool,
+}
+
+/// Writes a load's entry, then hands the outcome to the flight's waiters.
+async fn settle(mut ctx: LoadCtx, function: &'static str, encoded: Encoded, written: Written) {
+    let fill = std::mem::replace(&mut ctx.fill, Fill::Nothing);
+    let (outcome, report) = match encoded {
+        Encoded::Unusable(err) => {
+            // `fill` drops here: its lock guard releases the lock.
+            drop(fill);
+            (Outcome::Unusable, Err(err))
+        }
+        Encoded::Oversized(bytes) => {
+            drop(fill);
+            let loaded = Loaded {
+                bytes: bytes.into(),
+                valid_at: written.started,
+                unverified: false,
+            };
+            (Outcome::Value(loaded), Ok(()))
+        }
+        Encoded::Entry(bytes) => {
+            let value = if written.delete {
+                FillValue::Delete
+            } else {
+                FillValue::Bytes(&bytes)
+            };
+            let (valid_at, unverified) = match fill {
+                Fill::Store(claim) => match store(&ctx, claim, value, written.ttl).await {
+                    Some(stored) => stored,
+                    None => {
+                        if let Some(leader) = ctx.leader.take() {
+                            leader.finish(Outcome::Abandoned);
+                        }
+                        if matches!(ctx.mode, Mode::Refresh) {
+                            refresh::record(Ok(()));
+                        }
+                        return;
+                    }
+                },
+                Fill::Check(claim) => check(&ctx, claim, written.started).await,
+                Fill::Nothing => (written.started, true),
+            };
+            if unverified {
+                tracing::debug!(function, key = ctx.keys.entry, "entry not stored");
+            }
+            let loaded = Loaded {
+                bytes: bytes.into(),
+                valid_at,
+                unverified,
+            };
+            let report = if unverified {
+                Err(crate::Error::Unavailable)
+            } else {
+                Ok(())
+            };
+            (Outcome::Value(loaded), report)
+        }
+    };
+    if matches!(ctx.mode, Mode::Refresh) {
+        refresh::record(report);
+    }
+    if let Some(leader) = ctx.leader.take() {
+        leader.finish(outcome);
+    }
+}
+
+/// Fills the entry under the claim, re-reading tag versions alongside. `Some((valid_at,
+/// unverified))` for an outcome waiters may use; `None` when a check refused the fill (an
+/// invalidation overtook the load: waiters reload).
+async fn store(
+    ctx: &LoadCtx,
+    claim: Claim,
+    value: FillValue<'_>,
+    ttl: Duration,
+) -> Option<(Instant, bool)> {
+    let Claim {
+        lock,
+        generation,
+        tag_versions,
+        ..
+    } = claim;
+    let conn = ctx.cache.conn();
+    let counters = &ctx.cache.inner().counters;
+    let sent = Instant::now();
+    let entry_keys = ctx.keys.entry_keys();
+    let token = lock.as_ref().map(|l| l.token());
+    let (filled, versions) = futures_util::future::join(
+        conn.fill(&entry_keys, token, &generation, value, ttl),
+        conn.tag_versions(&ctx.keys.tags),
+    )
+    .await;
+    let filled = match filled {
+        Ok(reply) => {
+            // The script released the lock if it was ours.
+            if let Some(lock) = lock {
+                lock.disarm();
+            }
+            reply
+        }
+        // The guard releases the lock, if the fill did not.
+        Err(_) => return Some((sent, true)),
+    };
+    let refused = match (filled, versions) {
+        (FillReply::RefusedLock, _) => &counters.fills_refused_lock,
+        (FillReply::RefusedGeneration, _) => &counters.fills_refused_generation,
+        (FillReply::Stored, Ok(versions)) if tags_current(&tag_versions, &versions) => {
+            bump(&counters.stores);
+            return Some((sent, false));
+        }
+        // A tag changed meanwhile, or its versions could not be read (fail closed): the stored
+        // entry recorded the old versions and will miss; waiters must not get the value.
+        (FillReply::Stored, _) => &counters.fills_refused_tags,
+    };
+    bump(refused);
+    bump(&counters.fills_rejected);
+    None
+}
+
+/// For a load that did not store: whether the claim still holds (generation and tags
+/// unchanged). The value is current at the check if it does, else only at its load's start.
+async fn check(ctx: &LoadCtx, claim: Claim, started: Instant) -> (Instant, bool) {
+    if !ctx.leader.as_ref().is_some_and(LeaderGuard::has_waiters) {
+        return (started, false);
+    }
+    let conn = ctx.cache.conn();
+    let sent = Instant::now();
+    let entry_keys = ctx.keys.entry_keys();
+    let (generation, versions) = futures_util::future::join(
+        conn.generation(&entry_keys),
+        conn.tag_versions(&ctx.keys.tags),
+    )
+    .await;
+    match (generation, versions) {
+        (Ok(generation), Ok(versions))
+            if generation.as_deref() == Some(claim.generation.as_str())
+                && tags_current(&claim.tag_versions, &versions) =>
+        {
+            (sent, false)
+        }
+        (Ok(_), Ok(_)) => (started, false),
+        _ => (started, true),
+    }
+}
+
+/// The loader failed (`Err`): release the lock, serve the stale value to this caller if there
+/// is one, and end the wait of every waiter at once.
+async fn failed<S: Shape>(
+    mut ctx: LoadCtx,
+    spec: &FnSpec,
+    sharing: Option<ErrorSharing<S::Output>>,
+    output: S::Output,
+) -> S::Output {
+    // The claim's lock guard releases the lock.
+    ctx.fill = Fill::Nothing;
+    let shared = sharing.and_then(|s| s.pack.and_then(|pack| pack(&output)));
+    if let Some(leader) = ctx.leader.take() {
+        leader.finish(Outcome::Failed(shared));
+    }
+    match std::mem::replace(&mut ctx.mode, Mode::Miss) {
+        Mode::Refresh => refresh::record(Ok(())),
+        Mode::Revalidate { stale, foreground } => {
+            bump(&ctx.cache.inner().counters.stale_if_error);
+            spec.metrics().errors.increment(1);
+            tracing::warn!(
+                function = spec.name,
+                key = ctx.keys.entry,
+                "refresh failed; the stale value stays"
+            );
+            if foreground && let Ok((stale_output, _)) = decode::<S>(&ctx.cache, spec, &stale) {
+                return stale_output;
+            }
+        }
+        Mode::Miss => {}
+    }
+    output
+}

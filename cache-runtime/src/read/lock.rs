@@ -1,0 +1,208 @@
+//! The cross-process side of a load: the claim (lock, generation and tag versions captured
+//! before the loader runs), the lock as an owned guard, and its renewal.
+//!
+//! A [`LockGuard`] is armed before the `SET NX` is sent, so a claim cancelled at any await
+//! point still releases what it may have taken. It releases by token, so it never frees a lock
+//! someone else holds. The fill consumes it (the fill script deletes the lock it owns).
+
+use std::{convert::Infallible, future::Future, time::Instant};
+
+use crate::{
+    Cache, Error,
+    read::{
+        entry::{generation_ttl, new_token},
+        keys::Keys,
+    },
+    spec::FnSpec,
+    store::StoredBytes,
+};
+
+/// A lock this load holds, or is taking. Dropped while armed, it releases by token (in a
+/// task, since drop cannot wait).
+pub(crate) struct LockGuard {
+    cache: Cache,
+    key: String,
+    token: String,
+    armed: bool,
+}
+
+impl LockGuard {
+    fn arm(cache: &Cache, keys: &Keys) -> LockGuard {
+        LockGuard {
+            cache: cache.clone(),
+            key: keys.lock().to_owned(),
+            token: new_token(),
+            armed: true,
+        }
+    }
+
+    pub(crate) fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Nothing left to release: the lock was not taken, or the fill consumed it.
+    pub(crate) fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (cache, key, token) = (
+            self.cache.clone(),
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.token),
+        );
+        // Outside a runtime the lock is left to expire.
+        let _ = self.cache.spawn_write(async move {
+            let _ = cache.conn().unlock(&key, &token).await;
+        });
+    }
+}
+
+/// What a load may write, decided before it starts.
+pub(crate) struct Claim {
+    /// The lock this load owns, if it took one.
+    pub(crate) lock: Option<LockGuard>,
+    /// The entry's generation when the load began; the fill is refused if it changed.
+    pub(crate) generation: String,
+    /// Tag versions when the load began; recorded in the entry.
+    pub(crate) tag_versions: Vec<u64>,
+    /// When the claim was sent: the value read with it was current at least then.
+    pub(crate) sent: Instant,
+}
+
+/// A claim and the entry read with it.
+pub(crate) struct Claimed {
+    pub(crate) claim: Claim,
+    pub(crate) locked: bool,
+    pub(crate) current: Option<StoredBytes>,
+}
+
+/// Takes the lock (if `lock`), creates or reads the generation and reads the entry, while
+/// capturing tag versions: one round of concurrent requests.
+pub(crate) async fn claim(
+    cache: &Cache,
+    spec: &FnSpec,
+    keys: &Keys,
+    lock: bool,
+) -> Result<Claimed, Error> {
+    let sent = Instant::now();
+    let guard = lock.then(|| LockGuard::arm(cache, keys));
+    let candidate = new_token();
+    let conn = cache.conn();
+    let entry_keys = keys.entry_keys();
+    let (reply, tags) = futures_util::future::join(
+        conn.claim(
+            &entry_keys,
+            guard.as_ref().map(LockGuard::token),
+            spec.lock_ttl(),
+            &candidate,
+            generation_ttl(cache, spec),
+        ),
+        conn.capture_tags(&keys.tags, spec.ttl(cache).saturating_add(spec.stale)),
+    )
+    .await;
+    // On any error below, the armed guard releases whatever the claim took.
+    let reply = reply?;
+    let guard = match guard {
+        Some(guard) if !reply.locked => {
+            guard.disarm();
+            None
+        }
+        guard => guard,
+    };
+    let tag_versions = tags?;
+    let generation = reply
+        .generation
+        .ok_or_else(|| Error::Encode("the claim returned no generation".into()))?;
+    Ok(Claimed {
+        locked: reply.locked,
+        current: reply.current,
+        claim: Claim {
+            lock: guard,
+            generation,
+            tag_versions,
+            sent,
+        },
+    })
+}
+
+/// For `NAME_refresh`: starts a new generation of the entry (so loads that began earlier cannot
+/// fill) and captures its tags' versions.
+pub(crate) async fn claim_for_refresh(
+    cache: &Cache,
+    spec: &FnSpec,
+    keys: &Keys,
+) -> Result<Claim, Error> {
+    let sent = Instant::now();
+    let generation = new_token();
+    let conn = cache.conn();
+    conn.new_generation(
+        &keys.entry_keys(),
+        &generation,
+        generation_ttl(cache, spec),
+        None,
+        false,
+    )
+    .await?;
+    let tag_versions = conn
+        .capture_tags(&keys.tags, spec.ttl(cache).saturating_add(spec.stale))
+        .await?;
+    Ok(Claim {
+        lock: None,
+        generation,
+        tag_versions,
+        sent,
+    })
+}
+
+/// Runs `loader` with the lock's renewal beside it (never inside it: a renewal waiting on a
+/// hung Redis does not pause the loader). Renewal stops once the load has run `max_load`, so a
+/// hung loader frees its key for other processes after one more `lock_ttl`.
+pub(crate) async fn renewing<F: Future>(
+    cache: &Cache,
+    spec: &FnSpec,
+    keys: &Keys,
+    lock: Option<&LockGuard>,
+    loader: F,
+) -> F::Output {
+    let Some(lock) = lock else {
+        return loader.await;
+    };
+    let renewal = async {
+        let period = (spec.lock_ttl() / 3).max(std::time::Duration::from_millis(1));
+        let stop = Instant::now() + spec.max_load();
+        loop {
+            tokio::time::sleep(period).await;
+            if Instant::now() >= stop {
+                tracing::warn!(
+                    function = spec.name,
+                    max_load = ?spec.max_load(),
+                    "load outlived max_load; its lock is no longer renewed"
+                );
+                return std::future::pending::<Infallible>().await;
+            }
+            let renewed = cache
+                .conn()
+                .renew(keys.lock(), lock.token(), spec.lock_ttl())
+                .await;
+            if !matches!(renewed, Ok(true)) {
+                tracing::debug!(
+                    function = spec.name,
+                    "lost the lock while loading; the result will not be stored"
+                );
+            }
+        }
+    };
+    tokio::pin!(loader);
+    tokio::pin!(renewal);
+    tokio::select! {
+        biased;
+        output = &mut loader => output,
+        never = &mut renewal => match never {},
+    }
+}

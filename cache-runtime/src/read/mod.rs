@@ -1,0 +1,393 @@
+//! The read-through path: look up, else load once (per process by single-flight, across
+//! processes by a lock), store, and hand each waiter what it may use.
+//!
+//! Generated code calls [`begin`], which does every cache round trip up to "someone must run
+//! the loader here", then [`Load::run`] with the function body. This module is the
+//! orchestration; each concern has its own file:
+//!
+//! - [`keys`]: the entry, lock, generation and tag keys of a call;
+//! - [`entry`]: encoding (size cap, round-trip check), decoding, tag-version checks;
+//! - [`revalidate`]: what a lookup found; refreshing stale and early-expiring hits;
+//! - [`flight`]: in-process single-flight with deadlines and checked outcomes;
+//! - [`lock`]: the claim, the lock as an owned guard, its renewal;
+//! - [`load`]: running the loader, the fill, failures;
+//! - [`refresh`]: `NAME_refresh`'s request to skip the lookup.
+//!
+//! Round trips on a miss: the lookup; the claim (lock `SET NX PX`, generation and entry in one
+//! pipeline, concurrently with capturing tag versions); the fill script (concurrently with a
+//! re-read of the tag versions), which by default runs after the caller has its value.
+//!
+//! Who may use a value: the caller whose loader produced it, always. A waiter only if the
+//! value was known current at a point after the waiter's call began (its load began later, or
+//! a check sent later showed it current), or the store is unreachable right now and nothing
+//! can be checked; otherwise the waiter regroups and reads again.
+
+mod entry;
+pub(crate) mod flight;
+mod keys;
+mod load;
+mod lock;
+pub(crate) mod refresh;
+mod revalidate;
+
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+pub(crate) use self::entry::{encode, generation_ttl, new_token};
+pub(crate) use self::keys::Keys;
+pub use self::load::Load;
+pub use self::refresh::refresh;
+pub use self::revalidate::Refresh;
+use self::{
+    entry::{decode_outcome, usable},
+    flight::{LeaderGuard, Loaded, Outcome, Role, Waited},
+    load::{Fill, LoadCtx, Mode},
+    lock::claim,
+    revalidate::Lookup,
+};
+use crate::{
+    Cache, Error,
+    key::ArgsKey,
+    shape::{ErrorSharing, Shape},
+    spec::FnSpec,
+    stats::bump,
+};
+
+/// The default cache for a function without `cache = EXPR`.
+pub fn default_cache() -> Option<Cache> {
+    Cache::current()
+}
+
+/// The cache named by `cache = EXPR` (a `Cache` or a `&Cache`).
+pub fn cache_ref<C: std::borrow::Borrow<Cache> + ?Sized>(cache: &C) -> Option<Cache> {
+    Some(cache.borrow().clone())
+}
+
+static WARNED_NOT_INSTALLED: AtomicBool = AtomicBool::new(false);
+
+fn warn_not_installed(function: &str) {
+    if !WARNED_NOT_INSTALLED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            function,
+            "no cache installed: #[redis_cached] functions run uncached \
+             (call `Cache::builder()...build().await?.install()` at start-up)"
+        );
+    }
+}
+
+/// What [`begin`] leaves for the generated code to do.
+pub enum Begin<'a, S: Shape> {
+    /// The output is known (a hit, or a value another caller loaded).
+    Done(S::Output),
+    /// Run the loader through [`Load::run`].
+    Load(Load<'a, S>),
+    /// Serve this (stale) output and refresh in a spawned task with [`Refresh::spawn`].
+    Refresh(Refresh<'a, S>),
+}
+
+/// Rounds of regrouping (abandoned or rejected outcomes) before a caller loads by itself.
+const MAX_ROUNDS: usize = 4;
+
+/// Everything before the loader: lookup, single-flight, lock, waiting.
+///
+/// Never fails because of the cache: without a cache, with an unusable key, or with Redis
+/// failing, it ends in [`Begin::Load`] and the loader's output is returned.
+pub async fn begin<'a, S: Shape>(
+    cache: Option<Cache>,
+    spec: &'a FnSpec,
+    args: Result<ArgsKey, Error>,
+    tags: Vec<String>,
+    sharing: Option<ErrorSharing<S::Output>>,
+    can_spawn: bool,
+) -> Begin<'a, S> {
+    let started = Instant::now();
+    let refreshing = refresh::take_request();
+    let uncached = |sharing| {
+        Begin::Load(Load {
+            spec,
+            sharing,
+            ctx: None,
+        })
+    };
+    let Some(cache) = cache else {
+        if refreshing {
+            refresh::record(Err(Error::NotInstalled));
+        } else {
+            warn_not_installed(spec.name);
+        }
+        return uncached(sharing);
+    };
+    let keys = match args {
+        Ok(args) => Keys::new(&cache, spec, &args, &tags),
+        Err(err) => {
+            bump(&cache.inner().counters.uncached);
+            tracing::warn!(function = spec.name, error = %err, "arguments do not encode to a key; running uncached");
+            if refreshing {
+                refresh::record(Err(err));
+            }
+            return uncached(sharing);
+        }
+    };
+    if refreshing {
+        return Box::pin(for_refresh(cache, spec, keys, sharing)).await;
+    }
+
+    // Lookup: one round of plain reads.
+    let read = cache
+        .conn()
+        .read(&keys.entry, &keys.tags, spec.needs_age())
+        .await;
+    let reachable = match read {
+        Ok(read) => match revalidate::classify::<S>(&cache, spec, &keys, read) {
+            Lookup::Fresh(output) => return Begin::Done(output),
+            Lookup::Refresh(state, output, bytes) => {
+                // Boxed, like the other cold paths, to keep the hit's future small.
+                return Box::pin(revalidate::start(
+                    &cache, spec, state, output, bytes, keys, can_spawn,
+                ))
+                .await;
+            }
+            Lookup::Miss => true,
+        },
+        Err(_) => {
+            spec.metrics().errors.increment(1);
+            false
+        }
+    };
+    Box::pin(miss(cache, spec, keys, sharing, reachable, started)).await
+}
+
+/// `NAME_refresh`: a new generation (earlier loads can no longer fill), then load and store.
+async fn for_refresh<'a, S: Shape>(
+    cache: Cache,
+    spec: &'a FnSpec,
+    keys: Keys,
+    sharing: Option<ErrorSharing<S::Output>>,
+) -> Begin<'a, S> {
+    let fill = match lock::claim_for_refresh(&cache, spec, &keys).await {
+        Ok(claim) => Fill::Store(claim),
+        Err(err) => {
+            refresh::record(Err(err));
+            Fill::Nothing
+        }
+    };
+    // Callers arriving from now on must not join a load that began before this.
+    cache.inner().flights.detach(&keys.entry);
+    let lock_wait = spec.lock_wait(cache.last_load_time(spec.name));
+    Begin::Load(Load {
+        spec,
+        sharing,
+        ctx: Some(LoadCtx {
+            cache,
+            keys,
+            leader: None,
+            fill,
+            mode: Mode::Refresh,
+            lock_wait,
+        }),
+    })
+}
+
+/// A miss: join this process's load of the key, or lead one.
+async fn miss<'a, S: Shape>(
+    cache: Cache,
+    spec: &'a FnSpec,
+    keys: Keys,
+    sharing: Option<ErrorSharing<S::Output>>,
+    mut reachable: bool,
+    started: Instant,
+) -> Begin<'a, S> {
+    let flights = cache.inner().flights.clone();
+    let lock_wait = spec.lock_wait(cache.last_load_time(spec.name));
+    let claim_phase = || Instant::now() + cache.conn().timeout().saturating_mul(2);
+    for _ in 0..MAX_ROUNDS {
+        let leader = match flights.join(&keys.entry, claim_phase) {
+            Role::Leader(leader) => leader,
+            Role::Waiter(flight) => {
+                let waited = flight::wait(&flights, &keys.entry, flight, spec.max_load());
+                match Box::pin(waited).await {
+                    Waited::TookOver(leader) => leader,
+                    Waited::Expired => break,
+                    Waited::Done(outcome) => {
+                        match receive::<S>(&cache, spec, outcome, sharing.as_ref(), started) {
+                            Received::Output(output) => return Begin::Done(output),
+                            Received::Alone => break,
+                            Received::Regroup => {
+                                reachable = reachable || !cache.conn().is_down();
+                                continue;
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        let fill = if reachable {
+            match Box::pin(lead::<S>(&cache, spec, &leader, &keys, lock_wait)).await {
+                Led::Done(output, loaded) => {
+                    leader.finish(Outcome::Value(loaded));
+                    return Begin::Done(output);
+                }
+                Led::Load(fill) => fill,
+            }
+        } else {
+            // Redis is failing: do not pay a second timeout to lock or store.
+            Fill::Nothing
+        };
+        let ctx = LoadCtx {
+            cache,
+            keys,
+            leader: Some(leader),
+            fill,
+            mode: Mode::Miss,
+            lock_wait,
+        };
+        return Begin::Load(Load {
+            spec,
+            sharing,
+            ctx: Some(ctx),
+        });
+    }
+    // Load by ourselves, at once, without storing: never a queue behind other callers.
+    Begin::Load(Load {
+        spec,
+        sharing,
+        ctx: None,
+    })
+}
+
+/// What a waiter makes of a flight's outcome.
+enum Received<T> {
+    Output(T),
+    /// Load by ourselves, at once.
+    Alone,
+    /// Join or lead the key's next flight.
+    Regroup,
+}
+
+fn receive<S: Shape>(
+    cache: &Cache,
+    spec: &FnSpec,
+    outcome: Outcome,
+    sharing: Option<&ErrorSharing<S::Output>>,
+    started: Instant,
+) -> Received<S::Output> {
+    match outcome {
+        Outcome::Value(loaded) => {
+            let current =
+                loaded.valid_at >= started || (loaded.unverified && cache.conn().is_down());
+            if !current {
+                bump(&cache.inner().counters.outcomes_rejected);
+                return Received::Regroup;
+            }
+            match decode_outcome::<S>(spec, &loaded.bytes) {
+                Some(output) => Received::Output(output),
+                None => Received::Alone,
+            }
+        }
+        Outcome::Failed(shared) => {
+            let Some(sharing) = sharing else {
+                return Received::Alone;
+            };
+            if let (Some(shared), Some(unpack)) = (shared, sharing.unpack)
+                && let Some(output) = unpack(&*shared)
+            {
+                return Received::Output(output);
+            }
+            match sharing.load_failed {
+                Some(load_failed) => Received::Output(load_failed(Error::LoadFailed)),
+                None => Received::Alone,
+            }
+        }
+        Outcome::Unusable => Received::Alone,
+        Outcome::Abandoned | Outcome::Running => Received::Regroup,
+    }
+}
+
+enum Led<T> {
+    /// A value is in the store: another process's load, or a fill that landed meanwhile.
+    Done(T, Loaded),
+    /// Load here, writing as this says.
+    Load(Fill),
+}
+
+/// The in-process leader of a miss: claim, or wait for the process that holds the lock.
+async fn lead<S: Shape>(
+    cache: &Cache,
+    spec: &FnSpec,
+    leader: &LeaderGuard,
+    keys: &Keys,
+    lock_wait: Duration,
+) -> Led<S::Output> {
+    let started = Instant::now();
+    let conn = cache.conn();
+    let patience = lock_wait.saturating_add(conn.timeout().saturating_mul(2));
+    let mut delay = Duration::from_millis(1);
+    loop {
+        let Ok(claimed) = claim(cache, spec, keys, spec.lock).await else {
+            return Led::Load(Fill::Nothing);
+        };
+        let versions: Vec<Option<u64>> = claimed
+            .claim
+            .tag_versions
+            .iter()
+            .map(|v| Some(*v))
+            .collect();
+        // A fill may have landed between our lookup and now. The claim's guard unlocks.
+        if let Some(bytes) = &claimed.current
+            && let Some(output) = usable::<S>(cache, spec, bytes, &versions)
+        {
+            let loaded = Loaded {
+                bytes: bytes.to_vec().into(),
+                valid_at: claimed.claim.sent,
+                unverified: false,
+            };
+            return Led::Done(output, loaded);
+        }
+        if claimed.locked || !spec.lock {
+            return Led::Load(Fill::Store(claimed.claim));
+        }
+        // Another process holds the lock: wait for its value, up to `lock_wait`.
+        leader.set_deadline(Instant::now() + patience);
+        let claim = claimed.claim;
+        loop {
+            if started.elapsed() >= lock_wait {
+                // Load here without storing (the lock holder will), checked for waiters.
+                bump(&cache.inner().counters.lock_timeouts);
+                tracing::debug!(
+                    function = spec.name,
+                    key = keys.entry,
+                    ?lock_wait,
+                    "lock wait elapsed; loading without the lock"
+                );
+                return Led::Load(Fill::Check(claim));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(5));
+            let sent = Instant::now();
+            let entry_keys = keys.entry_keys();
+            let (polled, versions) =
+                futures_util::future::join(conn.poll(&entry_keys), conn.tag_versions(&keys.tags))
+                    .await;
+            let (Ok((current, locked)), Ok(versions)) = (polled, versions) else {
+                return Led::Load(Fill::Nothing);
+            };
+            if let Some(bytes) = current
+                && let Some(output) = usable::<S>(cache, spec, &bytes, &versions)
+            {
+                bump(&cache.inner().counters.lock_waits);
+                let loaded = Loaded {
+                    bytes: bytes.to_vec().into(),
+                    valid_at: sent,
+                    unverified: false,
+                };
+                return Led::Done(output, loaded);
+            }
+            if !locked {
+                // Lock free and no usable value: the holder stored nothing, or died. Claim.
+                break;
+            }
+        }
+    }
+}

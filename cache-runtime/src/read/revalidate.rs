@@ -1,0 +1,198 @@
+//! What a lookup found, and the refresh of a stale or early-expiring hit: serve it, and let
+//! exactly one caller (per process, and across processes by the lock) reload it.
+
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    Cache,
+    freshness::{self, Freshness},
+    read::{
+        Begin,
+        entry::{decode, tags_current},
+        keys::Keys,
+        load::{Fill, Load, LoadCtx, Mode},
+        lock::claim,
+    },
+    shape::Shape,
+    spec::FnSpec,
+    stats::bump,
+    store::{Read, StoredBytes},
+};
+
+/// What a lookup found.
+pub(crate) enum Lookup<T> {
+    /// A fresh hit.
+    Fresh(T),
+    /// A hit to serve while one caller refreshes it.
+    Refresh(Freshness, T, StoredBytes),
+    /// Nothing usable: absent, undecodable, or a tag was invalidated.
+    Miss,
+}
+
+fn record_hit(cache: &Cache, spec: &FnSpec) {
+    bump(&cache.inner().counters.hits);
+    spec.metrics().hits.increment(1);
+}
+
+pub(crate) fn record_miss(cache: &Cache, spec: &FnSpec) {
+    bump(&cache.inner().counters.misses);
+    spec.metrics().misses.increment(1);
+}
+
+/// Classifies a lookup: fresh, due for a refresh, or a miss (counted).
+pub(crate) fn classify<S: Shape>(
+    cache: &Cache,
+    spec: &FnSpec,
+    keys: &Keys,
+    read: Read,
+) -> Lookup<S::Output> {
+    let Some(bytes) = read.current else {
+        record_miss(cache, spec);
+        return Lookup::Miss;
+    };
+    match decode::<S>(cache, spec, &bytes) {
+        Ok((output, meta)) if tags_current(&meta.tag_versions, &read.tag_versions) => {
+            // Without a remaining TTL (no `stale`, no `early_refresh`) an entry is fresh.
+            let u = if read.ttl.is_some() {
+                1.0 - fastrand::f64()
+            } else {
+                1.0
+            };
+            match freshness::classify(read.ttl, meta.stale, meta.load_time, spec.early_refresh, u) {
+                Freshness::Fresh => {
+                    record_hit(cache, spec);
+                    Lookup::Fresh(output)
+                }
+                state => Lookup::Refresh(state, output, bytes),
+            }
+        }
+        Ok(_) => {
+            // A tag was invalidated since this entry was loaded.
+            bump(&cache.inner().counters.tag_misses);
+            record_miss(cache, spec);
+            Lookup::Miss
+        }
+        Err(reason) => {
+            // A miss: the load that follows overwrites the entry.
+            bump(&cache.inner().counters.decode_errors);
+            tracing::debug!(
+                function = spec.name,
+                key = keys.entry,
+                reason,
+                "undecodable entry treated as a miss"
+            );
+            record_miss(cache, spec);
+            Lookup::Miss
+        }
+    }
+}
+
+/// A stale or early-expiring hit: serve it, and start its refresh unless one runs here or in
+/// another process (the lock), or the entry changed since it was read.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn start<'a, S: Shape>(
+    cache: &Cache,
+    spec: &'a FnSpec,
+    state: Freshness,
+    output: S::Output,
+    bytes: StoredBytes,
+    keys: Keys,
+    can_spawn: bool,
+) -> Begin<'a, S> {
+    record_hit(cache, spec);
+    if state == Freshness::Stale {
+        bump(&cache.inner().counters.stale_serves);
+        spec.metrics().stale.increment(1);
+    }
+    let timeout = cache.conn().timeout();
+    let Some(leader) = cache
+        .inner()
+        .flights
+        .try_lead(&keys.entry, Instant::now() + timeout.saturating_mul(2))
+    else {
+        return Begin::Done(output);
+    };
+    let claimed = match claim(cache, spec, &keys, spec.lock).await {
+        Ok(claimed) if claimed.locked || !spec.lock => claimed,
+        // Another process is refreshing, or Redis is failing: serve what we have.
+        _ => return Begin::Done(output),
+    };
+    // A refresh may have landed between our read and the claim (its fill freed the lock): then
+    // the entry changed, and there is nothing left to refresh. The claim's guard unlocks.
+    if claimed.current.as_deref() != Some(&*bytes) {
+        drop(leader);
+        return Begin::Done(output);
+    }
+    bump(&cache.inner().counters.refreshes);
+    let ctx = LoadCtx {
+        cache: cache.clone(),
+        keys,
+        leader: Some(leader),
+        fill: Fill::Store(claimed.claim),
+        mode: Mode::Revalidate {
+            stale: bytes,
+            foreground: !can_spawn,
+        },
+        lock_wait: spec.lock_wait(cache.last_load_time(spec.name)),
+    };
+    if can_spawn {
+        return Begin::Refresh(Refresh { output, spec, ctx });
+    }
+    // Foreground: this caller reloads; concurrent callers keep getting the stale value.
+    drop(output);
+    Begin::Load(Load {
+        spec,
+        sharing: None,
+        ctx: Some(ctx),
+    })
+}
+
+/// A background refresh to start: the stale output to serve now and what the refresh owns.
+pub struct Refresh<'a, S: Shape> {
+    output: S::Output,
+    spec: &'a FnSpec,
+    ctx: LoadCtx,
+}
+
+impl<S: Shape> Refresh<'_, S> {
+    /// Spawns `loader` (the function body, owning its arguments) as the refresh and returns the
+    /// stale output. The refresh stores its result like any load; a failure leaves the stale
+    /// entry in place. A refresh still running after `max_load` is dropped (its lock released).
+    pub fn spawn<F>(self, loader: F) -> S::Output
+    where
+        F: Future<Output = S::Output> + Send + 'static,
+        S: 'static,
+        S::Output: Send,
+    {
+        let Refresh { output, spec, ctx } = self;
+        let spec = spec.clone();
+        let cache = ctx.cache.clone();
+        let max_load: Duration = spec.max_load();
+        // Outside a runtime there is no refresh: the lock guard releases (or the lock expires).
+        let _ = cache.clone().spawn_write(async move {
+            let load: Load<'_, S> = Load {
+                spec: &spec,
+                sharing: None,
+                ctx: Some(ctx),
+            };
+            // Nested cached calls in the body use the same default cache.
+            let refresh = cache.scope(async move { drop(load.run(loader).await) });
+            if tokio::time::timeout(max_load, refresh).await.is_err() {
+                tracing::warn!(
+                    function = spec.name,
+                    ?max_load,
+                    "background refresh outlived max_load; dropped"
+                );
+            }
+        });
+        output
+    }
+
+    /// Serves the stale output without refreshing (used when the arguments borrow).
+    pub fn serve_stale(self) -> S::Output {
+        self.output
+    }
+}

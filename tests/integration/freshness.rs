@@ -211,7 +211,11 @@ async fn early_refresh_runs_once_while_callers_are_served() {
         served.iter().all(|&v| v == 1),
         "callers were served the current value meanwhile"
     );
-    assert_eq!(cache.stats().refreshes, 1, "one early refresh for the burst");
+    assert_eq!(
+        cache.stats().refreshes,
+        1,
+        "one early refresh for the burst"
+    );
     wait_until(
         "the early refresh to land",
         Duration::from_secs(10),

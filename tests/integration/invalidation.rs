@@ -16,7 +16,10 @@ use redis::AsyncCommands;
 use redis_cached::{Cache, Error, cache_evict, redis_cached};
 use tokio::{sync::Notify, task::JoinSet};
 
-use crate::{Calls, redis_cache, support::RedisServer};
+use crate::{
+    Calls, redis_cache,
+    support::{RedisServer, wait_until},
+};
 
 /// Versioned rows, as a database would hold them.
 #[derive(Default)]
@@ -155,8 +158,8 @@ async fn racy(
     value
 }
 
-#[redis_cached(ttl = 600, stale = 600, tags = ["row:{id}"], name = "inv::race_stale")]
-async fn racy_stale(
+#[redis_cached(ttl = 600, tags = ["row:{id}"], lock = false, name = "inv::race_unlocked")]
+async fn racy_unlocked(
     id: u64,
     #[cache(skip)] db: Arc<Db>,
     #[cache(skip)] read: Arc<Notify>,
@@ -168,19 +171,26 @@ async fn racy_stale(
     value
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Race {
+    /// A miss's load, with the default lock.
+    Locked,
+    /// A miss's load without a lock: only the generation and tag checks stand.
+    Unlocked,
+}
+
 /// One round of the race: a load reads the old row and is slow to finish; meanwhile the row
 /// changes and is invalidated (by key or by tag); afterwards a read must see the new row.
-async fn race_round(cache: &Cache, db: &Arc<Db>, id: u64, by_tag: bool, with_stale: bool) -> bool {
+async fn race_round(cache: &Cache, db: &Arc<Db>, id: u64, by_tag: bool, race: Race) -> bool {
     let read = Arc::new(Notify::new());
     let jitter = fastrand_u64(3000);
     db.set(id, 1);
     let call = |db: Arc<Db>, read: Arc<Notify>, jitter| {
         let cache = cache.clone();
         async move {
-            if with_stale {
-                cache.scope(racy_stale(id, db, read, jitter)).await
-            } else {
-                cache.scope(racy(id, db, read, jitter)).await
+            match race {
+                Race::Locked => cache.scope(racy(id, db, read, jitter)).await,
+                Race::Unlocked => cache.scope(racy_unlocked(id, db, read, jitter)).await,
             }
         }
     };
@@ -190,10 +200,11 @@ async fn race_round(cache: &Cache, db: &Arc<Db>, id: u64, by_tag: bool, with_sta
     db.set(id, 2);
     let invalidated = if by_tag {
         cache.invalidate_tags([format!("row:{id}")]).await
-    } else if with_stale {
-        cache.scope(racy_stale_invalidate(id)).await
     } else {
-        cache.scope(racy_invalidate(id)).await
+        match race {
+            Race::Locked => cache.scope(racy_invalidate(id)).await,
+            Race::Unlocked => cache.scope(racy_unlocked_invalidate(id)).await,
+        }
     };
     invalidated.expect("invalidate");
     slow.await.expect("slow load");
@@ -207,40 +218,178 @@ fn fastrand_u64(below: u64) -> u64 {
     h.finish() % below.max(1)
 }
 
-async fn run_race(with_stale: bool) {
+/// Runs the race and checks that no read saw the old row, and that each check that can
+/// refuse a fill did so at least once (so each was exercised).
+async fn run_race(race: Race) {
     let server = RedisServer::start();
     let cache = redis_cache(&server).await;
     let db = Arc::new(Db::default());
     let mut stale_results = 0;
-    const ROUNDS: u64 = 1000;
+    const ROUNDS: u64 = 600;
     for round in 0..ROUNDS {
-        if !race_round(&cache, &db, round, round % 2 == 0, with_stale).await {
+        if !race_round(&cache, &db, round, round % 2 == 0, race).await {
             stale_results += 1;
         }
     }
+    cache.wait_for_writes().await;
+    let stats = cache.stats();
     println!(
-        "race (stale = {}): {ROUNDS} rounds, {stale_results} stale results, {} fills refused",
-        if with_stale { 600 } else { 0 },
-        cache.stats().fills_rejected
+        "race ({race:?}): {ROUNDS} rounds, {stale_results} stale results, fills refused: \
+         {} by generation, {} by tags, {} by lock",
+        stats.fills_refused_generation, stats.fills_refused_tags, stats.fills_refused_lock
     );
     assert_eq!(
         stale_results, 0,
         "a read after an invalidation returned old data"
     );
     assert!(
-        cache.stats().fills_rejected > 0,
-        "the race was exercised: some fills were refused"
+        stats.fills_refused_generation > 0,
+        "key invalidations refused fills by generation: {stats:?}"
+    );
+    assert!(
+        stats.fills_refused_tags > 0,
+        "tag invalidations refused fills by tag version: {stats:?}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_stale_set_after_key_or_tag_invalidation_1000_rounds() {
-    run_race(false).await;
+async fn no_stale_set_after_key_or_tag_invalidation_with_the_lock() {
+    run_race(Race::Locked).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_stale_set_or_stale_serve_with_stale_window_1000_rounds() {
-    run_race(true).await;
+async fn no_stale_set_after_key_or_tag_invalidation_without_a_lock() {
+    run_race(Race::Unlocked).await;
+}
+
+#[redis_cached(ttl = "20ms", stale = 600, tags = ["row:{id}"], name = "inv::race_refresh")]
+async fn racy_revalidated(
+    id: u64,
+    #[cache(skip)] db: Arc<Db>,
+    #[cache(skip)] read: Arc<Notify>,
+    #[cache(skip)] jitter_us: u64,
+) -> u64 {
+    let value = db.get(id);
+    read.notify_one();
+    tokio::time::sleep(Duration::from_micros(jitter_us)).await;
+    value
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_refresh_racing_an_invalidation_never_lands() {
+    let server = RedisServer::start();
+    let cache = redis_cache(&server).await;
+    let db = Arc::new(Db::default());
+    let mut stale_results = 0;
+    const ROUNDS: u64 = 150;
+    for id in 0..ROUNDS {
+        db.set(id, 1);
+        let call =
+            |read: Arc<Notify>, jitter| cache.scope(racy_revalidated(id, db.clone(), read, jitter));
+        assert_eq!(call(Arc::new(Notify::new()), 0).await, 1);
+        cache.wait_for_writes().await;
+        let key = cache.scope(async { racy_revalidated_key(id) }).await;
+        wait_until(
+            "the entry to turn stale",
+            Duration::from_secs(5),
+            || async { crate::pttl(&server, &key).await <= 600_000 },
+        )
+        .await;
+        // A stale hit: served at once, refreshed in the background (reading the old row).
+        let read = Arc::new(Notify::new());
+        assert_eq!(
+            call(read.clone(), fastrand_u64(3000)).await,
+            1,
+            "served stale"
+        );
+        read.notified().await;
+        tokio::time::sleep(Duration::from_micros(fastrand_u64(1500))).await;
+        db.set(id, 2);
+        let invalidated = if id % 2 == 0 {
+            cache.invalidate_tags([format!("row:{id}")]).await
+        } else {
+            cache.scope(racy_revalidated_invalidate(id)).await
+        };
+        invalidated.expect("invalidate");
+        cache.wait_for_writes().await;
+        if call(Arc::new(Notify::new()), 0).await != 2 {
+            stale_results += 1;
+        }
+    }
+    let stats = cache.stats();
+    println!(
+        "stale refresh race: {ROUNDS} rounds, {stale_results} stale results, {} refreshes, \
+         fills refused: {} by generation, {} by tags",
+        stats.refreshes, stats.fills_refused_generation, stats.fills_refused_tags
+    );
+    assert_eq!(stale_results, 0, "an invalidated refresh landed");
+    assert_eq!(stats.refreshes, ROUNDS, "every round refreshed a stale hit");
+    assert!(
+        stats.fills_refused_generation > 0 && stats.fills_refused_tags > 0,
+        "{stats:?}"
+    );
+}
+
+/// A loader that holds at `gate` (when given) after reading `value`.
+#[redis_cached(
+    ttl = 600,
+    name = "inv::lock_lost",
+    lock_ttl = "100ms",
+    max_load = "1ms"
+)]
+async fn lock_lost(
+    id: u64,
+    #[cache(skip)] value: u64,
+    #[cache(skip)] gate: Option<Arc<Notify>>,
+) -> u64 {
+    let _ = id;
+    if let Some(gate) = gate {
+        gate.notified().await;
+    }
+    value
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_whose_lock_expired_and_was_taken_is_refused() {
+    let server = RedisServer::start();
+    let first = redis_cache(&server).await;
+    let second = redis_cache(&server).await;
+    let key = first.scope(async { lock_lost_key(1) }).await;
+    let lock = format!("{key}:lock");
+    let gate = Arc::new(Notify::new());
+    let slow = {
+        let (cache, gate) = (first.clone(), gate.clone());
+        tokio::spawn(async move { cache.scope(lock_lost(1, 1, Some(gate))).await })
+    };
+    // `max_load` is over at once, so the lock is not renewed and expires after 100 ms.
+    wait_until(
+        "the first load's lock to appear",
+        Duration::from_secs(5),
+        || async { crate::pttl(&server, &lock).await > 0 },
+    )
+    .await;
+    wait_until(
+        "the first load's lock to expire",
+        Duration::from_secs(5),
+        || async { crate::pttl(&server, &lock).await == -2 },
+    )
+    .await;
+    // Another process takes the free lock, loads and fills.
+    assert_eq!(second.scope(lock_lost(1, 2, None)).await, 2);
+    second.wait_for_writes().await;
+    gate.notify_one();
+    assert_eq!(
+        slow.await.expect("slow"),
+        1,
+        "its own caller gets its value"
+    );
+    first.wait_for_writes().await;
+    assert_eq!(first.stats().fills_refused_lock, 1, "{:?}", first.stats());
+    assert_eq!(
+        first.scope(lock_lost(1, 3, None)).await,
+        2,
+        "the other process's fill stands"
+    );
 }
 
 #[redis_cached(ttl = 1, stale = 60, tags = ["doc:{id}"], name = "inv::stale_doc")]

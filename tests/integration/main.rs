@@ -9,6 +9,7 @@ mod freshness;
 mod invalidation;
 mod keys;
 mod memory_store;
+mod ownership;
 mod read_through;
 mod round_trips;
 mod stampede;

@@ -101,6 +101,7 @@ fn print_future_sizes() {
         lock: true,
         lock_ttl: None,
         lock_wait: None,
+        max_load: None,
         metrics: &METRICS,
     };
     let call = cached_user(1);

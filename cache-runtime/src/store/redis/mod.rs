@@ -1,0 +1,170 @@
+//! Redis through the `redis` crate: a `ConnectionManager` for a single node, the async
+//! cluster client for Redis Cluster. Both multiplex concurrent requests on one connection
+//! per node, so no pool is needed, and concurrent requests are pipelined.
+//!
+//! Hits are plain reads (`GET`, `MGET` with tag versions, `PTTL`). Scripts run only on write
+//! paths, where they compare the lock owner's token and the entry's generation. An entry, its
+//! lock and its generation share a hash tag, so every pipeline and script here stays in one
+//! cluster slot; tag keys live in their own slots and are read with separate requests.
+
+mod reads;
+mod writes;
+
+use std::{sync::Arc, time::Duration};
+
+use redis::{Cmd, FromRedisValue, Pipeline, Script, aio::ConnectionManager};
+
+use super::{
+    Backend, Batcher, ClaimReply, EntryKeys, FillReply, FillValue, Read, StoreFuture, StoredBytes,
+};
+use crate::Error;
+
+/// The connection to Redis.
+#[derive(Clone)]
+pub(crate) enum RedisStore {
+    /// One node, and the batcher of its plain lookups (`None`: every lookup sends its own GET).
+    Single(ConnectionManager, Option<Arc<Batcher>>),
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+pub(crate) fn px(ttl: Duration) -> u64 {
+    // PX needs at least 1 ms; a zero TTL would be an error reply.
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl RedisStore {
+    pub(super) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
+        let result = match self {
+            RedisStore::Single(conn, _) => cmd.query_async(&mut conn.clone()).await,
+            #[cfg(feature = "cluster")]
+            RedisStore::Cluster(conn) => cmd.query_async(&mut conn.clone()).await,
+        };
+        result.map_err(Error::Backend)
+    }
+
+    pub(super) async fn query_pipe<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, Error> {
+        let result = match self {
+            RedisStore::Single(conn, _) => pipe.query_async(&mut conn.clone()).await,
+            #[cfg(feature = "cluster")]
+            RedisStore::Cluster(conn) => pipe.query_async(&mut conn.clone()).await,
+        };
+        result.map_err(Error::Backend)
+    }
+
+    pub(super) async fn invoke(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&[u8]],
+    ) -> Result<i64, Error> {
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(*key);
+        }
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let result = match self {
+            RedisStore::Single(conn, _) => invocation.invoke_async(&mut conn.clone()).await,
+            #[cfg(feature = "cluster")]
+            RedisStore::Cluster(conn) => invocation.invoke_async(&mut conn.clone()).await,
+        };
+        result.map_err(Error::Backend)
+    }
+}
+
+impl Backend for RedisStore {
+    fn is_network(&self) -> bool {
+        true
+    }
+
+    fn read<'a>(
+        &'a self,
+        key: &'a str,
+        tags: &'a [String],
+        with_ttl: bool,
+    ) -> StoreFuture<'a, Read> {
+        Box::pin(self.read_entry(key, tags, with_ttl))
+    }
+
+    fn tag_versions<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, Vec<Option<u64>>> {
+        Box::pin(self.read_versions(tags))
+    }
+
+    fn capture_tags<'a>(&'a self, tags: &'a [String], ttl: Duration) -> StoreFuture<'a, Vec<u64>> {
+        Box::pin(self.capture(tags, ttl))
+    }
+
+    fn delete_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            if tags.is_empty() {
+                return Ok(());
+            }
+            self.query::<i64>(redis::cmd("UNLINK").arg(tags))
+                .await
+                .map(drop)
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        keys: &'a EntryKeys<'a>,
+        token: Option<&'a str>,
+        lock_ttl: Duration,
+        candidate: &'a str,
+        generation_ttl: Duration,
+    ) -> StoreFuture<'a, ClaimReply> {
+        Box::pin(self.claim_entry(keys, token, lock_ttl, candidate, generation_ttl))
+    }
+
+    fn poll<'a>(&'a self, keys: &'a EntryKeys<'a>) -> StoreFuture<'a, (Option<StoredBytes>, bool)> {
+        Box::pin(self.poll_entry(keys))
+    }
+
+    fn generation<'a>(&'a self, keys: &'a EntryKeys<'a>) -> StoreFuture<'a, Option<String>> {
+        Box::pin(async move { self.query(redis::cmd("GET").arg(keys.generation)).await })
+    }
+
+    fn fill<'a>(
+        &'a self,
+        keys: &'a EntryKeys<'a>,
+        token: Option<&'a str>,
+        generation: &'a str,
+        value: FillValue<'a>,
+        ttl: Duration,
+    ) -> StoreFuture<'a, FillReply> {
+        Box::pin(self.fill_entry(keys, token, generation, value, ttl))
+    }
+
+    fn new_generation<'a>(
+        &'a self,
+        keys: &'a EntryKeys<'a>,
+        generation: &'a str,
+        generation_ttl: Duration,
+        value: Option<(&'a [u8], Duration)>,
+        drop_entry: bool,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(self.set_generation(keys, generation, generation_ttl, value, drop_entry))
+    }
+
+    fn renew<'a>(&'a self, lock: &'a str, token: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {
+        Box::pin(self.renew_lock(lock, token, ttl))
+    }
+
+    fn unlock<'a>(&'a self, lock: &'a str, token: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(self.unlock_lock(lock, token))
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move { self.query::<String>(&redis::cmd("PING")).await.map(drop) })
+    }
+
+    fn redis_connection(&self) -> Option<ConnectionManager> {
+        match self {
+            RedisStore::Single(conn, _) => Some(conn.clone()),
+            #[cfg(feature = "cluster")]
+            RedisStore::Cluster(_) => None,
+        }
+    }
+}

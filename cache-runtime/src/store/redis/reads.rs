@@ -1,0 +1,151 @@
+//! The read side: lookups (`GET`, `MGET` with tag versions, `PTTL`) and tag-version captures.
+//! Plain reads only: no script runs on a hit.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+
+use super::{RedisStore, px};
+use crate::{
+    Error,
+    store::{Read, StoredBytes},
+};
+
+/// An entry's bytes and its tags' versions.
+type TaggedRead = (Option<Vec<u8>>, Vec<Option<u64>>);
+
+fn remaining(pttl: i64) -> Option<Duration> {
+    u64::try_from(pttl).ok().map(Duration::from_millis)
+}
+
+/// A tag version as stored: decimal digits of a `u64` (anything else reads as no version).
+fn parse_version(raw: Option<Vec<u8>>) -> Option<u64> {
+    let raw = raw?;
+    if raw.is_empty() || raw.len() > 20 || !raw.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let digit = |b: &u8| u64::from(b - b'0');
+    if raw.len() < 20 {
+        // Fewer than 20 digits cannot overflow.
+        return Some(raw.iter().fold(0, |n, b| n * 10 + digit(b)));
+    }
+    raw.iter()
+        .try_fold(0u64, |n, b| n.checked_mul(10)?.checked_add(digit(b)))
+}
+
+impl RedisStore {
+    /// The entry, its tags' current versions and (if asked) its remaining TTL: one round of
+    /// plain reads. With tags, entry and versions come from one `MGET` (split per slot by the
+    /// cluster client); the `PTTL` goes alongside.
+    pub(super) async fn read_entry(
+        &self,
+        key: &str,
+        tags: &[String],
+        with_ttl: bool,
+    ) -> Result<Read, Error> {
+        if tags.is_empty() && !with_ttl {
+            // The common hit: one GET (or a share of an MGET), without joining reads.
+            let bytes: Option<Vec<u8>> = match self {
+                RedisStore::Single(conn, Some(batcher)) => batcher.get(conn, key).await?,
+                _ => self.query(redis::cmd("GET").arg(key)).await?,
+            };
+            return Ok(Read {
+                current: bytes.map(StoredBytes::Owned),
+                ttl: None,
+                tag_versions: Vec::new(),
+            });
+        }
+        if !with_ttl {
+            // A tagged hit: one MGET, without joining reads.
+            let (bytes, tag_versions) = self.read_tagged(key, tags).await?;
+            return Ok(Read {
+                current: bytes.map(StoredBytes::Owned),
+                ttl: None,
+                tag_versions,
+            });
+        }
+        let values = async {
+            if tags.is_empty() {
+                let bytes: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(key)).await?;
+                return Ok::<_, Error>((bytes, Vec::new()));
+            }
+            self.read_tagged(key, tags).await
+        };
+        let ttl = async {
+            let pttl: i64 = self.query(redis::cmd("PTTL").arg(key)).await?;
+            Ok::<_, Error>(remaining(pttl))
+        };
+        let (values, ttl) = futures_util::future::join(values, ttl).await;
+        let (bytes, tag_versions) = values?;
+        Ok(Read {
+            current: bytes.map(StoredBytes::Owned),
+            ttl: ttl?,
+            tag_versions,
+        })
+    }
+
+    /// The entry and its tags' versions, in one `MGET`.
+    pub(super) async fn read_tagged(
+        &self,
+        key: &str,
+        tags: &[String],
+    ) -> Result<TaggedRead, Error> {
+        let raw: Vec<Option<Vec<u8>>> = self.query(redis::cmd("MGET").arg(key).arg(tags)).await?;
+        if raw.len() != tags.len() + 1 {
+            return Err(Error::Encode(format!(
+                "MGET returned {} values for {} keys",
+                raw.len(),
+                tags.len() + 1
+            )));
+        }
+        let mut values = raw.into_iter();
+        let bytes = values.next().flatten();
+        Ok((bytes, values.map(parse_version).collect()))
+    }
+
+    pub(super) async fn read_versions(&self, tags: &[String]) -> Result<Vec<Option<u64>>, Error> {
+        if tags.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raw: Vec<Option<Vec<u8>>> = self.query(redis::cmd("MGET").arg(tags)).await?;
+        Ok(raw.into_iter().map(parse_version).collect())
+    }
+
+    pub(super) async fn capture(&self, tags: &[String], ttl: Duration) -> Result<Vec<u64>, Error> {
+        let ms = px(ttl);
+        let captures = tags.iter().map(|tag| async move {
+            let candidate = fastrand::u64(1..);
+            let mut pipe = redis::pipe();
+            pipe.cmd("SET")
+                .arg(tag)
+                .arg(candidate)
+                .arg("NX")
+                .arg("PX")
+                .arg(ms)
+                .ignore();
+            pipe.cmd("PEXPIRE").arg(tag).arg(ms).arg("GT").ignore();
+            pipe.cmd("GET").arg(tag);
+            let (raw,): (Option<Vec<u8>>,) = self.query_pipe(&pipe).await?;
+            parse_version(raw).ok_or_else(|| Error::Encode(format!("tag {tag} holds no version")))
+        });
+        join_all(captures).await.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_version;
+
+    #[test]
+    fn versions_are_decimal_u64s_and_anything_else_is_none() {
+        let parse = |s: &str| parse_version(Some(s.as_bytes().to_vec()));
+        assert_eq!(parse("0"), Some(0));
+        assert_eq!(parse("18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse("18446744073709551616"), None, "overflow");
+        assert_eq!(parse(""), None);
+        assert_eq!(parse("12a"), None);
+        assert_eq!(parse("-1"), None);
+        assert_eq!(parse(" 1"), None);
+        assert_eq!(parse_version(None), None);
+    }
+}

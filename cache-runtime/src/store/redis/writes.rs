@@ -1,0 +1,177 @@
+//! The write side: the claim pipeline, the lock scripts, the checked fill and new
+//! generations. Every pipeline and script here touches one entry's keys (one hash tag, one
+//! cluster slot).
+
+use std::{sync::LazyLock, time::Duration};
+
+use redis::Script;
+
+use super::{RedisStore, px};
+use crate::{
+    Error,
+    store::{ClaimReply, EntryKeys, FillReply, FillValue, StoredBytes},
+};
+
+/// Stores (or deletes) the entry only if the generation is the one captured before the load
+/// and (when a token is given) the caller still owns the lock; releases the lock if owned.
+/// Returns 1 when written, 0 when the lock was not the caller's, -1 when the generation moved
+/// (a missing generation key never matches: it was lost, so an invalidation may be lost too).
+static FILL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local owns = ARGV[1] == '' or redis.call('GET', KEYS[2]) == ARGV[1]
+          if owns and ARGV[1] ~= '' then redis.call('DEL', KEYS[2]) end
+          if not owns then return 0 end
+          if redis.call('GET', KEYS[3]) ~= ARGV[2] then return -1 end
+          if ARGV[5] == '1' then redis.call('DEL', KEYS[1])
+          else redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4]) end
+          return 1",
+    )
+});
+
+/// Extends the lock, only if the caller still owns it.
+static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+            return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+          end
+          return 0",
+    )
+});
+
+/// Deletes the lock, only if the caller still owns it.
+static UNLOCK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+            return redis.call('DEL', KEYS[1])
+          end
+          return 0",
+    )
+});
+
+impl RedisStore {
+    pub(super) async fn claim_entry(
+        &self,
+        keys: &EntryKeys<'_>,
+        token: Option<&str>,
+        lock_ttl: Duration,
+        candidate: &str,
+        generation_ttl: Duration,
+    ) -> Result<ClaimReply, Error> {
+        let mut pipe = redis::pipe();
+        match token {
+            Some(token) => pipe
+                .cmd("SET")
+                .arg(keys.lock)
+                .arg(token)
+                .arg("NX")
+                .arg("PX")
+                .arg(px(lock_ttl)),
+            None => pipe.cmd("PING"),
+        };
+        pipe.cmd("SET")
+            .arg(keys.generation)
+            .arg(candidate)
+            .arg("NX")
+            .arg("PX")
+            .arg(px(generation_ttl))
+            .ignore();
+        pipe.cmd("GET")
+            .arg(keys.entry)
+            .cmd("GET")
+            .arg(keys.generation);
+        let (ok, bytes, generation): (Option<String>, Option<Vec<u8>>, Option<String>) =
+            self.query_pipe(&pipe).await?;
+        Ok(ClaimReply {
+            locked: token.is_some() && ok.is_some_and(|r| r == "OK"),
+            current: bytes.map(StoredBytes::Owned),
+            generation,
+        })
+    }
+
+    pub(super) async fn poll_entry(
+        &self,
+        keys: &EntryKeys<'_>,
+    ) -> Result<(Option<StoredBytes>, bool), Error> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(keys.entry).cmd("EXISTS").arg(keys.lock);
+        let (bytes, locked): (Option<Vec<u8>>, bool) = self.query_pipe(&pipe).await?;
+        Ok((bytes.map(StoredBytes::Owned), locked))
+    }
+
+    pub(super) async fn fill_entry(
+        &self,
+        keys: &EntryKeys<'_>,
+        token: Option<&str>,
+        generation: &str,
+        value: FillValue<'_>,
+        ttl: Duration,
+    ) -> Result<FillReply, Error> {
+        let ms = px(ttl).to_string();
+        let (bytes, delete): (&[u8], &[u8]) = match value {
+            FillValue::Bytes(bytes) => (bytes, b"0"),
+            FillValue::Delete => (b"", b"1"),
+        };
+        let args: [&[u8]; 5] = [
+            token.unwrap_or("").as_bytes(),
+            generation.as_bytes(),
+            bytes,
+            ms.as_bytes(),
+            delete,
+        ];
+        let reply = self
+            .invoke(&FILL, &[keys.entry, keys.lock, keys.generation], &args)
+            .await?;
+        Ok(match reply {
+            1 => FillReply::Stored,
+            0 => FillReply::RefusedLock,
+            _ => FillReply::RefusedGeneration,
+        })
+    }
+
+    pub(super) async fn set_generation(
+        &self,
+        keys: &EntryKeys<'_>,
+        generation: &str,
+        generation_ttl: Duration,
+        value: Option<(&[u8], Duration)>,
+        drop_entry: bool,
+    ) -> Result<(), Error> {
+        // One MULTI: the new generation and the entry change together, generation first.
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("SET")
+            .arg(keys.generation)
+            .arg(generation)
+            .arg("PX")
+            .arg(px(generation_ttl))
+            .ignore();
+        if let Some((bytes, ttl)) = value {
+            pipe.cmd("SET")
+                .arg(keys.entry)
+                .arg(bytes)
+                .arg("PX")
+                .arg(px(ttl))
+                .ignore();
+        } else if drop_entry {
+            pipe.cmd("UNLINK").arg(keys.entry).ignore();
+        }
+        self.query_pipe::<()>(&pipe).await
+    }
+
+    pub(super) async fn renew_lock(
+        &self,
+        lock: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, Error> {
+        let ms = px(ttl).to_string();
+        let renewed = self
+            .invoke(&RENEW, &[lock], &[token.as_bytes(), ms.as_bytes()])
+            .await?;
+        Ok(renewed == 1)
+    }
+
+    pub(super) async fn unlock_lock(&self, lock: &str, token: &str) -> Result<bool, Error> {
+        Ok(self.invoke(&UNLOCK, &[lock], &[token.as_bytes()]).await? == 1)
+    }
+}

@@ -295,7 +295,12 @@ async fn a_cancelled_leader_leaves_no_waiter_hanging_and_no_lock_behind() {
         let (cache, calls, hang) = (cache.clone(), calls.clone(), hang.clone());
         waiters.spawn(async move { cache.scope(cancellable(4, calls, hang)).await });
     }
-    tokio::task::yield_now().await;
+    // Abort only once every waiter waits on the leader: each counts its lookup's miss, then
+    // joins the flight in the same poll.
+    wait_until("the waiters to join", Duration::from_secs(5), || async {
+        cache.stats().misses == 21
+    })
+    .await;
     leader.abort();
     assert!(leader.await.is_err(), "the leader was cancelled");
     let results = tokio::time::timeout(Duration::from_secs(10), waiters.join_all())

@@ -4,7 +4,7 @@
 #
 #   scripts/bench.sh                         everything (about 5 minutes)
 #   BENCH_ONLY=hits,throughput scripts/bench.sh   some scenarios: hits, throughput, tagged, miss,
-#                                            stampede, invalidation, breaker, instructions
+#                                            miss_proxy, stampede, invalidation, breaker, instructions
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

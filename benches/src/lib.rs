@@ -2,6 +2,8 @@
 //! and the contenders (this library's functions, the hand-written cache-aside, the `cached`
 //! crate's `#[concurrent_cached]` over `AsyncRedisCache`, the raw-command floors).
 
+pub mod proxy;
+
 use std::{
     process::{Child, Command, Stdio},
     sync::{

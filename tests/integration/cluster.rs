@@ -194,3 +194,116 @@ async fn tagged_hits_and_tag_invalidation_work_on_a_cluster() {
         .await;
     assert_eq!(cache.stats().backend_errors, 0, "{:?}", cache.stats());
 }
+
+/// The slot of `key`, as the cluster computes it.
+async fn key_slot(cluster: &RedisCluster, key: &str) -> u16 {
+    redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query_async(&mut cluster.nodes[1].conn().await)
+        .await
+        .expect("KEYSLOT")
+}
+
+/// The slot ranges node `index` serves.
+async fn served_by(cluster: &RedisCluster, index: usize) -> Vec<(u16, u16)> {
+    let slots: Vec<redis::Value> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(&mut cluster.nodes[1].conn().await)
+        .await
+        .expect("CLUSTER SLOTS");
+    let port = i64::from(cluster.nodes[index].port());
+    slots
+        .into_iter()
+        .filter_map(|range| match range {
+            redis::Value::Array(fields) => match (&fields[0], &fields[1], &fields[2]) {
+                (redis::Value::Int(a), redis::Value::Int(b), redis::Value::Array(master))
+                    if master.get(1) == Some(&redis::Value::Int(port)) =>
+                {
+                    Some((*a as u16, *b as u16))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_dead_master_leaves_the_other_shards_hitting() {
+    let mut cluster = RedisCluster::start().await;
+    let cache = Cache::builder()
+        .cluster(cluster.urls())
+        .namespace("cl")
+        .operation_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .expect("build");
+    let dead_ranges = served_by(&cluster, 0).await;
+    let calls = Calls::default();
+    let mut on_dead = Vec::new();
+    let mut on_live = Vec::new();
+    for id in 0..30 {
+        let key = cache.scope(async { item_key(id) }).await;
+        let slot = key_slot(&cluster, &key).await;
+        if dead_ranges.iter().any(|(a, b)| (*a..=*b).contains(&slot)) {
+            on_dead.push(id);
+        } else {
+            on_live.push(id);
+        }
+        cache.scope(item(id, &calls)).await.expect("item");
+    }
+    cache.wait_for_writes().await;
+    assert!(
+        !on_dead.is_empty() && !on_live.is_empty(),
+        "keys on every shard"
+    );
+
+    cluster.nodes[0].kill();
+    let mut events = cache.connection_events();
+    let loads_before = calls.get();
+    // The dead shard's breaker opens; calls for its keys fail open (the loader runs).
+    wait_until(
+        "the dead shard's breaker to open",
+        Duration::from_secs(10),
+        || async {
+            for &id in &on_dead {
+                assert_eq!(cache.scope(item(id, &calls)).await, Ok(format!("item{id}")));
+            }
+            cache.is_degraded()
+        },
+    )
+    .await;
+    let dead_loads = calls.get() - loads_before;
+    let rejections = cache.stats().breaker_rejections;
+    // Meanwhile, and from now on, the other shards keep hitting: no loads, no rejections.
+    for _ in 0..5 {
+        for &id in &on_live {
+            assert_eq!(cache.scope(item(id, &calls)).await, Ok(format!("item{id}")));
+        }
+    }
+    assert_eq!(
+        calls.get() - loads_before,
+        dead_loads,
+        "no load for a key on a live shard"
+    );
+    assert_eq!(
+        cache.stats().breaker_rejections,
+        rejections,
+        "no live shard's call was turned away"
+    );
+    let mut seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        seen.push(event);
+    }
+    assert!(
+        seen.contains(&redis_cached::ConnectionEvent::Disconnected),
+        "the dead node was reported: {seen:?}"
+    );
+    println!(
+        "one dead master of three: {} keys on it ({dead_loads} loads while its breaker opened), \
+         {} keys on live shards hitting; events {seen:?}",
+        on_dead.len(),
+        on_live.len()
+    );
+}

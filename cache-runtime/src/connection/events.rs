@@ -5,7 +5,8 @@
 //! the cache's own operations and probes: the first answer is `Connected`, a connection-level
 //! failure (refused, dropped, timed out) after answers is `Disconnected`, and the next answer
 //! after that is `Reconnected`. Server error replies say nothing about the link and send
-//! nothing. A node that stays down sends one `Disconnected`, not one per failed call.
+//! nothing. Each node has its own link state: a node that stays down sends one `Disconnected`,
+//! not one per failed call, and answers from other nodes meanwhile send nothing.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -40,6 +41,8 @@ pub enum ConnectionEvent {
     /// Redis answered again after a `Disconnected`: per-connection state (client tracking,
     /// subscriptions, `CLIENT` settings) must be assumed lost.
     Reconnected,
+    /// The cluster's slot map changed (a failover, a resharding, a node added or removed).
+    TopologyChanged,
 }
 
 const NEVER: u8 = 0;
@@ -47,28 +50,30 @@ const UP: u8 = 1;
 const DOWN: u8 = 2;
 const DOWN_NEVER_UP: u8 = 3;
 
-/// The link's state and the channel its changes are sent on.
-pub(crate) struct Events {
-    state: AtomicU8,
-    sender: broadcast::Sender<ConnectionEvent>,
+/// Where events are sent.
+pub(crate) type Sender = broadcast::Sender<ConnectionEvent>;
+
+/// A new channel for events.
+pub(crate) fn channel() -> Sender {
+    broadcast::Sender::new(64)
 }
 
-impl Default for Events {
+/// The state of the link to one node.
+pub(crate) struct Link {
+    state: AtomicU8,
+}
+
+impl Default for Link {
     fn default() -> Self {
-        Events {
+        Link {
             state: AtomicU8::new(NEVER),
-            sender: broadcast::Sender::new(64),
         }
     }
 }
 
-impl Events {
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<ConnectionEvent> {
-        self.sender.subscribe()
-    }
-
-    /// Redis answered.
-    pub(crate) fn answered(&self) {
+impl Link {
+    /// The node answered.
+    pub(crate) fn answered(&self, events: &Sender) {
         // One load on every call; the swap only on a change.
         if self.state.load(Ordering::Relaxed) == UP {
             return;
@@ -78,11 +83,11 @@ impl Events {
             DOWN => ConnectionEvent::Reconnected,
             _ => ConnectionEvent::Connected,
         };
-        let _ = self.sender.send(event);
+        let _ = events.send(event);
     }
 
-    /// The link failed.
-    pub(crate) fn lost(&self) {
+    /// The link to the node failed.
+    pub(crate) fn lost(&self, events: &Sender) {
         let state = self.state.load(Ordering::Relaxed);
         if state == DOWN || state == DOWN_NEVER_UP {
             return;
@@ -94,7 +99,7 @@ impl Events {
             .is_ok()
             && state == UP
         {
-            let _ = self.sender.send(ConnectionEvent::Disconnected);
+            let _ = events.send(ConnectionEvent::Disconnected);
         }
     }
 }
@@ -105,14 +110,14 @@ mod tests {
 
     #[test]
     fn events_follow_the_link_without_repeating() {
-        let events = Events::default();
+        let (events, link) = (channel(), Link::default());
         let mut rx = events.subscribe();
-        events.lost(); // never up: nothing to report
-        events.answered();
-        events.answered();
-        events.lost();
-        events.lost();
-        events.answered();
+        link.lost(&events); // never up: nothing to report
+        link.answered(&events);
+        link.answered(&events);
+        link.lost(&events);
+        link.lost(&events);
+        link.answered(&events);
         let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
         assert_eq!(
             got,

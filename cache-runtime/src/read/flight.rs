@@ -6,7 +6,8 @@
 //! waiting for another process's lock, loading, filling), each bounded. A waiter whose
 //! deadline passes while the leader is silent (cancelled without being dropped, hung, or a
 //! future nobody polls: moka issue 240) replaces the flight once and leads the replacement; a
-//! replacement's waiters wait up to `max_load` and then load by themselves. So a process runs
+//! replacement's waiters wait on its leader's deadlines in the same way (at most `max_load`
+//! before it sets the first) and then load by themselves. So a process runs
 //! at most one extra load per stalled key, and nobody waits forever.
 //!
 //! A leader that is dropped (cancelled, panicked, returned early) publishes
@@ -86,7 +87,7 @@ impl Flight {
         let deadline = self
             .epoch
             .checked_add(ms)
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 86_400));
+            .unwrap_or_else(|| crate::read::later(Duration::MAX));
         tokio::time::Instant::from_std(deadline)
     }
 }
@@ -157,7 +158,7 @@ impl Flights {
         let mut map = self.lock();
         match map.get(key) {
             Some(current) if Arc::ptr_eq(current, stalled) => {
-                let flight = Flight::new(Instant::now() + max_load, true);
+                let flight = Flight::new(crate::read::later(max_load), true);
                 map.insert(key.to_owned(), flight.clone());
                 drop(map);
                 // The stalled flight's other waiters regroup behind the replacement.
@@ -179,12 +180,9 @@ pub(crate) struct LeaderGuard {
 }
 
 impl LeaderGuard {
-    /// Moves the waiters' deadline: the leader entered a phase that ends by `deadline`. A
-    /// replacement keeps its `max_load` deadline.
+    /// Moves the waiters' deadline: the leader entered a phase that ends by `deadline`.
     pub(crate) fn set_deadline(&self, deadline: Instant) {
-        if !self.flight.replacement {
-            self.flight.set_deadline(deadline);
-        }
+        self.flight.set_deadline(deadline);
     }
 
     /// Whether any caller is waiting on this flight right now.

@@ -76,7 +76,7 @@ impl<S: Shape> Load<'_, S> {
         };
         let started = Instant::now();
         if let Some(leader) = &ctx.leader {
-            leader.set_deadline(started + ctx.lock_wait);
+            leader.set_deadline(crate::read::later(ctx.lock_wait));
         }
         let lock = match &ctx.fill {
             Fill::Store(claim) => claim.lock.as_ref(),
@@ -119,6 +119,10 @@ impl<S: Shape> Load<'_, S> {
             delete,
         };
         let encoded = encode_checked::<S>(cache, spec, value, &meta);
+        if let Some(leader) = &ctx.leader {
+            // Storing: a fill and a tag read, each under the operation timeout.
+            leader.set_deadline(crate::read::later(cache.conn().timeout().saturating_mul(2)));
+        }
         let background = cache.inner().fill_in_background
             && cache.conn().is_network()
             && matches!(ctx.mode, Mode::Miss)
@@ -151,76 +155,65 @@ struct Written {
 /// Writes a load's entry, then hands the outcome to the flight's waiters.
 async fn settle(mut ctx: LoadCtx, function: &'static str, encoded: Encoded, written: Written) {
     let fill = std::mem::replace(&mut ctx.fill, Fill::Nothing);
-    let (outcome, report) = match encoded {
-        Encoded::Unusable(err) => {
-            // `fill` drops here: its lock guard releases the lock.
-            drop(fill);
-            (Outcome::Unusable, Err(err))
-        }
-        Encoded::Oversized(bytes) => {
-            drop(fill);
-            let loaded = Loaded {
-                bytes: bytes.into(),
-                valid_at: written.started,
-                unverified: false,
-            };
-            (Outcome::Value(loaded), Ok(()))
-        }
-        Encoded::Entry(bytes) => {
-            let value = if written.delete {
-                FillValue::Delete
-            } else {
-                FillValue::Bytes(&bytes)
-            };
-            let (valid_at, unverified) = match fill {
-                Fill::Store(claim) => match store(&ctx, claim, value, written.ttl).await {
-                    Some(stored) => stored,
-                    None => {
-                        if let Some(leader) = ctx.leader.take() {
-                            leader.finish(Outcome::Abandoned);
-                        }
-                        if matches!(ctx.mode, Mode::Refresh) {
-                            refresh::record(Ok(()));
-                        }
-                        return;
-                    }
-                },
-                Fill::Check(claim) => check(&ctx, claim, written.started).await,
-                Fill::Nothing => (written.started, true),
-            };
-            if unverified {
-                tracing::debug!(function, key = ctx.keys.entry, "entry not stored");
-            }
-            let loaded = Loaded {
-                bytes: bytes.into(),
-                valid_at,
-                unverified,
-            };
-            let report = if unverified {
-                Err(crate::Error::Unavailable)
-            } else {
-                Ok(())
-            };
-            (Outcome::Value(loaded), report)
-        }
+    // A refresh whose value cannot be stored must not leave the old entry to be served (and
+    // refreshed again on every stale hit): it deletes it under the same checks.
+    let replacing = !matches!(ctx.mode, Mode::Miss);
+    let max = ctx.cache.inner().max_value_size;
+    let (write, handed, problem) = match &encoded {
+        Encoded::Entry(bytes) if written.delete => (Some(FillValue::Delete), Some(bytes), None),
+        Encoded::Entry(bytes) => (Some(FillValue::Bytes(bytes)), Some(bytes), None),
+        Encoded::Oversized(bytes) => (
+            replacing.then_some(FillValue::Delete),
+            Some(bytes),
+            Some(crate::Error::ValueTooLarge {
+                size: bytes.len(),
+                max,
+            }),
+        ),
+        Encoded::Unusable(err) => (
+            replacing.then_some(FillValue::Delete),
+            None,
+            Some(crate::Error::Encode(err.to_string())),
+        ),
     };
-    if matches!(ctx.mode, Mode::Refresh) {
-        refresh::record(report);
+    let (valid_at, unverified, stored) = match (fill, write) {
+        (Fill::Store(claim), Some(value)) => store(&ctx, claim, value, &written).await,
+        // Nothing to write: the claim's lock guard releases the lock.
+        (Fill::Store(_), None) => (written.started, false, Ok(())),
+        (Fill::Check(claim), _) => {
+            let (valid_at, unverified) = check(&ctx, claim, written.started).await;
+            (valid_at, unverified, Ok(()))
+        }
+        (Fill::Nothing, _) => (written.started, true, Err(crate::Error::Unavailable)),
+    };
+    if let Err(err) = &stored {
+        tracing::debug!(function, key = ctx.keys.entry, error = %err, "entry not stored");
     }
+    if matches!(ctx.mode, Mode::Refresh) {
+        refresh::record(problem.map_or(stored, Err));
+    }
+    let outcome = match handed {
+        Some(bytes) => Outcome::Value(Loaded {
+            bytes: bytes.as_slice().into(),
+            valid_at,
+            unverified,
+        }),
+        None => Outcome::Unusable,
+    };
     if let Some(leader) = ctx.leader.take() {
         leader.finish(outcome);
     }
 }
 
-/// Fills the entry under the claim, re-reading tag versions alongside. `Some((valid_at,
-/// unverified))` for an outcome waiters may use; `None` when a check refused the fill (an
-/// invalidation overtook the load: waiters reload).
+/// Fills the entry under the claim, re-reading tag versions alongside. Returns when the value
+/// is known to have been current (the fill's send time if it was stored with current tags,
+/// else its load's start), whether that could not be checked, and how storing went.
 async fn store(
     ctx: &LoadCtx,
     claim: Claim,
     value: FillValue<'_>,
-    ttl: Duration,
-) -> Option<(Instant, bool)> {
+    written: &Written,
+) -> (Instant, bool, Result<(), crate::Error>) {
     let Claim {
         lock,
         generation,
@@ -233,7 +226,7 @@ async fn store(
     let entry_keys = ctx.keys.entry_keys();
     let token = lock.as_ref().map(|l| l.token());
     let (filled, versions) = futures_util::future::join(
-        conn.fill(&entry_keys, token, &generation, value, ttl),
+        conn.fill(&entry_keys, token, &generation, value, written.ttl),
         conn.tag_versions(&ctx.keys.tags),
     )
     .await;
@@ -245,23 +238,26 @@ async fn store(
             }
             reply
         }
-        // The guard releases the lock, if the fill did not.
-        Err(_) => return Some((sent, true)),
+        // Nothing was checked: the value is known current only at its load's start. The
+        // guard releases the lock, if the fill did not.
+        Err(err) => return (written.started, true, Err(err)),
     };
     let refused = match (filled, versions) {
         (FillReply::RefusedLock, _) => &counters.fills_refused_lock,
         (FillReply::RefusedGeneration, _) => &counters.fills_refused_generation,
         (FillReply::Stored, Ok(versions)) if tags_current(&tag_versions, &versions) => {
             bump(&counters.stores);
-            return Some((sent, false));
+            return (sent, false, Ok(()));
         }
         // A tag changed meanwhile, or its versions could not be read (fail closed): the stored
-        // entry recorded the old versions and will miss; waiters must not get the value.
+        // entry recorded the old versions and will miss.
         (FillReply::Stored, _) => &counters.fills_refused_tags,
     };
+    // An invalidation (or another process's load) overtook this one: the value was current at
+    // its load's start, which only waiters that joined before then may rely on.
     bump(refused);
     bump(&counters.fills_rejected);
-    None
+    (written.started, false, Ok(()))
 }
 
 /// For a load that did not store: whether the claim still holds (generation and tags

@@ -175,7 +175,7 @@ pub(crate) async fn renewing<F: Future>(
     };
     let renewal = async {
         let period = (spec.lock_ttl() / 3).max(std::time::Duration::from_millis(1));
-        let stop = Instant::now() + spec.max_load();
+        let stop = crate::read::later(spec.max_load());
         loop {
             tokio::time::sleep(period).await;
             if Instant::now() >= stop {

@@ -87,6 +87,13 @@ pub enum Begin<'a, S: Shape> {
     Refresh(Refresh<'a, S>),
 }
 
+/// `now + after`, or a century from now when that does not fit (a duration meaning "forever").
+pub(crate) fn later(after: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(after)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
+}
+
 /// Rounds of regrouping (abandoned or rejected outcomes) before a caller loads by itself.
 const MAX_ROUNDS: usize = 4;
 
@@ -201,7 +208,7 @@ async fn miss<'a, S: Shape>(
 ) -> Begin<'a, S> {
     let flights = cache.inner().flights.clone();
     let lock_wait = spec.lock_wait(cache.last_load_time(spec.name));
-    let claim_phase = || Instant::now() + cache.conn().timeout().saturating_mul(2);
+    let claim_phase = || later(cache.conn().timeout().saturating_mul(2));
     for _ in 0..MAX_ROUNDS {
         let leader = match flights.join(&keys.entry, claim_phase) {
             Role::Leader(leader) => leader,
@@ -211,11 +218,12 @@ async fn miss<'a, S: Shape>(
                     Waited::TookOver(leader) => leader,
                     Waited::Expired => break,
                     Waited::Done(outcome) => {
-                        match receive::<S>(&cache, spec, outcome, sharing.as_ref(), started) {
+                        match receive::<S>(&cache, spec, &keys, outcome, sharing.as_ref(), started)
+                        {
                             Received::Output(output) => return Begin::Done(output),
                             Received::Alone => break,
                             Received::Regroup => {
-                                reachable = reachable || !cache.conn().is_down();
+                                reachable = reachable || !cache.conn().is_down(&keys.entry);
                                 continue;
                             }
                         }
@@ -269,14 +277,15 @@ enum Received<T> {
 fn receive<S: Shape>(
     cache: &Cache,
     spec: &FnSpec,
+    keys: &Keys,
     outcome: Outcome,
     sharing: Option<&ErrorSharing<S::Output>>,
     started: Instant,
 ) -> Received<S::Output> {
     match outcome {
         Outcome::Value(loaded) => {
-            let current =
-                loaded.valid_at >= started || (loaded.unverified && cache.conn().is_down());
+            let current = loaded.valid_at >= started
+                || (loaded.unverified && cache.conn().is_down(&keys.entry));
             if !current {
                 bump(&cache.inner().counters.outcomes_rejected);
                 return Received::Regroup;
@@ -349,7 +358,7 @@ async fn lead<S: Shape>(
             return Led::Load(Fill::Store(claimed.claim));
         }
         // Another process holds the lock: wait for its value, up to `lock_wait`.
-        leader.set_deadline(Instant::now() + patience);
+        leader.set_deadline(later(patience));
         let claim = claimed.claim;
         loop {
             if started.elapsed() >= lock_wait {

@@ -1,10 +1,7 @@
 //! What a lookup found, and the refresh of a stale or early-expiring hit: serve it, and let
 //! exactly one caller (per process, and across processes by the lock) reload it.
 
-use std::{
-    future::Future,
-    time::{Duration, Instant},
-};
+use std::{future::Future, time::Duration};
 
 use crate::{
     Cache,
@@ -111,7 +108,7 @@ pub(crate) async fn start<'a, S: Shape>(
     let Some(leader) = cache
         .inner()
         .flights
-        .try_lead(&keys.entry, Instant::now() + timeout.saturating_mul(2))
+        .try_lead(&keys.entry, crate::read::later(timeout.saturating_mul(2)))
     else {
         return Begin::Done(output);
     };

@@ -86,6 +86,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Whether operations cross the network (and so need deadlines and a breaker).
     fn is_network(&self) -> bool;
 
+    /// Whether this is a Redis Cluster (one breaker per master, a slot map to keep).
+    fn is_cluster(&self) -> bool {
+        false
+    }
+
     /// The entry with its tags' versions (and its remaining TTL when `with_ttl`).
     fn read<'a>(
         &'a self,
@@ -148,8 +153,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Releases `lock`, only if `token` owns it.
     fn unlock<'a>(&'a self, lock: &'a str, token: &'a str) -> StoreFuture<'a, bool>;
 
-    /// Checks that the node answers.
-    fn ping(&self) -> StoreFuture<'_, ()>;
+    /// Checks that a node answers: the node serving `slot` on a cluster, else the only one.
+    fn ping(&self, slot: Option<u16>) -> StoreFuture<'_, ()>;
+
+    /// A cluster's masters by slot range (`CLUSTER SLOTS`); `None` when not a cluster.
+    fn slot_map(&self) -> StoreFuture<'_, Option<Vec<crate::connection::SlotRange>>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
 
     /// The single-node connection, for commands users write by hand.
     fn redis_connection(&self) -> Option<::redis::aio::ConnectionManager> {

@@ -24,6 +24,9 @@ impl RedisCluster {
                     "nodes.conf",
                     "--cluster-node-timeout",
                     "2000",
+                    // With a master down, the other masters keep serving their slots.
+                    "--cluster-require-full-coverage",
+                    "no",
                 ])
             })
             .collect();

@@ -74,9 +74,48 @@ impl RedisStore {
     }
 }
 
+/// `CLUSTER SLOTS`: `[[start, end, [host, port, ...], replicas...], ...]`, masters only.
+#[cfg(feature = "cluster")]
+fn parse_slots(reply: redis::Value) -> Vec<crate::connection::SlotRange> {
+    use redis::Value;
+    let int = |v: &Value| match v {
+        Value::Int(n) => u16::try_from(*n).ok(),
+        _ => None,
+    };
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    let Value::Array(ranges) = reply else {
+        return Vec::new();
+    };
+    ranges
+        .iter()
+        .filter_map(|range| {
+            let Value::Array(fields) = range else {
+                return None;
+            };
+            let (start, end) = (int(fields.first()?)?, int(fields.get(1)?)?);
+            let Value::Array(master) = fields.get(2)? else {
+                return None;
+            };
+            let port = match master.get(1)? {
+                Value::Int(p) => *p,
+                _ => return None,
+            };
+            Some((start, end, format!("{}:{port}", text(master.first()?)?)))
+        })
+        .collect()
+}
+
 impl Backend for RedisStore {
     fn is_network(&self) -> bool {
         true
+    }
+
+    fn is_cluster(&self) -> bool {
+        !matches!(self, RedisStore::Single(..))
     }
 
     fn read<'a>(
@@ -156,8 +195,40 @@ impl Backend for RedisStore {
         Box::pin(self.unlock_lock(lock, token))
     }
 
-    fn ping(&self) -> StoreFuture<'_, ()> {
-        Box::pin(async move { self.query::<String>(&redis::cmd("PING")).await.map(drop) })
+    fn ping(&self, slot: Option<u16>) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            match (self, slot) {
+                #[cfg(feature = "cluster")]
+                (RedisStore::Cluster(conn), Some(slot)) => {
+                    use redis::cluster_routing::{
+                        Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
+                    };
+                    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                        Route::new(slot, SlotAddr::Master),
+                    ));
+                    conn.clone()
+                        .route_command(redis::cmd("PING"), route)
+                        .await
+                        .map(drop)
+                        .map_err(Error::Backend)
+                }
+                _ => self.query::<String>(&redis::cmd("PING")).await.map(drop),
+            }
+        })
+    }
+
+    fn slot_map(&self) -> StoreFuture<'_, Option<Vec<crate::connection::SlotRange>>> {
+        Box::pin(async move {
+            match self {
+                RedisStore::Single(..) => Ok(None),
+                #[cfg(feature = "cluster")]
+                RedisStore::Cluster(_) => {
+                    let reply: redis::Value =
+                        self.query(redis::cmd("CLUSTER").arg("SLOTS")).await?;
+                    Ok(Some(parse_slots(reply)))
+                }
+            }
+        })
     }
 
     fn redis_connection(&self) -> Option<ConnectionManager> {

@@ -276,12 +276,18 @@ async fn one_dead_master_leaves_the_other_shards_hitting() {
     .await;
     let dead_loads = calls.get() - loads_before;
     let rejections = cache.stats().breaker_rejections;
-    // Meanwhile, and from now on, the other shards keep hitting: no loads, no rejections.
-    for _ in 0..5 {
+    // For the next 1.5 s (three probe periods), the other shards keep hitting with no loads
+    // and no rejections, while the dead one's probes keep failing: its breaker stays open.
+    let watching = std::time::Instant::now();
+    while watching.elapsed() < Duration::from_millis(1500) {
         for &id in &on_live {
             assert_eq!(cache.scope(item(id, &calls)).await, Ok(format!("item{id}")));
         }
     }
+    assert!(
+        cache.is_degraded(),
+        "a probe of the dead master never answers for it"
+    );
     assert_eq!(
         calls.get() - loads_before,
         dead_loads,
@@ -299,6 +305,10 @@ async fn one_dead_master_leaves_the_other_shards_hitting() {
     assert!(
         seen.contains(&redis_cached::ConnectionEvent::Disconnected),
         "the dead node was reported: {seen:?}"
+    );
+    assert!(
+        !seen.contains(&redis_cached::ConnectionEvent::Reconnected),
+        "nothing reported it back: {seen:?}"
     );
     println!(
         "one dead master of three: {} keys on it ({dead_loads} loads while its breaker opened), \

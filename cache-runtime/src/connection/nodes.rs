@@ -2,7 +2,7 @@
 //! node, one per master on a cluster (found by slot in a `CLUSTER SLOTS` map read in the
 //! background), so one dead shard does not switch the others off.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, ops::Deref, sync::Arc};
 
 use arc_swap::ArcSwapOption;
 
@@ -11,25 +11,13 @@ use super::{breaker::Breaker, events::Link};
 /// Hash slots in a Redis Cluster.
 const SLOTS: usize = 16_384;
 
-/// One node: its breaker, its link state, and how to reach it for a probe.
+/// One node: its breaker, its link state, and its address (empty for a single node, and for
+/// the breaker that guards a cluster until its slot map is known).
 pub(crate) struct Node {
     pub(crate) breaker: Breaker,
     pub(crate) link: Link,
-    /// A slot this node serves, so a probe is routed to it (`None`: the only node).
-    pub(crate) probe_slot: Option<u16>,
-    /// `host:port`, for logs (empty for a single node).
+    /// `host:port` as `CLUSTER SLOTS` reports it: where its probe is sent.
     pub(crate) addr: String,
-}
-
-/// Which keys an operation touches, to find the breakers that guard it.
-#[derive(Clone, Copy)]
-pub(crate) enum Route<'a> {
-    /// One key (or keys sharing its hash tag).
-    Key(&'a str),
-    /// An entry and its tags: possibly several nodes.
-    Keys(&'a str, &'a [String]),
-    /// Only tags: possibly several nodes.
-    Tags(&'a [String]),
 }
 
 /// The masters of a cluster, by slot.
@@ -51,87 +39,91 @@ pub(crate) enum Nodes {
     },
 }
 
-/// The nodes an operation touches.
-pub(crate) enum Targets<'a> {
-    One(&'a Node),
-    Owned(Vec<Arc<Node>>),
+/// The node an operation goes to: borrowed for a single node (no reference count touched on
+/// the hot path), shared for a cluster master (the map may be replaced meanwhile).
+pub(crate) enum NodeRef<'a> {
+    Borrowed(&'a Node),
+    Shared(Arc<Node>),
 }
 
-impl Targets<'_> {
-    pub(crate) fn each(&self, mut f: impl FnMut(&Node)) {
-        match self {
-            Targets::One(node) => f(node),
-            Targets::Owned(nodes) => nodes.iter().for_each(|n| f(n)),
-        }
-    }
+impl Deref for NodeRef<'_> {
+    type Target = Node;
 
-    /// The node, when the operation touches exactly one.
-    pub(crate) fn single(&self) -> Option<&Node> {
+    fn deref(&self) -> &Node {
         match self {
-            Targets::One(node) => Some(node),
-            Targets::Owned(nodes) if nodes.len() == 1 => Some(&nodes[0]),
-            Targets::Owned(_) => None,
+            NodeRef::Borrowed(node) => node,
+            NodeRef::Shared(node) => node,
         }
     }
 }
 
 impl Node {
-    pub(crate) fn new(breaker: Breaker, probe_slot: Option<u16>, addr: String) -> Node {
+    pub(crate) fn new(breaker: Breaker, addr: String) -> Node {
         Node {
             breaker,
             link: Link::default(),
-            probe_slot,
             addr,
         }
     }
 }
 
 impl Nodes {
-    /// The nodes `route` touches.
-    pub(crate) fn targets(&self, route: Route<'_>) -> Targets<'_> {
-        let (map, before_map) = match self {
-            Nodes::Single(node) => return Targets::One(node),
-            Nodes::Cluster { map, before_map } => (map.load_full(), before_map),
-        };
-        let Some(map) = map else {
-            return Targets::One(before_map);
-        };
-        let mut nodes: Vec<Arc<Node>> = Vec::with_capacity(1);
-        let mut add = |key: &str| {
-            let node = &map.nodes[usize::from(map.owner[usize::from(slot(key))])];
-            if !nodes.iter().any(|n| Arc::ptr_eq(n, node)) {
-                nodes.push(node.clone());
-            }
-        };
-        match route {
-            Route::Key(key) => add(key),
-            Route::Keys(key, tags) => {
-                add(key);
-                tags.iter().for_each(|t| add(t));
-            }
-            Route::Tags(tags) => tags.iter().for_each(|t| add(t)),
+    /// The node that serves `key`.
+    pub(crate) fn node_for(&self, key: &str) -> NodeRef<'_> {
+        match self {
+            Nodes::Single(node) => NodeRef::Borrowed(node),
+            Nodes::Cluster { map, before_map } => match &*map.load() {
+                Some(map) => {
+                    let index = usize::from(map.owner[usize::from(slot(key))]);
+                    NodeRef::Shared(map.nodes[index].clone())
+                }
+                None => NodeRef::Borrowed(before_map),
+            },
         }
-        Targets::Owned(nodes)
     }
 
-    /// Every node, for status questions ("is any breaker open?").
-    pub(crate) fn all(&self) -> Vec<Arc<Node>> {
+    /// Whether `node` is one operations still go to (a cluster master may leave the map).
+    pub(crate) fn contains(&self, node: &Node) -> bool {
         match self {
-            Nodes::Single(node) => vec![node.clone()],
-            Nodes::Cluster { map, before_map } => match map.load_full() {
-                Some(map) => map.nodes.clone(),
-                None => vec![before_map.clone()],
+            Nodes::Single(single) => std::ptr::eq(Arc::as_ptr(single), node),
+            Nodes::Cluster { map, before_map } => match &*map.load() {
+                Some(map) => map.nodes.iter().any(|n| std::ptr::eq(Arc::as_ptr(n), node)),
+                None => std::ptr::eq(Arc::as_ptr(before_map), node),
+            },
+        }
+    }
+
+    /// Calls `f` with every node operations go to now.
+    pub(crate) fn each(&self, mut f: impl FnMut(&Node)) {
+        match self {
+            Nodes::Single(node) => f(node),
+            Nodes::Cluster { map, before_map } => match &*map.load() {
+                Some(map) => map.nodes.iter().for_each(|n| f(n)),
+                None => f(before_map),
+            },
+        }
+    }
+
+    /// The shared handle of a node, for a task that outlives the call (its prober).
+    pub(crate) fn shared(&self, node: &Node) -> Option<Arc<Node>> {
+        match self {
+            Nodes::Single(single) => {
+                std::ptr::eq(Arc::as_ptr(single), node).then(|| single.clone())
+            }
+            Nodes::Cluster { map, before_map } => match &*map.load() {
+                Some(map) => map
+                    .nodes
+                    .iter()
+                    .find(|n| std::ptr::eq(Arc::as_ptr(n), node))
+                    .cloned(),
+                None => std::ptr::eq(Arc::as_ptr(before_map), node).then(|| before_map.clone()),
             },
         }
     }
 
     /// Installs a new slot map, keeping the state of nodes that are still there; returns
     /// whether it differs from the previous one.
-    pub(crate) fn update(
-        &self,
-        ranges: &[SlotRange],
-        new_node: impl Fn(u16, &str) -> Node,
-    ) -> bool {
+    pub(crate) fn update(&self, ranges: &[SlotRange], new_node: impl Fn(&str) -> Node) -> bool {
         let Nodes::Cluster { map, .. } = self else {
             return false;
         };
@@ -144,7 +136,7 @@ impl Nodes {
                 let kept = previous
                     .as_ref()
                     .and_then(|m| m.nodes.iter().find(|n| n.addr == *addr).cloned());
-                nodes.push(kept.unwrap_or_else(|| Arc::new(new_node(*start, addr))));
+                nodes.push(kept.unwrap_or_else(|| Arc::new(new_node(addr))));
                 u16::try_from(nodes.len() - 1).unwrap_or(u16::MAX)
             });
             let (start, end) = (usize::from(*start), usize::from(*end).min(SLOTS - 1));

@@ -223,7 +223,8 @@ async fn miss<'a, S: Shape>(
                             Received::Output(output) => return Begin::Done(output),
                             Received::Alone => break,
                             Received::Regroup => {
-                                reachable = reachable || !cache.conn().is_down(&keys.entry);
+                                reachable =
+                                    reachable || !cache.conn().is_down([keys.entry.as_str()]);
                                 continue;
                             }
                         }
@@ -284,11 +285,22 @@ fn receive<S: Shape>(
 ) -> Received<S::Output> {
     match outcome {
         Outcome::Value(loaded) => {
-            let current = loaded.valid_at >= started
-                || (loaded.unverified && cache.conn().is_down(&keys.entry));
-            if !current {
-                bump(&cache.inner().counters.outcomes_rejected);
-                return Received::Regroup;
+            if loaded.valid_at < started {
+                if !loaded.unverified {
+                    // Redis answers: read again.
+                    bump(&cache.inner().counters.outcomes_rejected);
+                    return Received::Regroup;
+                }
+                // Nothing could be checked. While every node of the entry and its tags is
+                // down, nothing can be, and the waiter shares the load (the documented
+                // window); if some answers, reading again could queue behind the same
+                // failure, so the waiter loads by itself, once.
+                let keys = std::iter::once(keys.entry.as_str())
+                    .chain(keys.tags.iter().map(String::as_str));
+                if !cache.conn().is_down(keys) {
+                    bump(&cache.inner().counters.outcomes_rejected);
+                    return Received::Alone;
+                }
             }
             match decode_outcome::<S>(spec, &loaded.bytes) {
                 Some(output) => Received::Output(output),

@@ -340,7 +340,7 @@ impl Backend for MemoryStore {
         now(self.unlock_now(lock, token))
     }
 
-    fn ping(&self, _slot: Option<u16>) -> StoreFuture<'_, ()> {
+    fn ping<'a>(&'a self, _addr: Option<&'a str>) -> StoreFuture<'a, ()> {
         now(())
     }
 }

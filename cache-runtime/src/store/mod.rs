@@ -153,8 +153,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Releases `lock`, only if `token` owns it.
     fn unlock<'a>(&'a self, lock: &'a str, token: &'a str) -> StoreFuture<'a, bool>;
 
-    /// Checks that a node answers: the node serving `slot` on a cluster, else the only one.
-    fn ping(&self, slot: Option<u16>) -> StoreFuture<'_, ()>;
+    /// Checks that a node answers: the cluster node at `addr` (`host:port`), else the only one.
+    fn ping<'a>(&'a self, addr: Option<&'a str>) -> StoreFuture<'a, ()>;
 
     /// A cluster's masters by slot range (`CLUSTER SLOTS`); `None` when not a cluster.
     fn slot_map(&self) -> StoreFuture<'_, Option<Vec<crate::connection::SlotRange>>> {

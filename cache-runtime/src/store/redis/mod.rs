@@ -195,17 +195,24 @@ impl Backend for RedisStore {
         Box::pin(self.unlock_lock(lock, token))
     }
 
-    fn ping(&self, slot: Option<u16>) -> StoreFuture<'_, ()> {
+    fn ping<'a>(&'a self, addr: Option<&'a str>) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            match (self, slot) {
+            match (self, addr) {
+                // By address, never by slot: a slot's dead master would make the client fall
+                // back to a random live node, and the probe would answer for the wrong one.
                 #[cfg(feature = "cluster")]
-                (RedisStore::Cluster(conn), Some(slot)) => {
-                    use redis::cluster_routing::{
-                        Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
-                    };
-                    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
-                        Route::new(slot, SlotAddr::Master),
-                    ));
+                (RedisStore::Cluster(conn), Some(addr)) => {
+                    use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                    let (host, port) = addr.rsplit_once(':').ok_or_else(|| {
+                        Error::Config(format!("cluster node address {addr:?} has no port"))
+                    })?;
+                    let port = port.parse().map_err(|_| {
+                        Error::Config(format!("cluster node address {addr:?} has no port"))
+                    })?;
+                    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host: host.to_owned(),
+                        port,
+                    });
                     conn.clone()
                         .route_command(redis::cmd("PING"), route)
                         .await

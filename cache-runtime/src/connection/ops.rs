@@ -1,0 +1,161 @@
+//! The store operations, one method each, every one on one node. On a cluster, operations over
+//! several keys (an entry with its tags, several tags) are split into one per key, sent
+//! concurrently: one round of parallel reads, each behind its own node's breaker.
+
+use std::time::Duration;
+
+use futures_util::future::{join, join_all};
+
+use super::Connection;
+use crate::{
+    Error,
+    store::{ClaimReply, EntryKeys, FillReply, FillValue, Read, StoredBytes},
+};
+
+impl Connection {
+    /// Whether several keys must be split into one operation each (they may live on several
+    /// nodes).
+    fn split(&self, keys: usize) -> bool {
+        keys > 1 && self.backend.is_cluster()
+    }
+
+    pub(crate) async fn read(
+        &self,
+        key: &str,
+        tags: &[String],
+        with_ttl: bool,
+    ) -> Result<Read, Error> {
+        if !self.split(tags.len() + 1) {
+            return self.run("get", key, |b| b.read(key, tags, with_ttl)).await;
+        }
+        let entry = self.run("get", key, |b| b.read(key, &[], with_ttl));
+        let (entry, versions) = join(entry, self.tag_versions(tags)).await;
+        let mut read = entry?;
+        read.tag_versions = versions?;
+        Ok(read)
+    }
+
+    pub(crate) async fn tag_versions(&self, tags: &[String]) -> Result<Vec<Option<u64>>, Error> {
+        match tags {
+            [] => Ok(Vec::new()),
+            [tag, ..] if !self.split(tags.len()) => {
+                self.run("tags", tag, |b| b.tag_versions(tags)).await
+            }
+            _ => {
+                let each = tags.iter().map(|tag| {
+                    let one = std::slice::from_ref(tag);
+                    self.run("tags", tag, move |b| b.tag_versions(one))
+                });
+                let versions: Result<Vec<_>, Error> = join_all(each).await.into_iter().collect();
+                Ok(versions?.into_iter().flatten().collect())
+            }
+        }
+    }
+
+    /// Captures tag versions before a load (none to capture costs no request).
+    pub(crate) async fn capture_tags(
+        &self,
+        tags: &[String],
+        ttl: Duration,
+    ) -> Result<Vec<u64>, Error> {
+        match tags {
+            [] => Ok(Vec::new()),
+            [tag, ..] if !self.split(tags.len()) => {
+                self.run("capture_tags", tag, |b| b.capture_tags(tags, ttl))
+                    .await
+            }
+            _ => {
+                let each = tags.iter().map(|tag| {
+                    let one = std::slice::from_ref(tag);
+                    self.run("capture_tags", tag, move |b| b.capture_tags(one, ttl))
+                });
+                let versions: Result<Vec<_>, Error> = join_all(each).await.into_iter().collect();
+                Ok(versions?.into_iter().flatten().collect())
+            }
+        }
+    }
+
+    pub(crate) async fn delete_tags(&self, tags: &[String]) -> Result<(), Error> {
+        match tags {
+            [] => Ok(()),
+            [tag, ..] if !self.split(tags.len()) => {
+                self.run("invalidate_tags", tag, |b| b.delete_tags(tags))
+                    .await
+            }
+            _ => {
+                let each = tags.iter().map(|tag| {
+                    let one = std::slice::from_ref(tag);
+                    self.run("invalidate_tags", tag, move |b| b.delete_tags(one))
+                });
+                join_all(each).await.into_iter().collect()
+            }
+        }
+    }
+
+    pub(crate) async fn claim(
+        &self,
+        keys: &EntryKeys<'_>,
+        token: Option<&str>,
+        lock_ttl: Duration,
+        candidate: &str,
+        generation_ttl: Duration,
+    ) -> Result<ClaimReply, Error> {
+        self.run("claim", keys.entry, |b| {
+            b.claim(keys, token, lock_ttl, candidate, generation_ttl)
+        })
+        .await
+    }
+
+    pub(crate) async fn poll(
+        &self,
+        keys: &EntryKeys<'_>,
+    ) -> Result<(Option<StoredBytes>, bool), Error> {
+        self.run("poll", keys.entry, |b| b.poll(keys)).await
+    }
+
+    pub(crate) async fn generation(&self, keys: &EntryKeys<'_>) -> Result<Option<String>, Error> {
+        self.run("generation", keys.entry, |b| b.generation(keys))
+            .await
+    }
+
+    pub(crate) async fn fill(
+        &self,
+        keys: &EntryKeys<'_>,
+        token: Option<&str>,
+        generation: &str,
+        value: FillValue<'_>,
+        ttl: Duration,
+    ) -> Result<FillReply, Error> {
+        self.run("fill", keys.entry, |b| {
+            b.fill(keys, token, generation, value, ttl)
+        })
+        .await
+    }
+
+    pub(crate) async fn new_generation(
+        &self,
+        keys: &EntryKeys<'_>,
+        generation: &str,
+        generation_ttl: Duration,
+        value: Option<(&[u8], Duration)>,
+        drop_entry: bool,
+    ) -> Result<(), Error> {
+        self.run("generation", keys.entry, |b| {
+            b.new_generation(keys, generation, generation_ttl, value, drop_entry)
+        })
+        .await
+    }
+
+    pub(crate) async fn renew(
+        &self,
+        lock: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, Error> {
+        self.run("renew", lock, |b| b.renew(lock, token, ttl)).await
+    }
+
+    pub(crate) async fn unlock(&self, lock: &str, token: &str) -> Result<bool, Error> {
+        self.run("unlock", lock, |b| b.unlock(lock, token)).await
+    }
+}

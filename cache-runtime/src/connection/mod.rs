@@ -87,7 +87,7 @@ fn is_link_failure(err: &Error) -> bool {
 /// An operation's future, noting how long after its start it was last polled and still
 /// pending (in nanoseconds, saturating).
 struct Watched<'a, F> {
-    inner: Pin<Box<F>>,
+    inner: Pin<&'a mut F>,
     started: Instant,
     pending_after: &'a AtomicU64,
 }
@@ -224,8 +224,10 @@ impl Connection {
             pending_after: &pending_after,
             armed: true,
         };
+        let operation = tokio::time::timeout(self.timeout, start(&*self.backend));
+        tokio::pin!(operation);
         let operation = Watched {
-            inner: Box::pin(tokio::time::timeout(self.timeout, start(&*self.backend))),
+            inner: operation,
             started: Instant::now(),
             pending_after: &pending_after,
         };

@@ -149,7 +149,7 @@ impl Cache {
 
     /// Counters since this cache was built.
     pub fn stats(&self) -> Stats {
-        self.inner.counters.snapshot(&self.inner.conn)
+        self.inner.counters.snapshot(self.inner.conn.counts())
     }
 
     /// Invalidates tags: every entry carrying one of them misses from now on, in one round trip

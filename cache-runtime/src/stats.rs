@@ -63,6 +63,14 @@ pub struct Stats {
     pub stale_if_error: u64,
 }
 
+/// What the connection counts (failures, breakers), merged into [`Stats`].
+pub(crate) struct LinkCounts {
+    pub(crate) backend_errors: u64,
+    pub(crate) timeouts: u64,
+    pub(crate) breaker_opened: u64,
+    pub(crate) breaker_rejections: u64,
+}
+
 #[derive(Default)]
 pub(crate) struct Counters {
     pub(crate) hits: AtomicU64,
@@ -89,19 +97,18 @@ pub(crate) fn bump(counter: &AtomicU64) {
 }
 
 impl Counters {
-    pub(crate) fn snapshot(&self, conn: &crate::connection::Connection) -> Stats {
+    pub(crate) fn snapshot(&self, link: LinkCounts) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let failures = &conn.failures;
         Stats {
             hits: get(&self.hits),
             misses: get(&self.misses),
             loads: get(&self.loads),
             stores: get(&self.stores),
             decode_errors: get(&self.decode_errors),
-            backend_errors: get(&failures.backend_errors),
-            timeouts: get(&failures.timeouts),
-            breaker_opened: conn.breaker_opened(),
-            breaker_rejections: get(&failures.rejections),
+            backend_errors: link.backend_errors,
+            timeouts: link.timeouts,
+            breaker_opened: link.breaker_opened,
+            breaker_rejections: link.breaker_rejections,
             uncached: get(&self.uncached),
             lock_waits: get(&self.lock_waits),
             lock_timeouts: get(&self.lock_timeouts),

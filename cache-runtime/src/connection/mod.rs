@@ -31,10 +31,10 @@ use tokio::sync::broadcast;
 
 use self::breaker::{Breaker, Permit};
 pub use self::events::ConnectionEvent;
-pub(crate) use self::nodes::SlotRange;
 use self::nodes::{Node, Nodes};
 use crate::{
     Error,
+    stats::LinkCounts,
     store::{Backend, StoreFuture},
 };
 
@@ -46,10 +46,10 @@ pub(crate) struct BreakerConfig {
 
 /// Failures seen by the connection, for [`Stats`](crate::Stats).
 #[derive(Default)]
-pub(crate) struct Failures {
-    pub(crate) backend_errors: AtomicU64,
-    pub(crate) timeouts: AtomicU64,
-    pub(crate) rejections: AtomicU64,
+struct Failures {
+    backend_errors: AtomicU64,
+    timeouts: AtomicU64,
+    rejections: AtomicU64,
 }
 
 pub(crate) struct Connection {
@@ -58,7 +58,7 @@ pub(crate) struct Connection {
     breaker: BreakerConfig,
     nodes: Nodes,
     events: events::Sender,
-    pub(crate) failures: Failures,
+    failures: Failures,
     /// Times a node's breaker opened.
     opened: AtomicU64,
     namespace: String,
@@ -179,8 +179,15 @@ impl Connection {
         open
     }
 
-    pub(crate) fn breaker_opened(&self) -> u64 {
-        self.opened.load(Ordering::Relaxed)
+    /// What the connection counted, for [`Stats`](crate::Stats).
+    pub(crate) fn counts(&self) -> LinkCounts {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        LinkCounts {
+            backend_errors: get(&self.failures.backend_errors),
+            timeouts: get(&self.failures.timeouts),
+            breaker_opened: get(&self.opened),
+            breaker_rejections: get(&self.failures.rejections),
+        }
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<ConnectionEvent> {

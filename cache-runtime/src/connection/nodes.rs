@@ -7,6 +7,7 @@ use std::{collections::HashMap, ops::Deref, sync::Arc};
 use arc_swap::ArcSwapOption;
 
 use super::{breaker::Breaker, events::Link};
+use crate::store::SlotRange;
 
 /// Hash slots in a Redis Cluster.
 const SLOTS: usize = 16_384;
@@ -26,9 +27,6 @@ pub(crate) struct SlotMap {
     owner: Vec<u16>,
     pub(crate) nodes: Vec<Arc<Node>>,
 }
-
-/// A slot range served by a master at `addr`, as `CLUSTER SLOTS` reports it.
-pub(crate) type SlotRange = (u16, u16, String);
 
 pub(crate) enum Nodes {
     Single(Arc<Node>),

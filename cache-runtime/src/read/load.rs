@@ -13,7 +13,7 @@ use crate::{
         entry::{Encoded, decode, encode_checked, tags_current},
         flight::{LeaderGuard, Loaded, Outcome},
         keys::Keys,
-        lock::{Claim, renewing},
+        lock::{Claim, Fill, renewing},
         refresh,
     },
     shape::{Cacheable, ErrorSharing, Shape},
@@ -21,17 +21,6 @@ use crate::{
     stats::bump,
     store::{FillReply, FillValue, StoredBytes},
 };
-
-/// How a load's result is written.
-pub(crate) enum Fill {
-    /// Store it if the claim still holds when the fill arrives.
-    Store(Claim),
-    /// Do not store (another process holds the lock and will); check the claim before handing
-    /// the value to waiters.
-    Check(Claim),
-    /// Nothing can be stored or checked: the store did not answer.
-    Nothing,
-}
 
 /// What kind of load this is.
 pub(crate) enum Mode {

@@ -1,19 +1,28 @@
 //! The cross-process side of a load: the claim (lock, generation and tag versions captured
-//! before the loader runs), the lock as an owned guard, and its renewal.
+//! before the loader runs), waiting for another process's lock, the lock as an owned guard, and
+//! its renewal.
 //!
 //! A [`LockGuard`] is armed before the `SET NX` is sent, so a claim cancelled at any await
 //! point still releases what it may have taken. It releases by token, so it never frees a lock
 //! someone else holds. The fill consumes it (the fill script deletes the lock it owns).
 
-use std::{convert::Infallible, future::Future, time::Instant};
+use std::{
+    convert::Infallible,
+    future::Future,
+    time::{Duration, Instant},
+};
 
 use crate::{
     Cache, Error,
     read::{
-        entry::{generation_ttl, new_token},
+        entry::{generation_ttl, new_token, usable},
+        flight::{LeaderGuard, Loaded},
         keys::Keys,
+        later,
     },
+    shape::Shape,
     spec::FnSpec,
+    stats::bump,
     store::StoredBytes,
 };
 
@@ -73,6 +82,17 @@ pub(crate) struct Claim {
     pub(crate) tag_versions: Vec<u64>,
     /// When the claim was sent: the value read with it was current at least then.
     pub(crate) sent: Instant,
+}
+
+/// How a load's result is written.
+pub(crate) enum Fill {
+    /// Store it if the claim still holds when the fill arrives.
+    Store(Claim),
+    /// Do not store (another process holds the lock and will); check the claim before handing
+    /// the value to waiters.
+    Check(Claim),
+    /// Nothing can be stored or checked: the store did not answer.
+    Nothing,
 }
 
 /// A claim and the entry read with it.
@@ -204,5 +224,92 @@ pub(crate) async fn renewing<F: Future>(
         biased;
         output = &mut loader => output,
         never = &mut renewal => match never {},
+    }
+}
+
+pub(crate) enum Led<T> {
+    /// A value is in the store: another process's load, or a fill that landed meanwhile.
+    Done(T, Loaded),
+    /// Load here, writing as this says.
+    Load(Fill),
+}
+
+/// The in-process leader of a miss: claim, or wait for the process that holds the lock.
+pub(crate) async fn lead<S: Shape>(
+    cache: &Cache,
+    spec: &FnSpec,
+    leader: &LeaderGuard,
+    keys: &Keys,
+    lock_wait: Duration,
+) -> Led<S::Output> {
+    let started = Instant::now();
+    let conn = cache.conn();
+    let patience = lock_wait.saturating_add(conn.timeout().saturating_mul(2));
+    let mut delay = Duration::from_millis(1);
+    loop {
+        let Ok(claimed) = claim(cache, spec, keys, spec.lock).await else {
+            return Led::Load(Fill::Nothing);
+        };
+        let versions: Vec<Option<u64>> = claimed
+            .claim
+            .tag_versions
+            .iter()
+            .map(|v| Some(*v))
+            .collect();
+        // A fill may have landed between our lookup and now. The claim's guard unlocks.
+        if let Some(bytes) = &claimed.current
+            && let Some(output) = usable::<S>(cache, spec, bytes, &versions)
+        {
+            let loaded = Loaded {
+                bytes: bytes.to_vec().into(),
+                valid_at: claimed.claim.sent,
+                unverified: false,
+            };
+            return Led::Done(output, loaded);
+        }
+        if claimed.locked || !spec.lock {
+            return Led::Load(Fill::Store(claimed.claim));
+        }
+        // Another process holds the lock: wait for its value, up to `lock_wait`.
+        leader.set_deadline(later(patience));
+        let claim = claimed.claim;
+        loop {
+            if started.elapsed() >= lock_wait {
+                // Load here without storing (the lock holder will), checked for waiters.
+                bump(&cache.inner().counters.lock_timeouts);
+                tracing::debug!(
+                    function = spec.name,
+                    key = keys.entry,
+                    ?lock_wait,
+                    "lock wait elapsed; loading without the lock"
+                );
+                return Led::Load(Fill::Check(claim));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(5));
+            let sent = Instant::now();
+            let entry_keys = keys.entry_keys();
+            let (polled, versions) =
+                futures_util::future::join(conn.poll(&entry_keys), conn.tag_versions(&keys.tags))
+                    .await;
+            let (Ok((current, locked)), Ok(versions)) = (polled, versions) else {
+                return Led::Load(Fill::Nothing);
+            };
+            if let Some(bytes) = current
+                && let Some(output) = usable::<S>(cache, spec, &bytes, &versions)
+            {
+                bump(&cache.inner().counters.lock_waits);
+                let loaded = Loaded {
+                    bytes: bytes.to_vec().into(),
+                    valid_at: sent,
+                    unverified: false,
+                };
+                return Led::Done(output, loaded);
+            }
+            if !locked {
+                // Lock free and no usable value: the holder stored nothing, or died. Claim.
+                break;
+            }
+        }
     }
 }

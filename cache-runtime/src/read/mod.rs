@@ -41,10 +41,10 @@ pub use self::load::Load;
 pub use self::refresh::refresh;
 pub use self::revalidate::Refresh;
 use self::{
-    entry::{decode_outcome, usable},
-    flight::{LeaderGuard, Loaded, Outcome, Role, Waited},
-    load::{Fill, LoadCtx, Mode},
-    lock::claim,
+    entry::decode_outcome,
+    flight::{Outcome, Role, Waited},
+    load::{LoadCtx, Mode},
+    lock::{Fill, Led, lead},
     revalidate::Lookup,
 };
 use crate::{
@@ -323,92 +323,5 @@ fn receive<S: Shape>(
         }
         Outcome::Unusable => Received::Alone,
         Outcome::Abandoned | Outcome::Running => Received::Regroup,
-    }
-}
-
-enum Led<T> {
-    /// A value is in the store: another process's load, or a fill that landed meanwhile.
-    Done(T, Loaded),
-    /// Load here, writing as this says.
-    Load(Fill),
-}
-
-/// The in-process leader of a miss: claim, or wait for the process that holds the lock.
-async fn lead<S: Shape>(
-    cache: &Cache,
-    spec: &FnSpec,
-    leader: &LeaderGuard,
-    keys: &Keys,
-    lock_wait: Duration,
-) -> Led<S::Output> {
-    let started = Instant::now();
-    let conn = cache.conn();
-    let patience = lock_wait.saturating_add(conn.timeout().saturating_mul(2));
-    let mut delay = Duration::from_millis(1);
-    loop {
-        let Ok(claimed) = claim(cache, spec, keys, spec.lock).await else {
-            return Led::Load(Fill::Nothing);
-        };
-        let versions: Vec<Option<u64>> = claimed
-            .claim
-            .tag_versions
-            .iter()
-            .map(|v| Some(*v))
-            .collect();
-        // A fill may have landed between our lookup and now. The claim's guard unlocks.
-        if let Some(bytes) = &claimed.current
-            && let Some(output) = usable::<S>(cache, spec, bytes, &versions)
-        {
-            let loaded = Loaded {
-                bytes: bytes.to_vec().into(),
-                valid_at: claimed.claim.sent,
-                unverified: false,
-            };
-            return Led::Done(output, loaded);
-        }
-        if claimed.locked || !spec.lock {
-            return Led::Load(Fill::Store(claimed.claim));
-        }
-        // Another process holds the lock: wait for its value, up to `lock_wait`.
-        leader.set_deadline(later(patience));
-        let claim = claimed.claim;
-        loop {
-            if started.elapsed() >= lock_wait {
-                // Load here without storing (the lock holder will), checked for waiters.
-                bump(&cache.inner().counters.lock_timeouts);
-                tracing::debug!(
-                    function = spec.name,
-                    key = keys.entry,
-                    ?lock_wait,
-                    "lock wait elapsed; loading without the lock"
-                );
-                return Led::Load(Fill::Check(claim));
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_millis(5));
-            let sent = Instant::now();
-            let entry_keys = keys.entry_keys();
-            let (polled, versions) =
-                futures_util::future::join(conn.poll(&entry_keys), conn.tag_versions(&keys.tags))
-                    .await;
-            let (Ok((current, locked)), Ok(versions)) = (polled, versions) else {
-                return Led::Load(Fill::Nothing);
-            };
-            if let Some(bytes) = current
-                && let Some(output) = usable::<S>(cache, spec, &bytes, &versions)
-            {
-                bump(&cache.inner().counters.lock_waits);
-                let loaded = Loaded {
-                    bytes: bytes.to_vec().into(),
-                    valid_at: sent,
-                    unverified: false,
-                };
-                return Led::Done(output, loaded);
-            }
-            if !locked {
-                // Lock free and no usable value: the holder stored nothing, or died. Claim.
-                break;
-            }
-        }
     }
 }

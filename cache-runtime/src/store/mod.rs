@@ -17,6 +17,9 @@ pub(crate) use self::memory::MemoryStore;
 pub(crate) use self::redis::RedisStore;
 use crate::Error;
 
+/// A slot range served by a cluster master at `host:port`, as `CLUSTER SLOTS` reports it.
+pub(crate) type SlotRange = (u16, u16, String);
+
 /// A backend operation in flight.
 pub(crate) type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
 
@@ -157,7 +160,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn ping<'a>(&'a self, addr: Option<&'a str>) -> StoreFuture<'a, ()>;
 
     /// A cluster's masters by slot range (`CLUSTER SLOTS`); `None` when not a cluster.
-    fn slot_map(&self) -> StoreFuture<'_, Option<Vec<crate::connection::SlotRange>>> {
+    fn slot_map(&self) -> StoreFuture<'_, Option<Vec<SlotRange>>> {
         Box::pin(std::future::ready(Ok(None)))
     }
 

@@ -76,7 +76,7 @@ impl RedisStore {
 
 /// `CLUSTER SLOTS`: `[[start, end, [host, port, ...], replicas...], ...]`, masters only.
 #[cfg(feature = "cluster")]
-fn parse_slots(reply: redis::Value) -> Vec<crate::connection::SlotRange> {
+fn parse_slots(reply: redis::Value) -> Vec<super::SlotRange> {
     use redis::Value;
     let int = |v: &Value| match v {
         Value::Int(n) => u16::try_from(*n).ok(),
@@ -224,7 +224,7 @@ impl Backend for RedisStore {
         })
     }
 
-    fn slot_map(&self) -> StoreFuture<'_, Option<Vec<crate::connection::SlotRange>>> {
+    fn slot_map(&self) -> StoreFuture<'_, Option<Vec<super::SlotRange>>> {
         Box::pin(async move {
             match self {
                 RedisStore::Single(..) => Ok(None),

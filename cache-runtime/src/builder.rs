@@ -315,8 +315,16 @@ impl CacheBuilder {
         let config = redis::cluster::ClusterConfig::new()
             .set_connection_timeout(timeout)
             .set_response_timeout(timeout);
+        let first_host = match redis::IntoConnectionInfo::into_connection_info(nodes[0].as_str())
+            .map(|info| info.addr().clone())
+        {
+            Ok(redis::ConnectionAddr::Tcp(host, _)) => host,
+            Ok(redis::ConnectionAddr::TcpTls { host, .. }) => host,
+            _ => "127.0.0.1".to_owned(),
+        };
         Ok(RedisStore::Cluster(
             client.get_pending_async_connection_with_config(config),
+            first_host.into(),
         ))
     }
 }

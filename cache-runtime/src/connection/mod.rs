@@ -17,13 +17,10 @@ mod probe;
 mod topology;
 
 use std::{
-    future::Future,
-    pin::Pin,
     sync::{
         Arc, Weak,
         atomic::{AtomicU64, Ordering},
     },
-    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
@@ -84,42 +81,21 @@ fn is_link_failure(err: &Error) -> bool {
     }
 }
 
-/// An operation's future, noting how long after its start it was last polled and still
-/// pending (in nanoseconds, saturating).
-struct Watched<'a, F> {
-    inner: Pin<&'a mut F>,
-    started: Instant,
-    pending_after: &'a AtomicU64,
-}
-
-impl<F: Future> Future for Watched<'_, F> {
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let polled = self.inner.as_mut().poll(cx);
-        if polled.is_pending() {
-            let after = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            self.pending_after.store(after, Ordering::Relaxed);
-        }
-        polled
-    }
-}
-
-/// Counts an operation its caller dropped while the node was slow: still pending when last
-/// polled, half its timeout after it started (an outer request timeout shorter than ours,
-/// against a hung server). Without it a hung node would never open its breaker. An operation
-/// merely left unpolled (its caller busy elsewhere) does not count.
+/// Counts an operation its caller dropped half its timeout or more after it started (an outer
+/// request timeout shorter than ours, against a hung server): without it a hung node would
+/// never open its breaker. A caller that blocks its own thread past that while the answer waits
+/// unread (blocking code in an async loader) is miscounted once; it takes `breaker_threshold`
+/// such drops in a row, with no success between them, to open the breaker.
 struct Cancelled<'a> {
     conn: &'a Connection,
     node: &'a Node,
-    pending_after: &'a AtomicU64,
+    started: Instant,
     armed: bool,
 }
 
 impl Drop for Cancelled<'_> {
     fn drop(&mut self) {
-        let pending = Duration::from_nanos(self.pending_after.load(Ordering::Relaxed));
-        if self.armed && pending >= self.conn.timeout / 2 {
+        if self.armed && self.started.elapsed() >= self.conn.timeout / 2 {
             self.conn.cancelled(self.node);
         }
     }
@@ -224,21 +200,13 @@ impl Connection {
                 return Err(Error::Unavailable);
             }
         };
-        let pending_after = AtomicU64::new(0);
         let mut cancelled = Cancelled {
             conn: self,
             node: &node,
-            pending_after: &pending_after,
+            started: Instant::now(),
             armed: true,
         };
-        let operation = tokio::time::timeout(self.timeout, start(&*self.backend));
-        tokio::pin!(operation);
-        let operation = Watched {
-            inner: operation,
-            started: Instant::now(),
-            pending_after: &pending_after,
-        };
-        let result = match operation.await {
+        let result = match tokio::time::timeout(self.timeout, start(&*self.backend)).await {
             Ok(Err(Error::Backend(err))) if err.is_timeout() => Err(Error::Timeout(self.timeout)),
             Ok(result) => result,
             Err(_) => Err(Error::Timeout(self.timeout)),

@@ -12,6 +12,9 @@ use crate::store::SlotRange;
 /// Hash slots in a Redis Cluster.
 const SLOTS: usize = 16_384;
 
+/// The owner index of a slot that no master serves in the map.
+const UNOWNED: u16 = u16::MAX;
+
 /// One node: its breaker, its link state, and its address (empty for a single node, and for
 /// the breaker that guards a cluster until its slot map is known).
 pub(crate) struct Node {
@@ -23,7 +26,7 @@ pub(crate) struct Node {
 
 /// The masters of a cluster, by slot.
 pub(crate) struct SlotMap {
-    /// Index into `nodes` for each slot.
+    /// Index into `nodes` for each slot ([`UNOWNED`] for none).
     owner: Vec<u16>,
     pub(crate) nodes: Vec<Arc<Node>>,
 }
@@ -71,10 +74,14 @@ impl Nodes {
         match self {
             Nodes::Single(node) => NodeRef::Borrowed(node),
             Nodes::Cluster { map, before_map } => match &*map.load() {
-                Some(map) => {
-                    let index = usize::from(map.owner[usize::from(slot(key))]);
-                    NodeRef::Shared(map.nodes[index].clone())
-                }
+                Some(map) => match map
+                    .nodes
+                    .get(usize::from(map.owner[usize::from(slot(key))]))
+                {
+                    Some(node) => NodeRef::Shared(node.clone()),
+                    // A slot no master serves (the map had a gap).
+                    None => NodeRef::Borrowed(before_map),
+                },
                 None => NodeRef::Borrowed(before_map),
             },
         }
@@ -128,7 +135,7 @@ impl Nodes {
         let previous = map.load_full();
         let mut by_addr: HashMap<&str, u16> = HashMap::new();
         let mut nodes: Vec<Arc<Node>> = Vec::new();
-        let mut owner = vec![0u16; SLOTS];
+        let mut owner = vec![UNOWNED; SLOTS];
         for (start, end, addr) in ranges {
             let index = *by_addr.entry(addr.as_str()).or_insert_with(|| {
                 let kept = previous

@@ -54,10 +54,18 @@ impl Connection {
                     }
                     let addr = (!node.addr.is_empty()).then_some(node.addr.as_str());
                     let answer = tokio::time::timeout(conn.timeout, conn.backend.ping(addr)).await;
-                    node.breaker.probed();
-                    if let Ok(Ok(())) = answer {
-                        conn.answered(node);
-                        return;
+                    match answer {
+                        Ok(Ok(())) => {
+                            node.breaker.probed();
+                            conn.answered(node);
+                            return;
+                        }
+                        // The node did not answer: a report, and callers keep away.
+                        Err(_) => node.breaker.probed(),
+                        Ok(Err(err)) if super::is_link_failure(&err) => node.breaker.probed(),
+                        // The probe could not be sent (the client has no connection under that
+                        // address): no report, so callers probe through their own requests.
+                        Ok(Err(_)) => {}
                     }
                 }
             }

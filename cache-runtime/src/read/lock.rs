@@ -247,6 +247,9 @@ pub(crate) async fn lead<S: Shape>(
     let patience = lock_wait.saturating_add(conn.timeout().saturating_mul(2));
     let mut delay = Duration::from_millis(1);
     loop {
+        // Claiming: two operations' timeouts at most (the claim and the tag capture run
+        // side by side).
+        leader.set_deadline(later(conn.timeout().saturating_mul(2)));
         let Ok(claimed) = claim(cache, spec, keys, spec.lock).await else {
             return Led::Load(Fill::Nothing);
         };

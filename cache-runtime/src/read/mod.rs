@@ -227,6 +227,13 @@ async fn miss<'a, S: Shape>(
                                     reachable || !cache.conn().is_down([keys.entry.as_str()]);
                                 continue;
                             }
+                            Received::RegroupUnclaimed => {
+                                // The store failed the last load's check: the next load skips
+                                // the claim (nobody waits behind the same failure), and its
+                                // value, begun after we started, is ours to use.
+                                reachable = false;
+                                continue;
+                            }
                         }
                     }
                 }
@@ -273,6 +280,8 @@ enum Received<T> {
     Alone,
     /// Join or lead the key's next flight.
     Regroup,
+    /// Join or lead the key's next flight, loading without a claim.
+    RegroupUnclaimed,
 }
 
 fn receive<S: Shape>(
@@ -293,13 +302,14 @@ fn receive<S: Shape>(
                 }
                 // Nothing could be checked. While every node of the entry and its tags is
                 // down, nothing can be, and the waiter shares the load (the documented
-                // window); if some answers, reading again could queue behind the same
-                // failure, so the waiter loads by itself, once.
+                // window). If some node answers, the waiter regroups behind one new load that
+                // skips the claim, so it neither queues behind the same failure nor joins N
+                // uncached loads.
                 let keys = std::iter::once(keys.entry.as_str())
                     .chain(keys.tags.iter().map(String::as_str));
                 if !cache.conn().is_down(keys) {
                     bump(&cache.inner().counters.outcomes_rejected);
-                    return Received::Alone;
+                    return Received::RegroupUnclaimed;
                 }
             }
             match decode_outcome::<S>(spec, &loaded.bytes) {

@@ -25,7 +25,9 @@ pub(crate) enum RedisStore {
     /// One node, and the batcher of its plain lookups (`None`: every lookup sends its own GET).
     Single(ConnectionManager, Option<Arc<Batcher>>),
     #[cfg(feature = "cluster")]
-    Cluster(redis::cluster_async::ClusterConnection),
+    /// The cluster, and the host of its first configured node, which stands in for a master
+    /// whose host `CLUSTER SLOTS` leaves empty or unknown (as the cluster client does).
+    Cluster(redis::cluster_async::ClusterConnection, Arc<str>),
 }
 
 pub(crate) fn px(ttl: Duration) -> u64 {
@@ -38,7 +40,7 @@ impl RedisStore {
         let result = match self {
             RedisStore::Single(conn, _) => cmd.query_async(&mut conn.clone()).await,
             #[cfg(feature = "cluster")]
-            RedisStore::Cluster(conn) => cmd.query_async(&mut conn.clone()).await,
+            RedisStore::Cluster(conn, _) => cmd.query_async(&mut conn.clone()).await,
         };
         result.map_err(Error::Backend)
     }
@@ -47,7 +49,7 @@ impl RedisStore {
         let result = match self {
             RedisStore::Single(conn, _) => pipe.query_async(&mut conn.clone()).await,
             #[cfg(feature = "cluster")]
-            RedisStore::Cluster(conn) => pipe.query_async(&mut conn.clone()).await,
+            RedisStore::Cluster(conn, _) => pipe.query_async(&mut conn.clone()).await,
         };
         result.map_err(Error::Backend)
     }
@@ -68,15 +70,16 @@ impl RedisStore {
         let result = match self {
             RedisStore::Single(conn, _) => invocation.invoke_async(&mut conn.clone()).await,
             #[cfg(feature = "cluster")]
-            RedisStore::Cluster(conn) => invocation.invoke_async(&mut conn.clone()).await,
+            RedisStore::Cluster(conn, _) => invocation.invoke_async(&mut conn.clone()).await,
         };
         result.map_err(Error::Backend)
     }
 }
 
-/// `CLUSTER SLOTS`: `[[start, end, [host, port, ...], replicas...], ...]`, masters only.
+/// `CLUSTER SLOTS`: `[[start, end, [host, port, ...], replicas...], ...]`, masters only. An
+/// empty, unknown (`?`) or missing host is the `fallback_host`.
 #[cfg(feature = "cluster")]
-fn parse_slots(reply: redis::Value) -> Vec<super::SlotRange> {
+fn parse_slots(reply: redis::Value, fallback_host: &str) -> Vec<super::SlotRange> {
     use redis::Value;
     let int = |v: &Value| match v {
         Value::Int(n) => u16::try_from(*n).ok(),
@@ -104,7 +107,12 @@ fn parse_slots(reply: redis::Value) -> Vec<super::SlotRange> {
                 Value::Int(p) => *p,
                 _ => return None,
             };
-            Some((start, end, format!("{}:{port}", text(master.first()?)?)))
+            let host = master
+                .first()
+                .and_then(text)
+                .filter(|h| !h.is_empty() && h != "?")
+                .unwrap_or_else(|| fallback_host.to_owned());
+            Some((start, end, format!("{host}:{port}")))
         })
         .collect()
 }
@@ -201,7 +209,7 @@ impl Backend for RedisStore {
                 // By address, never by slot: a slot's dead master would make the client fall
                 // back to a random live node, and the probe would answer for the wrong one.
                 #[cfg(feature = "cluster")]
-                (RedisStore::Cluster(conn), Some(addr)) => {
+                (RedisStore::Cluster(conn, _), Some(addr)) => {
                     use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
                     let (host, port) = addr.rsplit_once(':').ok_or_else(|| {
                         Error::Config(format!("cluster node address {addr:?} has no port"))
@@ -229,10 +237,10 @@ impl Backend for RedisStore {
             match self {
                 RedisStore::Single(..) => Ok(None),
                 #[cfg(feature = "cluster")]
-                RedisStore::Cluster(_) => {
+                RedisStore::Cluster(_, fallback_host) => {
                     let reply: redis::Value =
                         self.query(redis::cmd("CLUSTER").arg("SLOTS")).await?;
-                    Ok(Some(parse_slots(reply)))
+                    Ok(Some(parse_slots(reply, fallback_host)))
                 }
             }
         })
@@ -242,7 +250,7 @@ impl Backend for RedisStore {
         match self {
             RedisStore::Single(conn, _) => Some(conn.clone()),
             #[cfg(feature = "cluster")]
-            RedisStore::Cluster(_) => None,
+            RedisStore::Cluster(..) => None,
         }
     }
 }

@@ -189,7 +189,9 @@ impl Connection {
         if !self.backend.is_network() {
             return start(&*self.backend).await;
         }
-        self.topology.ensure(self);
+        if let Nodes::Cluster { .. } = self.nodes {
+            self.topology.ensure(self);
+        }
         let node = self.nodes.node_for(key);
         let probe = match node.breaker.permit() {
             Permit::Call => None,

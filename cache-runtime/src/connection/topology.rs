@@ -33,10 +33,11 @@ pub(crate) struct Refresh {
 }
 
 impl Refresh {
-    /// Starts the refresh task of a cluster connection unless it runs (or there is no runtime:
+    /// Starts the refresh task of a cluster connection (the caller checks it is one) unless it
+    /// runs (or there is no runtime:
     /// then operations go through the connection's first breaker until one can start it).
     pub(crate) fn ensure(&self, conn: &Connection) {
-        if self.running.load(Ordering::Relaxed) || !conn.backend.is_cluster() {
+        if self.running.load(Ordering::Relaxed) {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {

@@ -34,8 +34,8 @@ pub(crate) struct Refresh {
 
 impl Refresh {
     /// Starts the refresh task of a cluster connection (the caller checks it is one) unless it
-    /// runs (or there is no runtime:
-    /// then operations go through the connection's first breaker until one can start it).
+    /// runs, or there is no runtime: then operations go through the connection's first breaker
+    /// until one can start it.
     pub(crate) fn ensure(&self, conn: &Connection) {
         if self.running.load(Ordering::Relaxed) {
             return;

@@ -235,7 +235,7 @@ async fn one_dead_master_leaves_the_other_shards_hitting() {
     let cache = Cache::builder()
         .cluster(cluster.urls())
         .namespace("cl")
-        .operation_timeout(Duration::from_millis(300))
+        .operation_timeout(Duration::from_secs(1))
         .build()
         .await
         .expect("build");

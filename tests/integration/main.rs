@@ -34,6 +34,18 @@ pub async fn redis_cache(server: &RedisServer) -> Cache {
         .expect("build cache")
 }
 
+/// A cache with a generous operation timeout, for tests that must not see a timeout on a
+/// loaded machine (races that assert no stale result, where an invalidation must succeed).
+pub async fn patient_cache(server: &RedisServer) -> Cache {
+    Cache::builder()
+        .url(server.url())
+        .namespace("test")
+        .operation_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .expect("build cache")
+}
+
 /// Counts loader runs.
 #[derive(Default)]
 pub struct Calls(AtomicUsize);

@@ -235,10 +235,16 @@ async fn a_failed_load_ends_every_wait_at_once() {
     }
     let results = set.join_all().await;
     assert!(results.iter().all(Result::is_err));
-    assert!(calls.get() <= 30, "at most one load per caller");
+    assert_eq!(
+        calls.get(),
+        30,
+        "each caller loaded once: the leader, then every waiter"
+    );
+    // All 29 waiters load the moment the leader fails; regrouping behind new leaders first
+    // (a queue of even a few rounds) would keep the peak below that.
     assert!(
-        running.peak() >= 20,
-        "the waiters' loads ran concurrently, not queued: peak {}",
+        running.peak() >= 28,
+        "the waiters' loads ran side by side, not queued: peak {}",
         running.peak()
     );
 }
@@ -271,8 +277,9 @@ async fn a_value_that_cannot_be_stored_sends_waiters_to_load_at_once() {
     }
     let results = set.join_all().await;
     assert!(results.iter().all(|v| v.is_nan()));
+    assert_eq!(calls.get(), 30, "each caller loaded once");
     assert!(
-        running.peak() >= 20,
+        running.peak() >= 28,
         "loads ran side by side, not queued: peak {}",
         running.peak()
     );

@@ -1,7 +1,7 @@
 //! The background probe of an open breaker: one task per node, `PING` sent to that node (by
 //! address on a cluster, so a dead master's probe never lands on a live one), once per period
-//! with jitter, and a second time 50 ms after a failure (the client reconnects in the
-//! background after the first). The first answer closes the breaker. The task ends when the
+//! with jitter, followed 50 and 150 ms later by two more while it fails (the client reconnects
+//! in the background after the first). The first answer closes the breaker. The task ends when the
 //! breaker closes, the node leaves the cluster's map, the cache is dropped, or its runtime
 //! shuts down; then the next rejected call starts a new one.
 
@@ -9,8 +9,10 @@ use std::{sync::Arc, time::Duration};
 
 use super::{Connection, nodes::Node};
 
-/// How long after a failed probe a second one follows.
-const RECONNECT_PROBE: Duration = Duration::from_millis(50);
+/// After a failed probe, the delays of the follow-up probes: the client reconnects in the
+/// background after a failure, so a restarted server is found within about 150 ms of the
+/// period's probe rather than a whole period later.
+const FOLLOW_UPS: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(100)];
 
 /// Frees a node's background probe role when its task ends (or is dropped unpolled).
 struct ProberEnded(Arc<Node>);
@@ -48,9 +50,9 @@ impl Connection {
                 if !node.breaker.is_open() || !conn.nodes.contains(node) {
                     return;
                 }
-                for attempt in 0..2 {
-                    if attempt > 0 {
-                        tokio::time::sleep(RECONNECT_PROBE).await;
+                for delay in std::iter::once(Duration::ZERO).chain(FOLLOW_UPS) {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
                     }
                     let addr = (!node.addr.is_empty()).then_some(node.addr.as_str());
                     let answer = tokio::time::timeout(conn.timeout, conn.backend.ping(addr)).await;

@@ -5,9 +5,11 @@
 //! [`Outcome`]. The leader sets the flight's deadline for each phase it enters (claiming,
 //! waiting for another process's lock, loading, filling), each bounded. A waiter whose
 //! deadline passes while the leader is silent (cancelled without being dropped, hung, or a
-//! future nobody polls: moka issue 240) replaces the flight once and leads the replacement; a
-//! replacement's waiters wait on its leader's deadlines in the same way (at most `max_load`
-//! before it sets the first) and then load by themselves. So a process runs
+//! future nobody polls: moka issue 240) replaces the flight once and leads the replacement
+//! (the spec's "loads through its own process's single-flight"). A replacement keeps the
+//! deadline it was created with, `max_load`: its waiters wait for that one extra load unless it
+//! hangs too, and only then load by themselves. So a loader that turns slow costs a process one
+//! extra load per key, not one per waiter. So a process runs
 //! at most one extra load per stalled key, and nobody waits forever.
 //!
 //! A leader that is dropped (cancelled, panicked, returned early) publishes
@@ -180,9 +182,12 @@ pub(crate) struct LeaderGuard {
 }
 
 impl LeaderGuard {
-    /// Moves the waiters' deadline: the leader entered a phase that ends by `deadline`.
+    /// Moves the waiters' deadline: the leader entered a phase that ends by `deadline`. A
+    /// replacement keeps its `max_load` deadline (see the module docs).
     pub(crate) fn set_deadline(&self, deadline: Instant) {
-        self.flight.set_deadline(deadline);
+        if !self.flight.replacement {
+            self.flight.set_deadline(deadline);
+        }
     }
 
     /// Whether any caller is waiting on this flight right now.

@@ -9,7 +9,7 @@ use futures_util::future::{join, join_all};
 use super::Connection;
 use crate::{
     Error,
-    store::{ClaimReply, EntryKeys, FillReply, FillValue, Read, StoredBytes},
+    store::{Backend, ClaimReply, EntryKeys, FillReply, FillValue, Read, StoreFuture, StoredBytes},
 };
 
 impl Connection {
@@ -35,21 +35,33 @@ impl Connection {
         Ok(read)
     }
 
-    pub(crate) async fn tag_versions(&self, tags: &[String]) -> Result<Vec<Option<u64>>, Error> {
+    /// Runs `op` over `tags`: once over all of them where they share a node, else once per tag,
+    /// side by side, in the tags' order.
+    async fn over_tags<'a, T: Send + 'a>(
+        &'a self,
+        name: &'static str,
+        tags: &'a [String],
+        op: impl Fn(&'a dyn Backend, &'a [String]) -> StoreFuture<'a, T> + Copy,
+    ) -> Result<Vec<T>, Error> {
         match tags {
             [] => Ok(Vec::new()),
             [tag, ..] if !self.split(tags.len()) => {
-                self.run("tags", tag, |b| b.tag_versions(tags)).await
+                Ok(vec![self.run(name, tag, |b| op(b, tags)).await?])
             }
             _ => {
-                let each = tags.iter().map(|tag| {
-                    let one = std::slice::from_ref(tag);
-                    self.run("tags", tag, move |b| b.tag_versions(one))
-                });
-                let versions: Result<Vec<_>, Error> = join_all(each).await.into_iter().collect();
-                Ok(versions?.into_iter().flatten().collect())
+                let each = tags
+                    .iter()
+                    .map(|tag| self.run(name, tag, move |b| op(b, std::slice::from_ref(tag))));
+                join_all(each).await.into_iter().collect()
             }
         }
+    }
+
+    pub(crate) async fn tag_versions(&self, tags: &[String]) -> Result<Vec<Option<u64>>, Error> {
+        let parts = self
+            .over_tags("tags", tags, |b, t| b.tag_versions(t))
+            .await?;
+        Ok(parts.into_iter().flatten().collect())
     }
 
     /// Captures tag versions before a load (none to capture costs no request).
@@ -58,38 +70,16 @@ impl Connection {
         tags: &[String],
         ttl: Duration,
     ) -> Result<Vec<u64>, Error> {
-        match tags {
-            [] => Ok(Vec::new()),
-            [tag, ..] if !self.split(tags.len()) => {
-                self.run("capture_tags", tag, |b| b.capture_tags(tags, ttl))
-                    .await
-            }
-            _ => {
-                let each = tags.iter().map(|tag| {
-                    let one = std::slice::from_ref(tag);
-                    self.run("capture_tags", tag, move |b| b.capture_tags(one, ttl))
-                });
-                let versions: Result<Vec<_>, Error> = join_all(each).await.into_iter().collect();
-                Ok(versions?.into_iter().flatten().collect())
-            }
-        }
+        let parts = self
+            .over_tags("capture_tags", tags, move |b, t| b.capture_tags(t, ttl))
+            .await?;
+        Ok(parts.into_iter().flatten().collect())
     }
 
     pub(crate) async fn delete_tags(&self, tags: &[String]) -> Result<(), Error> {
-        match tags {
-            [] => Ok(()),
-            [tag, ..] if !self.split(tags.len()) => {
-                self.run("invalidate_tags", tag, |b| b.delete_tags(tags))
-                    .await
-            }
-            _ => {
-                let each = tags.iter().map(|tag| {
-                    let one = std::slice::from_ref(tag);
-                    self.run("invalidate_tags", tag, move |b| b.delete_tags(one))
-                });
-                join_all(each).await.into_iter().collect()
-            }
-        }
+        self.over_tags("invalidate_tags", tags, |b, t| b.delete_tags(t))
+            .await
+            .map(drop)
     }
 
     pub(crate) async fn claim(

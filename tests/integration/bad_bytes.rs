@@ -176,3 +176,41 @@ async fn values_over_the_maximum_size_are_not_cached_or_accepted() {
         })
         .await;
 }
+
+#[tokio::test]
+async fn a_value_of_another_type_at_the_key_is_a_miss_and_is_overwritten() {
+    let server = RedisServer::start();
+    let batched = redis_cache(&server).await;
+    let unbatched = Cache::builder()
+        .url(server.url())
+        .namespace("test")
+        .batch_lookups(false)
+        .build()
+        .await
+        .expect("build");
+    let calls = Calls::default();
+    for (id, cache) in [(10, &batched), (11, &unbatched)] {
+        let key = cache.scope(async { profile_key(id) }).await;
+        // Something else wrote a hash where the entry lives: `GET` answers `WRONGTYPE`.
+        let mut conn = server.conn().await;
+        let _: () = conn.hset(&key, "field", "value").await.expect("HSET");
+        let loads = calls.get();
+        let got = cache.scope(profile(id, &calls)).await;
+        assert_eq!(got.email, format!("{id}@example.com"));
+        assert_eq!(calls.get(), loads + 1, "a miss");
+        cache.wait_for_writes().await;
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("TYPE");
+        assert_eq!(kind, "string", "the entry replaced the hash");
+        assert_eq!(cache.scope(profile(id, &calls)).await, got);
+        assert_eq!(calls.get(), loads + 1, "and is a hit from then on");
+        let stats = cache.stats();
+        assert_eq!(
+            stats.breaker_opened, 0,
+            "a wrong type is not a failing Redis: {stats:?}"
+        );
+    }
+}

@@ -79,3 +79,34 @@ async fn every_key_written_has_an_expiry_after_a_mixed_workload() {
         );
     }
 }
+
+/// A TTL meaning "forever", from a constant: no panic, and the entry is stored and hit.
+const FOREVER: u64 = u64::MAX;
+
+#[redis_cached(ttl = FOREVER, stale = FOREVER, tags = ["forever"], name = "expiry::forever")]
+async fn forever(id: u32, #[cache(skip)] calls: &Calls) -> u32 {
+    calls.bump();
+    id
+}
+
+#[tokio::test]
+async fn a_ttl_meaning_forever_is_stored_with_the_longest_expiry_redis_takes() {
+    let server = RedisServer::start();
+    let cache = redis_cache(&server).await;
+    let calls = Calls::default();
+    cache
+        .scope(async {
+            assert_eq!(forever(1, &calls).await, 1);
+            cache.wait_for_writes().await;
+            assert_eq!(forever(1, &calls).await, 1);
+            assert_eq!(calls.get(), 1, "stored, then a hit");
+            forever_put(2, &2).await.expect("put");
+            forever_invalidate(1).await.expect("invalidate");
+            assert_eq!(forever(2, &calls).await, 2);
+            assert_eq!(calls.get(), 1);
+        })
+        .await;
+    let key = cache.scope(async { forever_key(2) }).await;
+    assert!(pttl(&server, &key).await > 0, "it has an expiry");
+    assert_eq!(cache.stats().backend_errors, 0, "{:?}", cache.stats());
+}

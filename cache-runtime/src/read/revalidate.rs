@@ -58,7 +58,12 @@ pub(crate) fn classify<S: Shape>(
             } else {
                 1.0
             };
-            match freshness::classify(read.ttl, meta.stale, meta.load_time, spec.early_refresh, u) {
+            // Stored for `ttl + stale`, capped at the longest expiry: the stale window is what
+            // the cap left of it past `ttl`.
+            let stale = meta
+                .stale
+                .min(crate::store::MAX_EXPIRY.saturating_sub(meta.ttl));
+            match freshness::classify(read.ttl, stale, meta.load_time, spec.early_refresh, u) {
                 Freshness::Fresh => {
                     record_hit(cache, spec);
                     Lookup::Fresh(output)

@@ -17,6 +17,21 @@ pub(crate) use self::memory::MemoryStore;
 pub(crate) use self::redis::RedisStore;
 use crate::Error;
 
+/// A `GET` of an entry: a value of another type at the key (a hash, a list written by something
+/// else) answers `WRONGTYPE`; that is a miss, and the fill's `SET` overwrites it, not a failure.
+pub(crate) fn wrong_type_is_absent(
+    got: Result<Option<Vec<u8>>, Error>,
+) -> Result<Option<Vec<u8>>, Error> {
+    match got {
+        Err(Error::Backend(err)) if err.code() == Some("WRONGTYPE") => Ok(None),
+        got => got,
+    }
+}
+
+/// The longest expiry written: a century. Redis rejects an expiry past its clock's range, so a
+/// TTL meaning "forever" is stored with this one.
+pub(crate) const MAX_EXPIRY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// A slot range served by a cluster master at `host:port`, as `CLUSTER SLOTS` reports it.
 pub(crate) type SlotRange = (u16, u16, String);
 

@@ -30,9 +30,13 @@ pub(crate) enum RedisStore {
     Cluster(redis::cluster_async::ClusterConnection, Arc<str>),
 }
 
+/// A TTL as `PX` milliseconds: at least 1 (a zero TTL would be an error reply) and at most
+/// [`MAX_EXPIRY`](super::MAX_EXPIRY).
 pub(crate) fn px(ttl: Duration) -> u64 {
-    // PX needs at least 1 ms; a zero TTL would be an error reply.
-    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+    let max = u64::try_from(super::MAX_EXPIRY.as_millis()).unwrap_or(u64::MAX);
+    u64::try_from(ttl.as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, max)
 }
 
 impl RedisStore {
@@ -252,5 +256,19 @@ impl Backend for RedisStore {
             #[cfg(feature = "cluster")]
             RedisStore::Cluster(..) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::px;
+
+    #[test]
+    fn px_is_within_what_redis_accepts() {
+        assert_eq!(px(Duration::ZERO), 1);
+        assert_eq!(px(Duration::from_millis(1500)), 1500);
+        assert_eq!(px(Duration::MAX), 100 * 365 * 24 * 3600 * 1000);
     }
 }

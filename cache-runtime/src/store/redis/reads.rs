@@ -8,7 +8,7 @@ use futures_util::future::join_all;
 use super::{RedisStore, px};
 use crate::{
     Error,
-    store::{Read, StoredBytes},
+    store::{Read, StoredBytes, wrong_type_is_absent},
 };
 
 /// An entry's bytes and its tags' versions.
@@ -45,10 +45,10 @@ impl RedisStore {
     ) -> Result<Read, Error> {
         if tags.is_empty() && !with_ttl {
             // The common hit: one GET (or a share of an MGET), without joining reads.
-            let bytes: Option<Vec<u8>> = match self {
-                RedisStore::Single(conn, Some(batcher)) => batcher.get(conn, key).await?,
-                _ => self.query(redis::cmd("GET").arg(key)).await?,
-            };
+            let bytes = wrong_type_is_absent(match self {
+                RedisStore::Single(conn, Some(batcher)) => batcher.get(conn, key).await,
+                _ => self.query(redis::cmd("GET").arg(key)).await,
+            })?;
             return Ok(Read {
                 current: bytes.map(StoredBytes::Owned),
                 ttl: None,
@@ -66,7 +66,7 @@ impl RedisStore {
         }
         let values = async {
             if tags.is_empty() {
-                let bytes: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(key)).await?;
+                let bytes = wrong_type_is_absent(self.query(redis::cmd("GET").arg(key)).await)?;
                 return Ok::<_, Error>((bytes, Vec::new()));
             }
             self.read_tagged(key, tags).await

@@ -75,15 +75,17 @@ impl RedisStore {
             .arg("PX")
             .arg(px(generation_ttl))
             .ignore();
-        pipe.cmd("GET")
+        // `MGET`, not `GET`: a value of another type at the key reads as absent (and is
+        // overwritten by the fill) instead of failing the whole pipeline with `WRONGTYPE`.
+        pipe.cmd("MGET")
             .arg(keys.entry)
             .cmd("GET")
             .arg(keys.generation);
-        let (ok, bytes, generation): (Option<String>, Option<Vec<u8>>, Option<String>) =
+        let (ok, entry, generation): (Option<String>, Vec<Option<Vec<u8>>>, Option<String>) =
             self.query_pipe(&pipe).await?;
         Ok(ClaimReply {
             locked: token.is_some() && ok.is_some_and(|r| r == "OK"),
-            current: bytes.map(StoredBytes::Owned),
+            current: entry.into_iter().next().flatten().map(StoredBytes::Owned),
             generation,
         })
     }
@@ -93,8 +95,12 @@ impl RedisStore {
         keys: &EntryKeys<'_>,
     ) -> Result<(Option<StoredBytes>, bool), Error> {
         let mut pipe = redis::pipe();
-        pipe.cmd("GET").arg(keys.entry).cmd("EXISTS").arg(keys.lock);
-        let (bytes, locked): (Option<Vec<u8>>, bool) = self.query_pipe(&pipe).await?;
+        pipe.cmd("MGET")
+            .arg(keys.entry)
+            .cmd("EXISTS")
+            .arg(keys.lock);
+        let (entry, locked): (Vec<Option<Vec<u8>>>, bool) = self.query_pipe(&pipe).await?;
+        let bytes = entry.into_iter().next().flatten();
         Ok((bytes.map(StoredBytes::Owned), locked))
     }
 

@@ -285,12 +285,16 @@ fn placeholder(
         let ident = format_ident!("{}", root, span = lit.span());
         quote!(#ident)
     };
-    let members = fields.iter().map(|f| match f.parse::<u32>() {
-        Ok(index) => Member::Unnamed(syn::Index {
+    // `template::split` admitted only identifiers and `u32` indexes.
+    let members = fields.iter().filter_map(|f| match f.parse::<u32>() {
+        Ok(index) => Some(Member::Unnamed(syn::Index {
             index,
             span: lit.span(),
+        })),
+        Err(_) => syn::parse_str::<Ident>(f).ok().map(|mut ident| {
+            ident.set_span(lit.span());
+            Member::Named(ident)
         }),
-        Err(_) => Member::Named(Ident::new(f, lit.span())),
     });
     quote!(#root_tokens #(.#members)*)
 }

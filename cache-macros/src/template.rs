@@ -67,16 +67,13 @@ pub(crate) fn split(template: &str) -> Result<Vec<Piece>, String> {
                 let mut parts = inner.split('.');
                 let root = parts.next().unwrap_or_default().to_owned();
                 let fields: Vec<String> = parts.map(str::to_owned).collect();
-                let is_ident = |s: &str| {
-                    s.chars()
-                        .next()
-                        .is_some_and(|c| c.is_alphabetic() || c == '_')
-                        && s.chars().all(|c| c.is_alphanumeric() || c == '_')
-                };
-                if !is_ident(&root)
-                    || !fields
-                        .iter()
-                        .all(|f| is_ident(f) || f.parse::<usize>().is_ok())
+                // What Rust accepts as an identifier (`²` is alphanumeric but not one), and tuple
+                // indexes that fit a `u32`: anything else would reach the token constructors.
+                let is_ident = |s: &str| syn::parse_str::<syn::Ident>(s).is_ok();
+                let is_index =
+                    |s: &str| s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u32>().is_ok();
+                if !(is_ident(&root) || root == "self")
+                    || !fields.iter().all(|f| is_ident(f) || is_index(f))
                 {
                     return Err(format!(
                         "`{{{inner}}}` is not a placeholder; expected `{{argument}}` or `{{argument.field}}`"
@@ -97,6 +94,23 @@ pub(crate) fn split(template: &str) -> Result<Vec<Piece>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejects_what_is_not_an_identifier_or_an_index() {
+        for odd in [
+            "{a.4294967296}",
+            "{a²}",
+            "{a.b²}",
+            "{type}",
+            "{a.+1}",
+            "{1a}",
+            "{a..b}",
+            "{}",
+        ] {
+            assert!(split(odd).is_err(), "{odd} is rejected");
+        }
+        assert!(split("{self.tenant}:{a.0}:{r#type}").is_ok());
+    }
 
     #[test]
     fn parses_placeholders_and_fields() {

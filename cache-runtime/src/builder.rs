@@ -101,7 +101,8 @@ impl CacheBuilder {
     }
 
     /// The first segment of every key, so applications sharing a Redis stay apart.
-    /// Must be non-empty and contain no `{`, `}` or whitespace.
+    /// Must be non-empty and contain no `:`, `{`, `}` or whitespace (a `:` would let two
+    /// namespaces share keys: `a:b` with function `c`, and `a` with function `b:c`).
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = namespace.into();
         self
@@ -232,9 +233,12 @@ impl CacheBuilder {
 
     fn validate(&self) -> Result<(), Error> {
         let ns = &self.namespace;
-        if ns.is_empty() || ns.contains(['{', '}']) || ns.contains(char::is_whitespace) {
+        // A `:` would make keys ambiguous: namespace `a:b` with function `c` and namespace `a`
+        // with function `b:c` would share every key.
+        if ns.is_empty() || ns.contains(['{', '}', ':']) || ns.contains(char::is_whitespace) {
             return Err(Error::Config(format!(
-                "namespace {ns:?} must be non-empty and contain no braces or whitespace"
+                "namespace {ns:?} must be non-empty and contain no `:`, braces or whitespace \
+                 (use `-`, `_` or `.` to separate its parts, as in \"myapp-prod\")"
             )));
         }
         if self.default_ttl.is_zero() {

@@ -126,3 +126,30 @@ fn long_keys_are_digested_to_a_fixed_stable_form() {
         map_key(ordered.into_iter().collect(), HashSet::new())
     );
 }
+
+#[test]
+fn namespaces_that_would_make_keys_ambiguous_are_rejected_at_build() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let build = |ns: &str| {
+        rt.block_on(
+            redis_cached::Cache::builder()
+                .url("mem://")
+                .namespace(ns)
+                .build(),
+        )
+    };
+    // `a:b` + function `c` and `a` + function `b:c` would share every key.
+    for bad in ["a:b", "", "a b", "{a}", ":"] {
+        let err = build(bad).expect_err("rejected");
+        assert!(
+            matches!(err, redis_cached::Error::Config(_)),
+            "{bad:?}: {err}"
+        );
+    }
+    for good in ["a", "myapp-prod", "my_app.v2"] {
+        assert!(build(good).is_ok(), "{good:?} accepted");
+    }
+}

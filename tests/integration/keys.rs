@@ -110,6 +110,112 @@ proptest! {
     }
 }
 
+#[redis_cached(name = "keys::json")]
+async fn json(value: serde_json::Value) -> u8 {
+    let _ = value;
+    0
+}
+
+/// An argument that is one of several types at run time.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+enum Loose {
+    Text(String),
+    Flag(bool),
+    Float(f64),
+    Int(i64),
+    Nothing,
+}
+
+#[redis_cached(name = "keys::loose")]
+async fn loose(value: Loose) -> u8 {
+    let _ = value;
+    0
+}
+
+/// Strings that look like other tokens, and other tokens.
+fn json_leaf() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from), // NaN and infinities become Null
+        prop_oneof![
+            Just("true".to_owned()),
+            Just("false".to_owned()),
+            Just("null".to_owned()),
+            Just("NaN".to_owned()),
+            Just("inf".to_owned()),
+            Just("1".to_owned()),
+            Just("1.0".to_owned()),
+            Just("()".to_owned()),
+            Just("~".to_owned()),
+            adversarial(),
+        ]
+        .prop_map(Value::String),
+    ]
+}
+
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    json_leaf().prop_recursive(3, 16, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+            prop::collection::btree_map(adversarial(), inner, 0..4)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn loose_value() -> impl Strategy<Value = Loose> {
+    prop_oneof![
+        prop_oneof![
+            Just("true".to_owned()),
+            Just("NaN".to_owned()),
+            Just("inf".to_owned()),
+            Just("Nothing".to_owned()),
+            adversarial(),
+        ]
+        .prop_map(Loose::Text),
+        any::<bool>().prop_map(Loose::Flag),
+        prop_oneof![
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            Just(f64::NEG_INFINITY),
+            any::<f64>()
+        ]
+        .prop_map(Loose::Float),
+        any::<i64>().prop_map(Loose::Int),
+        Just(Loose::Nothing),
+    ]
+}
+
+/// Equal as keys must be: NaN equals NaN here (every NaN is the same argument to a cache).
+fn same_loose(a: &Loose, b: &Loose) -> bool {
+    match (a, b) {
+        (Loose::Float(x), Loose::Float(y)) => {
+            x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())
+        }
+        _ => a == b,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    #[test]
+    fn json_values_key_apart_whatever_their_types(a in json_value(), b in json_value()) {
+        let (ka, kb) = (json_key(a.clone()), json_key(b.clone()));
+        prop_assert_eq!(a == b, ka == kb, "{} vs {}", ka, kb);
+    }
+
+    #[test]
+    fn untagged_enums_key_apart_whatever_their_variants(a in loose_value(), b in loose_value()) {
+        let (ka, kb) = (loose_key(a.clone()), loose_key(b.clone()));
+        prop_assert_eq!(same_loose(&a, &b), ka == kb, "{:?} {} vs {:?} {}", a, ka, b, kb);
+    }
+}
+
 #[test]
 fn long_keys_are_digested_to_a_fixed_stable_form() {
     let long = "é".repeat(400);

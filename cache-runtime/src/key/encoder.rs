@@ -23,6 +23,13 @@ fn write_str(out: &mut String, s: &str) {
     }
 }
 
+/// Writes an enum variant's name: marked, so that a unit variant `A` and the string `"A"` (one
+/// argument of an untagged enum or a `serde_json::Value` can be either) never share a key.
+fn write_variant(out: &mut String, variant: &str) {
+    out.push('%');
+    write_str(out, variant);
+}
+
 pub(super) fn write_quoted(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
@@ -103,7 +110,8 @@ impl<'a> ser::Serializer for KeyEncoder<'a> {
     );
 
     fn serialize_bool(self, v: bool) -> Result<(), KeyError> {
-        self.out.push_str(if v { "true" } else { "false" });
+        // Marked: the bare string `true` is the string's own encoding.
+        self.out.push_str(if v { "!true" } else { "!false" });
         Ok(())
     }
 
@@ -112,13 +120,28 @@ impl<'a> ser::Serializer for KeyEncoder<'a> {
     }
 
     fn serialize_f64(self, v: f64) -> Result<(), KeyError> {
-        // `{:?}` keeps a fractional part and round-trips, so 1.0 and 1 stay apart.
-        let _ = write!(self.out, "{v:?}");
+        if v.is_finite() {
+            // `{:?}` keeps a fractional part and round-trips, so 1.0 and 1 stay apart, and
+            // starts with a digit or `-`, which no bare string does.
+            let _ = write!(self.out, "{v:?}");
+        } else {
+            // `NaN` and `inf` would read as bare strings.
+            let _ = write!(self.out, "!{v:?}");
+        }
         Ok(())
     }
 
     fn serialize_char(self, v: char) -> Result<(), KeyError> {
-        write_str(self.out, v.encode_utf8(&mut [0; 4]));
+        // Single-quoted, so that the char 'a' and the string "a" differ.
+        self.out.push('\'');
+        match v {
+            '\\' => self.out.push_str("\\\\"),
+            '\'' => self.out.push_str("\\'"),
+            '{' => self.out.push_str("\\("),
+            '}' => self.out.push_str("\\)"),
+            c => self.out.push(c),
+        }
+        self.out.push('\'');
         Ok(())
     }
 
@@ -162,7 +185,7 @@ impl<'a> ser::Serializer for KeyEncoder<'a> {
         _index: u32,
         variant: &'static str,
     ) -> Result<(), KeyError> {
-        write_str(self.out, variant);
+        write_variant(self.out, variant);
         Ok(())
     }
 
@@ -181,7 +204,7 @@ impl<'a> ser::Serializer for KeyEncoder<'a> {
         variant: &'static str,
         value: &T,
     ) -> Result<(), KeyError> {
-        write_str(self.out, variant);
+        write_variant(self.out, variant);
         self.out.push('(');
         value.serialize(KeyEncoder { out: self.out })?;
         self.out.push(')');
@@ -240,7 +263,7 @@ impl<'a> ser::Serializer for KeyEncoder<'a> {
         variant: &'static str,
         _len: usize,
     ) -> Result<Compound<'a>, KeyError> {
-        write_str(self.out, variant);
+        write_variant(self.out, variant);
         Ok(Compound::open(self.out, '(', ')'))
     }
 
@@ -263,7 +286,7 @@ impl<'a> ser::Serializer for KeyEncoder<'a> {
         variant: &'static str,
         _len: usize,
     ) -> Result<Compound<'a>, KeyError> {
-        write_str(self.out, variant);
+        write_variant(self.out, variant);
         Ok(Compound::open(self.out, '<', '>'))
     }
 }

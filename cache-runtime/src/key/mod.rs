@@ -191,6 +191,31 @@ mod tests {
     }
 
     #[test]
+    fn strings_never_share_an_encoding_with_other_tokens() {
+        #[derive(serde::Serialize)]
+        #[allow(dead_code)]
+        enum E {
+            A,
+            B(u8),
+        }
+        assert_eq!(args(&true), "!true");
+        assert_ne!(args(&true), args(&"true"));
+        assert_ne!(args(&false), args(&"false"));
+        assert_eq!(args(&f64::NAN), "!NaN");
+        assert_ne!(args(&f64::NAN), args(&"NaN"));
+        assert_ne!(args(&f64::INFINITY), args(&"inf"));
+        assert_ne!(args(&f64::NEG_INFINITY), args(&"-inf"));
+        assert_eq!(args(&E::A), "%A");
+        assert_ne!(args(&E::A), args(&"A"));
+        assert_eq!(args(&E::B(1)), "%B(1)");
+        assert_eq!(args(&'a'), "'a'");
+        assert_ne!(args(&'a'), args(&"a"));
+        assert_eq!(args(&'{'), "'\\('");
+        assert_eq!(args(&1.0f64), "1.0");
+        assert_ne!(args(&1.0f64), args(&1u8));
+    }
+
+    #[test]
     fn braces_never_appear() {
         let k = args(&"{}{x}");
         assert!(!k.contains('{') && !k.contains('}'), "{k}");

@@ -148,7 +148,7 @@ pub async fn cached_crate_slow_user(id: u64, wait: Wait) -> Result<User, String>
 /// The floor for a hit: `GET` of the same envelope bytes plus a `serde_json` decode.
 pub async fn raw_get_decode(conn: &mut ConnectionManager, key: &str) -> User {
     let bytes: Vec<u8> = conn.get(key).await.expect("GET");
-    serde_json::from_slice(&bytes[34..]).expect("decode")
+    serde_json::from_slice(&bytes[34..bytes.len() - 8]).expect("decode")
 }
 
 /// The floor for a tagged hit: `MGET` of as many keys (the entry and its tag versions), plus the
@@ -156,7 +156,7 @@ pub async fn raw_get_decode(conn: &mut ConnectionManager, key: &str) -> User {
 pub async fn raw_mget_decode(conn: &mut ConnectionManager, keys: &[String]) -> User {
     let values: Vec<Option<Vec<u8>>> = conn.mget(keys).await.expect("MGET");
     let bytes = values.into_iter().next().flatten().expect("stored");
-    serde_json::from_slice(&bytes[34..]).expect("decode")
+    serde_json::from_slice(&bytes[34..bytes.len() - 8]).expect("decode")
 }
 
 /// Hand-written cache-aside: `GET`, on a miss load then `SET EX`.

@@ -12,6 +12,7 @@
 //! 32      2     number of tag versions n (u16 LE)
 //! 34      8n    tag versions (u64 LE each)
 //! 34+8n   ..    payload: serde_json
+//! end-8   8     checksum: XXH3-64 of every byte before it (u64 LE)
 //! ```
 //!
 //! Only durations are stored, never one host's timestamps: an entry's age comes from the
@@ -23,7 +24,10 @@ use std::time::Duration;
 use serde::{Serialize, de::DeserializeOwned};
 
 const MAGIC: [u8; 2] = *b"RC";
-const FORMAT_VERSION: u8 = 1;
+/// 2 added the checksum: a truncated or altered entry (a `u64` payload `12345` cut to `1234`)
+/// would otherwise decode as another value.
+const FORMAT_VERSION: u8 = 2;
+const CHECKSUM_LEN: usize = 8;
 const HEADER_LEN: usize = 34;
 const FLAG_NEGATIVE: u8 = 1;
 
@@ -92,6 +96,8 @@ pub fn encode<T: Serialize + ?Sized>(
     if let Some(value) = value {
         serde_json::to_writer(&mut out, value)?;
     }
+    let checksum = xxhash_rust::xxh3::xxh3_64(&out);
+    out.extend_from_slice(&checksum.to_le_bytes());
     Ok(out)
 }
 
@@ -104,6 +110,21 @@ pub fn decode<T: DeserializeOwned>(
     if bytes.len() > max_size {
         return Err(DecodeError::TooLarge);
     }
+    let body_len = bytes
+        .len()
+        .checked_sub(CHECKSUM_LEN)
+        .ok_or(DecodeError::Corrupt)?;
+    let (body, checksum) = bytes.split_at(body_len);
+    if body
+        .get(..3)
+        .is_some_and(|h| h[..2] == MAGIC && h[2] != FORMAT_VERSION)
+    {
+        return Err(DecodeError::Format(body[2]));
+    }
+    if xxhash_rust::xxh3::xxh3_64(body) != u64_at(checksum, 0) {
+        return Err(DecodeError::Corrupt);
+    }
+    let bytes = body;
     let header = bytes.get(..HEADER_LEN).ok_or(DecodeError::Corrupt)?;
     if header[..2] != MAGIC {
         return Err(DecodeError::Corrupt);
@@ -200,6 +221,14 @@ mod tests {
         assert_eq!(
             decode::<u32>(42, &bytes, usize::MAX),
             Err(DecodeError::Format(9))
+        );
+        let mut altered = encode(42, Some(&12345u64), &meta()).expect("encode");
+        let digit = altered.len() - CHECKSUM_LEN - 1;
+        altered[digit] = b'6';
+        assert_eq!(
+            decode::<u64>(42, &altered, usize::MAX),
+            Err(DecodeError::Corrupt),
+            "a changed digit is caught"
         );
         assert_eq!(
             decode::<u32>(42, b"garbage", usize::MAX),

@@ -104,6 +104,43 @@ async fn corrupt_truncated_and_foreign_bytes_are_misses() {
     assert_miss_then_overwritten(&server, &cache, &flipped).await;
 }
 
+#[redis_cached(ttl = 60, name = "counter")]
+async fn counter(id: u64, #[cache(skip)] calls: &Calls) -> u64 {
+    calls.bump();
+    id * 1000 + 12345
+}
+
+#[tokio::test]
+async fn numeric_payloads_cut_short_or_altered_are_misses_not_other_numbers() {
+    let server = RedisServer::start();
+    let cache = redis_cache(&server).await;
+    let calls = Calls::default();
+    let key = cache.scope(async { counter_key(0) }).await;
+    cache.scope(counter(0, &calls)).await;
+    cache.wait_for_writes().await;
+    let good = read_raw(&server, &key).await;
+    // The payload `12345` sits just before the 8-byte checksum.
+    let payload_end = good.len() - 8;
+    assert_eq!(&good[payload_end - 5..payload_end], b"12345");
+    let mut cut = good[..payload_end - 1].to_vec(); // `1234`, checksum dropped
+    cut.extend_from_slice(&good[payload_end..]);
+    let mut digit = good.clone();
+    digit[payload_end - 1] = b'6'; // `12346`
+    let mut trailing = good.clone();
+    trailing.truncate(good.len() - 1);
+    for bytes in [cut, digit, trailing] {
+        write_raw(&server, &key, &bytes).await;
+        let loads = calls.get();
+        assert_eq!(
+            cache.scope(counter(0, &calls)).await,
+            12345,
+            "never another number"
+        );
+        assert_eq!(calls.get(), loads + 1, "a miss");
+        cache.wait_for_writes().await;
+    }
+}
+
 #[tokio::test]
 async fn another_return_type_or_version_under_the_same_key_is_a_miss() {
     let server = RedisServer::start();

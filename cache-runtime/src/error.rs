@@ -52,6 +52,18 @@ pub enum Error {
     #[error("the load this call waited for failed")]
     LoadFailed,
 
+    /// The Redis server is older than the oldest version this library supports
+    /// ([`MINIMUM_REDIS`](crate::MINIMUM_REDIS)): the cache runs uncached against it.
+    #[error(
+        "redis {found} is older than the minimum supported version {minimum}; running uncached"
+    )]
+    UnsupportedServer {
+        /// The server's `redis_version`.
+        found: String,
+        /// The minimum supported version.
+        minimum: &'static str,
+    },
+
     /// A value or a key argument could not be serialized.
     #[error("could not serialize for the cache: {0}")]
     Encode(String),

@@ -23,7 +23,7 @@ mod store;
 
 pub use builder::CacheBuilder;
 pub use cache::Cache;
-pub use connection::ConnectionEvent;
+pub use connection::{ConnectionEvent, MINIMUM_REDIS};
 pub use error::Error;
 pub use redis;
 pub use stats::Stats;

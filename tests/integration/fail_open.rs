@@ -165,3 +165,57 @@ async fn invalidation_with_redis_down_returns_an_error() {
         })
         .await;
 }
+
+/// The `INFO` commands a server answered that were not this counter's own (`INFO
+/// commandstats` counts a command once it has run, so the k-th reading includes k - 1 of ours).
+#[derive(Default)]
+struct OthersInfo {
+    ours: u64,
+}
+
+impl OthersInfo {
+    async fn read(&mut self, server: &RedisServer) -> u64 {
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut server.conn().await)
+            .await
+            .expect("INFO");
+        let total: u64 = stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_info:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let others = total - self.ours;
+        self.ours += 1;
+        others
+    }
+}
+
+#[tokio::test]
+async fn the_server_version_is_checked_once_and_a_supported_one_stays_cached() {
+    let server = RedisServer::start();
+    let cache = cache_for(&server).await;
+    let calls = Calls::default();
+    let mut info = OthersInfo::default();
+    assert_eq!(info.read(&server).await, 0);
+    for _ in 0..5 {
+        assert_eq!(cache.scope(value(21, &calls)).await, 42);
+        cache.wait_for_writes().await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while info.read(&server).await == 0 {
+        assert!(Instant::now() < deadline, "the cache checked the version");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for _ in 0..5 {
+        cache.scope(value(21, &calls)).await;
+    }
+    assert_eq!(calls.get(), 1, "Redis 7 is supported: still cached");
+    assert_eq!(
+        info.read(&server).await,
+        1,
+        "one check per connection, not per call"
+    );
+    assert_eq!(redis_cached::MINIMUM_REDIS, "7.0");
+}

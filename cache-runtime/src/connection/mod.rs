@@ -15,6 +15,7 @@ mod nodes;
 mod ops;
 mod probe;
 mod topology;
+mod version;
 
 use std::{
     sync::{
@@ -29,6 +30,7 @@ use tokio::sync::broadcast;
 use self::breaker::{Breaker, Permit};
 pub use self::events::ConnectionEvent;
 use self::nodes::{Node, Nodes};
+pub use self::version::MINIMUM_REDIS;
 use crate::{
     Error,
     stats::LinkCounts,
@@ -61,6 +63,7 @@ pub(crate) struct Connection {
     namespace: String,
     me: Weak<Connection>,
     topology: topology::Refresh,
+    version: version::VersionGate,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -131,6 +134,7 @@ impl Connection {
             namespace,
             me: me.clone(),
             topology: topology::Refresh::default(),
+            version: version::VersionGate::default(),
         })
     }
 
@@ -189,6 +193,12 @@ impl Connection {
         if !self.backend.is_network() {
             return start(&*self.backend).await;
         }
+        if let Some(found) = self.version.too_old() {
+            return Err(Error::UnsupportedServer {
+                found: found.to_owned(),
+                minimum: MINIMUM_REDIS,
+            });
+        }
         if let Nodes::Cluster { .. } = self.nodes {
             self.topology.ensure(self);
         }
@@ -226,6 +236,7 @@ impl Connection {
     }
 
     fn answered(&self, node: &Node) {
+        self.version.check_after_answer(self);
         if node.breaker.on_success() {
             tracing::info!(namespace = %self.namespace, node = %node.addr, "redis reachable again; circuit breaker closed");
         }

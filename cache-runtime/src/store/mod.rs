@@ -174,6 +174,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Checks that a node answers: the cluster node at `addr` (`host:port`), else the only one.
     fn ping<'a>(&'a self, addr: Option<&'a str>) -> StoreFuture<'a, ()>;
 
+    /// The server's version as `INFO server` reports it (`redis_version`); `None` when the
+    /// store is not a Redis server.
+    fn server_version(&self) -> StoreFuture<'_, Option<String>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
     /// A cluster's masters by slot range (`CLUSTER SLOTS`); `None` when not a cluster.
     fn slot_map(&self) -> StoreFuture<'_, Option<Vec<SlotRange>>> {
         Box::pin(std::future::ready(Ok(None)))

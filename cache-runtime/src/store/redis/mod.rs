@@ -236,6 +236,16 @@ impl Backend for RedisStore {
         })
     }
 
+    fn server_version(&self) -> StoreFuture<'_, Option<String>> {
+        Box::pin(async move {
+            let info: String = self.query(redis::cmd("INFO").arg("server")).await?;
+            Ok(info.lines().find_map(|line| {
+                line.strip_prefix("redis_version:")
+                    .map(|v| v.trim().to_owned())
+            }))
+        })
+    }
+
     fn slot_map(&self) -> StoreFuture<'_, Option<Vec<super::SlotRange>>> {
         Box::pin(async move {
             match self {

@@ -108,11 +108,22 @@ fn emit(func: &Function, plan: &Plan) -> TokenStream {
     } else {
         quote!(::core::option::Option::None)
     };
-    // Background refresh moves the arguments into a spawned copy of the body.
-    let (can_spawn, refresh_arm) = if plan.background {
-        (quote!(true), quote!(__cache_refresh.spawn(#loader)))
+    // A background refresh moves the arguments into a spawned run of the body. The body is
+    // emitted once: in a closure owning the arguments when two arms may run it, else inline.
+    let (can_spawn, make_loader, load_arm, refresh_arm) = if plan.background {
+        (
+            quote!(true),
+            quote!(let __cache_loader = move || #loader;),
+            quote!(__cache_load.run(__cache_loader()).await),
+            quote!(__cache_refresh.spawn(__cache_loader())),
+        )
     } else {
-        (quote!(false), quote!(__cache_refresh.serve_stale()))
+        (
+            quote!(false),
+            quote!(),
+            quote!(__cache_load.run(#loader).await),
+            quote!(__cache_refresh.serve_stale()),
+        )
     };
     quote! {
         #(#attrs)*
@@ -121,9 +132,11 @@ fn emit(func: &Function, plan: &Plan) -> TokenStream {
             let __cache_spec = #spec;
             let __cache_args = #key;
             let __cache_tags = #tags;
-            match #p::begin::<#shape>(#resolve, &__cache_spec, __cache_args, __cache_tags, #sharing, #can_spawn).await {
+            let __cache_cache = #resolve;
+            #make_loader
+            match #p::begin::<#shape>(__cache_cache, &__cache_spec, __cache_args, __cache_tags, #sharing, #can_spawn).await {
                 #p::Begin::Done(__cache_out) => __cache_out,
-                #p::Begin::Load(__cache_load) => __cache_load.run(#loader).await,
+                #p::Begin::Load(__cache_load) => #load_arm,
                 #p::Begin::Refresh(__cache_refresh) => #refresh_arm,
             }
         }

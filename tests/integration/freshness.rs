@@ -249,3 +249,29 @@ async fn the_embedded_store_serves_stale_and_refreshes_once() {
     .await;
     assert_eq!(source.loads.get(), 2);
 }
+
+/// A `static` in the body counts every run of the body: one counter only if the body is emitted
+/// once (a refresh running a second copy of it would count in a second `static`).
+#[redis_cached(ttl = 1, stale = 30, name = "fresh::one_body")]
+async fn counted_runs(id: u64) -> u64 {
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let _ = id;
+    RUNS.fetch_add(1, Ordering::SeqCst) + 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loader_and_the_background_refresh_run_the_same_body() {
+    let server = RedisServer::start();
+    let cache = redis_cache(&server).await;
+    assert_eq!(cache.scope(counted_runs(1)).await, 1);
+    cache.wait_for_writes().await;
+    let key = cache.scope(async { counted_runs_key(1) }).await;
+    wait_until_stale(&server, &key, 30_000).await;
+    // This stale hit starts the background refresh, whose run is the body's second.
+    assert_eq!(cache.scope(counted_runs(1)).await, 1);
+    wait_until("the refresh's value", Duration::from_secs(10), || async {
+        cache.wait_for_writes().await;
+        cache.scope(counted_runs(1)).await == 2
+    })
+    .await;
+}

@@ -112,7 +112,7 @@ fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<Plan> {
 }
 
 pub(crate) fn cache_evict(args: TokenStream, item: TokenStream) -> TokenStream {
-    crate::expand::attribute(args, item, "cache_evict", parse, check, expand)
+    crate::driver::attribute(args, item, "cache_evict", parse, check, expand)
 }
 
 fn expand(func: &Function, plan: &Plan) -> TokenStream {

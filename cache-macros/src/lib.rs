@@ -2,13 +2,14 @@
 //!
 //! Layout (after `serde_derive` and `thiserror-impl`): `attr` parses the attribute options,
 //! `ast` reads the function, `check` holds the semantic rules and collects every error,
-//! `expand` only emits tokens.
+//! `expand` only emits tokens, and `driver` runs the three in order for both attributes.
 #![forbid(unsafe_code)]
 
 mod ast;
 mod attr;
 mod check;
 mod ctxt;
+mod driver;
 mod duration;
 mod evict;
 mod expand;
@@ -19,7 +20,7 @@ use proc_macro::TokenStream;
 /// Turns an `async fn` into a read-through cache. Documented in the `redis-cached` crate.
 #[proc_macro_attribute]
 pub fn redis_cached(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand::redis_cached(args.into(), item.into()).into()
+    driver::redis_cached(args.into(), item.into()).into()
 }
 
 /// Invalidates tags after an update function succeeds. Documented in the `redis-cached` crate.

@@ -64,7 +64,16 @@ pub enum Error {
         minimum: &'static str,
     },
 
-    /// A value or a key argument could not be serialized.
+    /// Redis answered something this library did not expect: a reply of the wrong shape or
+    /// length (a protocol fault, not a failing value).
+    #[error("unexpected reply from redis: {0}")]
+    Protocol(String),
+
+    /// A value could not be serialized into an entry; the serde error is the source.
+    #[error("could not serialize the value for the cache")]
+    Serialize(#[source] serde_json::Error),
+
+    /// A key argument could not be serialized, or a value does not decode back from its entry.
     #[error("could not serialize for the cache: {0}")]
     Encode(String),
 

@@ -80,3 +80,34 @@ async fn embedded_store_respects_its_capacity() {
         })
         .await;
 }
+
+/// JSON maps need string keys: a tuple-keyed map does not serialize.
+#[redis_cached(ttl = 60, name = "memory::unserializable")]
+async fn pairs(id: u8) -> std::collections::BTreeMap<(u8, u8), u8> {
+    [((id, id), id)].into()
+}
+
+#[tokio::test]
+async fn a_value_that_does_not_serialize_is_an_error_with_its_source() {
+    let cache = redis_cached::Cache::builder()
+        .url("mem://")
+        .build()
+        .await
+        .expect("build");
+    cache
+        .scope(async {
+            // A call still returns its loader's value, uncached.
+            assert_eq!(pairs(1).await.len(), 1);
+            let err = pairs_put(1, &[((1, 1), 1)].into())
+                .await
+                .expect_err("not storable");
+            assert!(matches!(err, redis_cached::Error::Serialize(_)), "{err:?}");
+            let source = std::error::Error::source(&err).expect("the serde error is the source");
+            assert!(
+                source.to_string().contains("key must be a string"),
+                "{source}"
+            );
+        })
+        .await;
+    assert!(cache.stats().uncached >= 1);
+}

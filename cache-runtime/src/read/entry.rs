@@ -62,8 +62,7 @@ pub(crate) fn encode<T: serde::Serialize + ?Sized>(
     value: Option<&T>,
     meta: &EntryMeta,
 ) -> Result<Vec<u8>, Error> {
-    let bytes =
-        envelope::encode(spec.fingerprint, value, meta).map_err(|e| Error::Encode(e.to_string()));
+    let bytes = envelope::encode(spec.fingerprint, value, meta).map_err(Error::Serialize);
     let bytes = bytes.and_then(|b| {
         let max = cache.inner().max_value_size;
         if b.len() > max {
@@ -101,7 +100,7 @@ pub(crate) fn encode_checked<S: Shape>(
         Ok(bytes) => bytes,
         Err(err) => {
             bump(&cache.inner().counters.uncached);
-            return Encoded::Unusable(Error::Encode(err.to_string()));
+            return Encoded::Unusable(Error::Serialize(err));
         }
     };
     let max = cache.inner().max_value_size;

@@ -148,22 +148,20 @@ async fn settle(mut ctx: LoadCtx, function: &'static str, encoded: Encoded, writ
     // refreshed again on every stale hit): it deletes it under the same checks.
     let replacing = !matches!(ctx.mode, Mode::Miss);
     let max = ctx.cache.inner().max_value_size;
-    let (write, handed, problem) = match &encoded {
-        Encoded::Entry(bytes) if written.delete => (Some(FillValue::Delete), Some(bytes), None),
-        Encoded::Entry(bytes) => (Some(FillValue::Bytes(bytes)), Some(bytes), None),
-        Encoded::Oversized(bytes) => (
-            replacing.then_some(FillValue::Delete),
-            Some(bytes),
-            Some(crate::Error::ValueTooLarge {
-                size: bytes.len(),
-                max,
-            }),
-        ),
-        Encoded::Unusable(err) => (
-            replacing.then_some(FillValue::Delete),
-            None,
-            Some(crate::Error::Encode(err.to_string())),
-        ),
+    let (bytes, problem) = match encoded {
+        Encoded::Entry(bytes) => (Some(bytes), None),
+        Encoded::Oversized(bytes) => {
+            let size = bytes.len();
+            (Some(bytes), Some(crate::Error::ValueTooLarge { size, max }))
+        }
+        Encoded::Unusable(err) => (None, Some(err)),
+    };
+    let handed = bytes.as_ref();
+    let write = match (handed, &problem) {
+        (Some(bytes), None) if !written.delete => Some(FillValue::Bytes(bytes)),
+        (Some(_), None) => Some(FillValue::Delete),
+        (_, Some(_)) => replacing.then_some(FillValue::Delete),
+        (None, None) => None,
     };
     let (valid_at, unverified, stored) = match (fill, write) {
         (Fill::Store(claim), Some(value)) => store(&ctx, claim, value, &written).await,

@@ -138,7 +138,7 @@ pub(crate) async fn claim(
     let tag_versions = tags?;
     let generation = reply
         .generation
-        .ok_or_else(|| Error::Encode("the claim returned no generation".into()))?;
+        .ok_or_else(|| Error::Protocol("the claim returned no generation".into()))?;
     Ok(Claimed {
         locked: reply.locked,
         current: reply.current,

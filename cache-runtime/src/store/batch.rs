@@ -154,7 +154,7 @@ async fn send_mget(conn: &ConnectionManager, batch: Vec<Pending>) {
                 batch.len()
             );
             for pending in batch {
-                let _ = pending.reply.send(Err(Error::Encode(message.clone())));
+                let _ = pending.reply.send(Err(Error::Protocol(message.clone())));
             }
         }
         Err(err) => {

@@ -92,7 +92,7 @@ impl RedisStore {
     ) -> Result<TaggedRead, Error> {
         let raw: Vec<Option<Vec<u8>>> = self.query(redis::cmd("MGET").arg(key).arg(tags)).await?;
         if raw.len() != tags.len() + 1 {
-            return Err(Error::Encode(format!(
+            return Err(Error::Protocol(format!(
                 "MGET returned {} values for {} keys",
                 raw.len(),
                 tags.len() + 1

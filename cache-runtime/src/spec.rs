@@ -69,8 +69,24 @@ impl FnSpec {
         ttl.saturating_sub(cut).max(Duration::from_millis(1))
     }
 
+    /// `lock_ttl`, or the default. A zero (from a constant; a literal zero is a compile error)
+    /// would make a lock that expires at once: it is reported once and the default is used.
     pub(crate) fn lock_ttl(&self) -> Duration {
-        self.lock_ttl.unwrap_or(DEFAULT_LOCK_TTL)
+        match self.lock_ttl {
+            Some(ttl) if ttl.is_zero() => {
+                static REPORTED: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if !REPORTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::error!(
+                        function = self.name,
+                        default = ?DEFAULT_LOCK_TTL,
+                        "lock_ttl is zero; using the default"
+                    );
+                }
+                DEFAULT_LOCK_TTL
+            }
+            ttl => ttl.unwrap_or(DEFAULT_LOCK_TTL),
+        }
     }
 
     /// How long a load may run before its lock stops being renewed (and a background refresh

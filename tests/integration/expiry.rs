@@ -110,3 +110,31 @@ async fn a_ttl_meaning_forever_is_stored_with_the_longest_expiry_redis_takes() {
     assert!(pttl(&server, &key).await > 0, "it has an expiry");
     assert_eq!(cache.stats().backend_errors, 0, "{:?}", cache.stats());
 }
+
+const NO_TIME: std::time::Duration = std::time::Duration::ZERO;
+
+#[redis_cached(ttl = 60, lock_ttl = NO_TIME, max_load = NO_TIME, name = "expiry::zero_lock")]
+async fn zero_lock(id: u32, #[cache(skip)] calls: &Calls) -> u32 {
+    calls.bump();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    id
+}
+
+#[tokio::test]
+async fn zero_lock_durations_from_constants_neither_panic_nor_break_the_cache() {
+    let server = RedisServer::start();
+    let cache = redis_cache(&server).await;
+    let calls = Calls::default();
+    cache
+        .scope(async {
+            assert_eq!(zero_lock(3, &calls).await, 3);
+            cache.wait_for_writes().await;
+            assert_eq!(zero_lock(3, &calls).await, 3);
+        })
+        .await;
+    assert_eq!(
+        calls.get(),
+        1,
+        "stored and hit: the lock used the default TTL"
+    );
+}

@@ -69,7 +69,9 @@ pub(crate) fn split(template: &str) -> Result<Vec<Piece>, String> {
                 let fields: Vec<String> = parts.map(str::to_owned).collect();
                 // What Rust accepts as an identifier (`²` is alphanumeric but not one), and tuple
                 // indexes that fit a `u32`: anything else would reach the token constructors.
-                let is_ident = |s: &str| syn::parse_str::<syn::Ident>(s).is_ok();
+                // Parsed back to itself: `parse_str` skips spaces and comments (`{a /**/}`).
+                let is_ident =
+                    |s: &str| syn::parse_str::<syn::Ident>(s).is_ok_and(|ident| ident == s);
                 let is_index =
                     |s: &str| s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u32>().is_ok();
                 if !(is_ident(&root) || root == "self")
@@ -106,6 +108,8 @@ mod tests {
             "{1a}",
             "{a..b}",
             "{}",
+            "{a .b}",
+            "{a/**/}",
         ] {
             assert!(split(odd).is_err(), "{odd} is rejected");
         }

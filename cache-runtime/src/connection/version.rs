@@ -32,6 +32,22 @@ pub(crate) fn supported(version: &str) -> bool {
     }
 }
 
+/// Puts a check that never concluded back to "unknown" when dropped.
+struct Pending(std::sync::Weak<Connection>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.upgrade() {
+            let _ = conn.version.state.compare_exchange(
+                CHECKING,
+                UNKNOWN,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
+    }
+}
+
 /// The connection's verdict on its server's version.
 #[derive(Default)]
 pub(crate) struct VersionGate {
@@ -64,11 +80,15 @@ impl VersionGate {
             return;
         };
         let me = conn.me.clone();
+        // Built before the spawn: a check dropped unrun (its runtime shut down) is retried.
+        let pending = Pending(me.clone());
         runtime.spawn(async move {
+            // Dropped with the task; a no-op once the state left CHECKING.
+            let _pending = pending;
             let Some(conn) = me.upgrade() else { return };
             let gate = &conn.version;
             let read = tokio::time::timeout(conn.timeout, conn.backend.server_version()).await;
-            match read {
+            let state = match read {
                 Ok(Ok(Some(version))) if !supported(&version) => {
                     tracing::error!(
                         namespace = %conn.namespace,
@@ -77,12 +97,23 @@ impl VersionGate {
                         "redis is older than the minimum supported version; the cache runs uncached"
                     );
                     let _ = gate.found.set(version);
-                    gate.state.store(TOO_OLD, Ordering::Release);
+                    TOO_OLD
                 }
-                Ok(Ok(_)) => gate.state.store(SUPPORTED, Ordering::Release),
-                // Try again after a later answer.
-                _ => gate.state.store(UNKNOWN, Ordering::Release),
-            }
+                Ok(Ok(_)) => SUPPORTED,
+                // The link failed: try again after a later answer.
+                Err(_) => UNKNOWN,
+                Ok(Err(err)) if super::is_link_failure(&err) => UNKNOWN,
+                // The server refused or garbled the question (a renamed `INFO`, an ACL, a proxy):
+                // assume it is supported rather than ask after every answer.
+                Ok(Err(err)) => {
+                    tracing::warn!(
+                        namespace = %conn.namespace, error = %err,
+                        "could not read the redis version; assuming it is supported"
+                    );
+                    SUPPORTED
+                }
+            };
+            gate.state.store(state, Ordering::Release);
         });
     }
 }

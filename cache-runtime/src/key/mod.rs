@@ -95,7 +95,9 @@ impl KeyBuilder {
         let encoded = if self.buf.is_empty() {
             // A hash tag must not be empty, or Redis hashes the whole key.
             "()".to_owned()
-        } else if self.buf.len() > MAX_READABLE_ARGS {
+        } else if self.buf.len() > MAX_READABLE_ARGS || self.buf.starts_with('#') {
+            // A template's text may start with `#`: digesting it too keeps a readable key from
+            // ever equalling another call's digest (`#` + 32 hex digits).
             digest(&self.buf)
         } else {
             self.buf
@@ -213,6 +215,15 @@ mod tests {
         assert_eq!(args(&'{'), "'\\('");
         assert_eq!(args(&1.0f64), "1.0");
         assert_ne!(args(&1.0f64), args(&1u8));
+    }
+
+    #[test]
+    fn a_readable_key_never_looks_like_a_digest() {
+        let mut b = KeyBuilder::new();
+        b.literal("#").value(&"0123456789abcdef0123456789abcdef");
+        let key = b.finish().map(|k| k.0).unwrap_or_default();
+        assert!(key.starts_with('#') && key.len() == 33, "{key}");
+        assert_ne!(key, "#0123456789abcdef0123456789abcdef", "digested, not kept");
     }
 
     #[test]

@@ -10,4 +10,9 @@ async fn not_an_identifier(id: u64) -> u64 {
     id
 }
 
+#[redis_cached(key = "user:{id .0}")]
+async fn spaced(id: (u64,)) -> u64 {
+    id.0
+}
+
 fn main() {}

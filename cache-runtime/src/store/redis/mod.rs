@@ -238,7 +238,25 @@ impl Backend for RedisStore {
 
     fn server_version(&self) -> StoreFuture<'_, Option<String>> {
         Box::pin(async move {
-            let info: String = self.query(redis::cmd("INFO").arg("server")).await?;
+            let info: String = match self {
+                RedisStore::Single(..) => self.query(redis::cmd("INFO").arg("server")).await?,
+                // The cluster client sends `INFO` to every master and answers a map; one node
+                // is enough (a cluster runs one version, rolling upgrades aside).
+                #[cfg(feature = "cluster")]
+                RedisStore::Cluster(conn, _) => {
+                    use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary);
+                    let mut cmd = redis::cmd("INFO");
+                    cmd.arg("server");
+                    let reply = conn
+                        .clone()
+                        .route_command(cmd, route)
+                        .await
+                        .map_err(Error::Backend)?;
+                    redis::FromRedisValue::from_redis_value(reply)
+                        .map_err(|e| Error::Protocol(format!("INFO server: {e}")))?
+                }
+            };
             Ok(info.lines().find_map(|line| {
                 line.strip_prefix("redis_version:")
                     .map(|v| v.trim().to_owned())

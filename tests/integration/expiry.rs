@@ -138,3 +138,26 @@ async fn zero_lock_durations_from_constants_neither_panic_nor_break_the_cache() 
         "stored and hit: the lock used the default TTL"
     );
 }
+
+#[tokio::test]
+async fn builder_durations_at_their_extremes_neither_panic_nor_stop_caching() {
+    let server = RedisServer::start();
+    let cache = redis_cached::Cache::builder()
+        .url(server.url())
+        .namespace("extremes")
+        .default_ttl(std::time::Duration::MAX)
+        .operation_timeout(std::time::Duration::MAX)
+        .breaker_open_for(std::time::Duration::MAX)
+        .build()
+        .await
+        .expect("build");
+    let calls = Calls::default();
+    cache
+        .scope(async {
+            assert_eq!(zero_lock(4, &calls).await, 4);
+            cache.wait_for_writes().await;
+            assert_eq!(zero_lock(4, &calls).await, 4);
+        })
+        .await;
+    assert_eq!(calls.get(), 1, "stored with the longest expiry and hit");
+}

@@ -223,7 +223,10 @@ mod tests {
         b.literal("#").value(&"0123456789abcdef0123456789abcdef");
         let key = b.finish().map(|k| k.0).unwrap_or_default();
         assert!(key.starts_with('#') && key.len() == 33, "{key}");
-        assert_ne!(key, "#0123456789abcdef0123456789abcdef", "digested, not kept");
+        assert_ne!(
+            key, "#0123456789abcdef0123456789abcdef",
+            "digested, not kept"
+        );
     }
 
     #[test]

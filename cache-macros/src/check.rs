@@ -1,8 +1,8 @@
 //! The semantic rules: what makes a valid cached function. Produces the [`Plan`] that
 //! [`crate::expand`] turns into tokens.
 
-use proc_macro2::{Span, TokenStream};
-use quote::{ToTokens, format_ident, quote};
+use proc_macro2::Span;
+use quote::ToTokens;
 use syn::{Expr, Ident, LitStr, Member, Path, Type, visit::Visit};
 
 use crate::{
@@ -22,18 +22,32 @@ pub(crate) enum KeyPlan {
 
 pub(crate) enum KeyPiece {
     Literal(String),
-    Value(TokenStream),
+    Value(Access),
+}
+
+/// `root.field.0...` from a template: a parameter (or `self`) and the members read from it.
+pub(crate) struct Access {
+    /// `None` for `self`.
+    pub(crate) root: Option<Ident>,
+    pub(crate) members: Vec<Member>,
+}
+
+/// The function's stable name in keys.
+pub(crate) enum Name {
+    /// `name = "..."`.
+    Given(LitStr),
+    /// `module_path!()::fn`.
+    FromPath(Ident),
 }
 
 /// Everything [`crate::expand`] needs, checked.
 pub(crate) struct Plan {
     pub(crate) krate: Path,
-    /// An expression of type `&'static str`.
-    pub(crate) name: TokenStream,
+    pub(crate) name: Name,
     pub(crate) version: u32,
     pub(crate) fingerprint: u64,
-    pub(crate) ttl: Option<TokenStream>,
-    pub(crate) none_ttl: Option<TokenStream>,
+    pub(crate) ttl: Option<TtlValue>,
+    pub(crate) none_ttl: Option<TtlValue>,
     pub(crate) cache_none: bool,
     pub(crate) jitter: f64,
     pub(crate) cache: Option<Expr>,
@@ -43,12 +57,12 @@ pub(crate) struct Plan {
     pub(crate) output: Type,
     pub(crate) value_ty: Type,
     /// `stale` as a `Duration` expression.
-    pub(crate) stale: Option<TokenStream>,
+    pub(crate) stale: Option<TtlValue>,
     pub(crate) early_refresh: Option<f64>,
     pub(crate) lock: bool,
-    pub(crate) lock_ttl: Option<TokenStream>,
-    pub(crate) lock_wait: Option<TokenStream>,
-    pub(crate) max_load: Option<TokenStream>,
+    pub(crate) lock_ttl: Option<TtlValue>,
+    pub(crate) lock_wait: Option<TtlValue>,
+    pub(crate) max_load: Option<TtlValue>,
     /// Refreshes run in a spawned task: every argument (and the receiver) is owned.
     pub(crate) background: bool,
     /// Whether waiters may share the loader's error (subject to the compile-time probe).
@@ -65,7 +79,7 @@ pub(crate) struct Plan {
 /// One tag: rendered with `format!(format, args...)` (each value with `Display`).
 pub(crate) struct TagPlan {
     pub(crate) format: String,
-    pub(crate) args: Vec<TokenStream>,
+    pub(crate) args: Vec<Access>,
 }
 
 pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<Plan> {
@@ -180,24 +194,20 @@ pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<
         .krate
         .map_or_else(|| syn::parse_quote!(::redis_cached), |k| k.value);
     let ident = &sig.ident;
-    let name = match &options.name {
-        Some(name) => name.value.to_token_stream(),
-        None => quote!(::core::concat!(
-            ::core::module_path!(),
-            "::",
-            ::core::stringify!(#ident)
-        )),
+    let name = match options.name {
+        Some(name) => Name::Given(name.value),
+        None => Name::FromPath(ident.clone()),
     };
     let refreshes = options.stale.is_some() || options.early_refresh.is_some();
     let background = refreshes && owns_arguments(func);
     let share_errors = func.type_params.is_empty() && crate::ast::borrows_nothing(&output);
     Some(Plan {
-        stale: options.stale.map(|t| ttl_tokens(&krate, t.value)),
+        stale: options.stale.map(|t| t.value),
         early_refresh: options.early_refresh.map(|e| e.value),
         lock,
-        lock_ttl: options.lock_ttl.map(|t| ttl_tokens(&krate, t.value)),
-        lock_wait: options.lock_wait.map(|t| ttl_tokens(&krate, t.value)),
-        max_load: options.max_load.map(|t| ttl_tokens(&krate, t.value)),
+        lock_ttl: options.lock_ttl.map(|t| t.value),
+        lock_wait: options.lock_wait.map(|t| t.value),
+        max_load: options.max_load.map(|t| t.value),
         background,
         share_errors,
         function_tag: options.tags.is_some(),
@@ -206,8 +216,8 @@ pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<
         name,
         version,
         fingerprint: fingerprint(&output, version),
-        ttl: options.ttl.map(|t| ttl_tokens(&krate, t.value)),
-        none_ttl: options.none_ttl.map(|t| ttl_tokens(&krate, t.value)),
+        ttl: options.ttl.map(|t| t.value),
+        none_ttl: options.none_ttl.map(|t| t.value),
         cache_none,
         jitter: options.jitter.map_or(0.0, |j| j.value),
         cache: options.cache.map(|c| c.value),
@@ -236,15 +246,15 @@ fn placeholder(
     fields: &[String],
     allow_skipped: bool,
     used: &mut Vec<usize>,
-) -> TokenStream {
-    let root_tokens = if root == "self" {
+) -> Access {
+    let root_ident = if root == "self" {
         if func.receiver.is_none() {
             cx.error_spanned_by(
                 lit,
                 "`{self...}` in a template needs a method with a `self` receiver",
             );
         }
-        quote!(self)
+        None
     } else {
         match func
             .params
@@ -282,8 +292,17 @@ fn placeholder(
                 );
             }
         }
-        let ident = format_ident!("{}", root, span = lit.span());
-        quote!(#ident)
+        // `template::split` admitted only identifiers.
+        match syn::parse_str::<Ident>(root) {
+            Ok(mut ident) => {
+                ident.set_span(lit.span());
+                Some(ident)
+            }
+            Err(_) => {
+                cx.error_spanned_by(lit, format!("`{root}` is not an identifier"));
+                None
+            }
+        }
     };
     // `template::split` admitted only identifiers and `u32` indexes.
     let members = fields.iter().filter_map(|f| match f.parse::<u32>() {
@@ -296,7 +315,10 @@ fn placeholder(
             Member::Named(ident)
         }),
     });
-    quote!(#root_tokens #(.#members)*)
+    Access {
+        root: root_ident,
+        members: members.collect(),
+    }
 }
 
 /// Resolves a key template against the parameters.
@@ -353,17 +375,6 @@ pub(crate) fn plan_tags(
     }
     used.sort_unstable();
     (planned, used)
-}
-
-/// An expression of type `Duration`.
-fn ttl_tokens(krate: &Path, value: TtlValue) -> TokenStream {
-    match value {
-        TtlValue::Literal(d, _) => {
-            let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
-            quote!(::core::time::Duration::new(#secs, #nanos))
-        }
-        TtlValue::Expr(expr) => quote!(#krate::__private::IntoTtl::into_ttl(#expr)),
-    }
 }
 
 /// FNV-1a over the return type's tokens and `version`: a changed type or version is a miss.

@@ -7,8 +7,46 @@ use syn::{FnArg, ItemFn, Pat, spanned::Spanned, visit_mut::VisitMut};
 
 use crate::{
     ast::{Function, ShapeKind},
-    check::{KeyPiece, KeyPlan, Plan},
+    attr::TtlValue,
+    check::{Access, KeyPiece, KeyPlan, Name, Plan},
 };
+
+impl quote::ToTokens for Access {
+    /// `root.field.0`, or `self.field`.
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        let members = &self.members;
+        let root = match &self.root {
+            Some(ident) => quote!(#ident),
+            None => quote!(self),
+        };
+        tokens.extend(quote!(#root #(.#members)*));
+    }
+}
+
+impl quote::ToTokens for Name {
+    /// An expression of type `&'static str`.
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        tokens.extend(match self {
+            Name::Given(name) => quote!(#name),
+            Name::FromPath(ident) => quote!(::core::concat!(
+                ::core::module_path!(),
+                "::",
+                ::core::stringify!(#ident)
+            )),
+        });
+    }
+}
+
+/// An expression of type `Duration`.
+fn ttl_tokens(krate: &syn::Path, value: &TtlValue) -> TokenStream {
+    match value {
+        TtlValue::Literal(d, _) => {
+            let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+            quote!(::core::time::Duration::new(#secs, #nanos))
+        }
+        TtlValue::Expr(expr) => quote!(#krate::__private::IntoTtl::into_ttl(#expr)),
+    }
+}
 
 /// The rewritten function and its helpers.
 pub(crate) fn emit(func: &Function, plan: &Plan) -> TokenStream {
@@ -129,16 +167,20 @@ fn spec_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
         lock,
         ..
     } = plan;
-    let opt = |t: &Option<TokenStream>| match t {
-        Some(t) => quote!(::core::option::Option::Some(#t)),
+    let krate = &plan.krate;
+    let opt = |t: &Option<TtlValue>| match t {
+        Some(t) => {
+            let t = ttl_tokens(krate, t);
+            quote!(::core::option::Option::Some(#t))
+        }
         None => quote!(::core::option::Option::None),
     };
     let ttl = opt(&plan.ttl);
     let none_ttl = opt(&plan.none_ttl);
-    let stale = plan
-        .stale
-        .clone()
-        .unwrap_or_else(|| quote!(::core::time::Duration::ZERO));
+    let stale = plan.stale.as_ref().map_or_else(
+        || quote!(::core::time::Duration::ZERO),
+        |t| ttl_tokens(krate, t),
+    );
     let early_refresh = match plan.early_refresh {
         Some(beta) => quote!(::core::option::Option::Some(#beta)),
         None => quote!(::core::option::Option::None),

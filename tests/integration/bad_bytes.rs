@@ -141,6 +141,32 @@ async fn numeric_payloads_cut_short_or_altered_are_misses_not_other_numbers() {
     }
 }
 
+#[redis_cached(ttl = 60, name = "greeting")]
+async fn greeting(id: u64, #[cache(skip)] calls: &Calls) -> String {
+    calls.bump();
+    format!("hello {id}")
+}
+
+#[tokio::test]
+async fn a_string_payload_with_a_changed_character_is_a_miss_not_another_string() {
+    let server = RedisServer::start();
+    let cache = redis_cache(&server).await;
+    let calls = Calls::default();
+    let key = cache.scope(async { greeting_key(7) }).await;
+    cache.scope(greeting(7, &calls)).await;
+    cache.wait_for_writes().await;
+    let mut bytes = read_raw(&server, &key).await;
+    // `"hello 7"` becomes `"jello 7"`: still valid JSON of the right type.
+    let at = bytes
+        .windows(5)
+        .position(|w| w == b"hello")
+        .expect("payload");
+    bytes[at] = b'j';
+    write_raw(&server, &key, &bytes).await;
+    assert_eq!(cache.scope(greeting(7, &calls)).await, "hello 7");
+    assert_eq!(calls.get(), 2, "a miss, not the altered string");
+}
+
 #[tokio::test]
 async fn another_return_type_or_version_under_the_same_key_is_a_miss() {
     let server = RedisServer::start();

@@ -12,6 +12,7 @@ use crate::{
     read::{Keys, encode, generation_ttl, new_token},
     spec::FnSpec,
     stats::bump,
+    store::EntryChange,
 };
 
 /// `NAME_put`: stores a known value under the function's key (write-through), with its tags'
@@ -41,8 +42,7 @@ pub async fn put<T: Serialize + ?Sized>(
             &keys.entry_keys(),
             &new_token(),
             generation_ttl(&cache, spec),
-            Some((&bytes, kept)),
-            false,
+            EntryChange::Put(&bytes, kept),
         )
         .await?;
     cache.inner().flights.detach(&keys.entry);
@@ -68,8 +68,7 @@ pub async fn invalidate(
             &keys.entry_keys(),
             &new_token(),
             generation_ttl(&cache, spec),
-            None,
-            true,
+            EntryChange::Drop,
         )
         .await
 }

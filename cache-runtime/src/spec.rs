@@ -56,6 +56,11 @@ impl FnSpec {
         self.ttl.unwrap_or(cache.inner().default_ttl)
     }
 
+    /// How long Redis keeps an entry: `ttl + stale` (before jitter).
+    pub(crate) fn kept(&self, cache: &Cache) -> Duration {
+        self.ttl(cache).saturating_add(self.stale)
+    }
+
     pub(crate) fn none_ttl(&self, cache: &Cache) -> Duration {
         self.none_ttl
             .unwrap_or_else(|| self.ttl(cache).min(DEFAULT_NONE_TTL_CAP))
@@ -96,11 +101,14 @@ impl FnSpec {
             .unwrap_or_else(|| self.lock_ttl().saturating_mul(MAX_LOAD_LOCK_TTLS))
     }
 
-    pub(crate) fn lock_wait(&self, last_load: Option<Duration>) -> Duration {
+    /// `lock_wait`, or twice this function's last load time in `cache`'s process, bounded.
+    pub(crate) fn lock_wait(&self, cache: &Cache) -> Duration {
         self.lock_wait.unwrap_or_else(|| {
-            last_load.map_or(LOCK_WAIT_MAX, |load| {
-                load.saturating_mul(2).clamp(LOCK_WAIT_MIN, LOCK_WAIT_MAX)
-            })
+            cache
+                .last_load_time(self.name)
+                .map_or(LOCK_WAIT_MAX, |load| {
+                    load.saturating_mul(2).clamp(LOCK_WAIT_MIN, LOCK_WAIT_MAX)
+                })
         })
     }
 

@@ -43,6 +43,16 @@ pub(crate) struct BreakerConfig {
     pub(crate) probe_every: Duration,
 }
 
+impl BreakerConfig {
+    /// A node at `addr` with a closed breaker whose probes may take `timeout`.
+    fn node(&self, timeout: Duration, addr: &str) -> Node {
+        Node::new(
+            Breaker::new(self.threshold, self.probe_every, timeout),
+            addr.to_owned(),
+        )
+    }
+}
+
 /// Failures seen by the connection, for [`Stats`](crate::Stats).
 #[derive(Default)]
 struct Failures {
@@ -111,10 +121,7 @@ impl Connection {
         breaker: BreakerConfig,
         namespace: String,
     ) -> Arc<Connection> {
-        let first = Arc::new(Node::new(
-            Breaker::new(breaker.threshold, breaker.probe_every, timeout),
-            String::new(),
-        ));
+        let first = Arc::new(breaker.node(timeout, ""));
         let nodes = if backend.is_cluster() {
             Nodes::Cluster {
                 map: Default::default(),
@@ -288,17 +295,10 @@ impl Connection {
         let Ok(Ok(Some(ranges))) = read else {
             return;
         };
-        let new_node = |addr: &str| {
-            Node::new(
-                Breaker::new(
-                    self.breaker.threshold,
-                    self.breaker.probe_every,
-                    self.timeout,
-                ),
-                addr.to_owned(),
-            )
-        };
-        if self.nodes.update(&ranges, new_node) {
+        if self
+            .nodes
+            .update(&ranges, |addr| self.breaker.node(self.timeout, addr))
+        {
             tracing::info!(namespace = %self.namespace, ranges = ranges.len(), "cluster slot map changed");
             let _ = self.events.send(ConnectionEvent::TopologyChanged);
         }

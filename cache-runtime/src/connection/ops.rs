@@ -9,7 +9,10 @@ use futures_util::future::{join, join_all};
 use super::Connection;
 use crate::{
     Error,
-    store::{Backend, ClaimReply, EntryKeys, FillReply, FillValue, Read, StoreFuture, StoredBytes},
+    store::{
+        Backend, ClaimReply, EntryChange, EntryKeys, FillReply, FillValue, Read, StoreFuture,
+        StoredBytes,
+    },
 };
 
 impl Connection {
@@ -127,11 +130,10 @@ impl Connection {
         keys: &EntryKeys<'_>,
         generation: &str,
         generation_ttl: Duration,
-        value: Option<(&[u8], Duration)>,
-        drop_entry: bool,
+        change: EntryChange<'_>,
     ) -> Result<(), Error> {
         self.run("generation", keys.entry, |b| {
-            b.new_generation(keys, generation, generation_ttl, value, drop_entry)
+            b.new_generation(keys, generation, generation_ttl, change)
         })
         .await
     }

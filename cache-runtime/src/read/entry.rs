@@ -18,9 +18,7 @@ pub(crate) fn new_token() -> String {
 
 /// How long a generation key lives: at least as long as the entries it guards.
 pub(crate) fn generation_ttl(cache: &Cache, spec: &FnSpec) -> Duration {
-    spec.ttl(cache)
-        .saturating_add(spec.stale)
-        .max(Duration::from_secs(3600))
+    spec.kept(cache).max(Duration::from_secs(3600))
 }
 
 /// Whether an entry's recorded tag versions are all still current.

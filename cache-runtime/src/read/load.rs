@@ -110,7 +110,7 @@ impl<S: Shape> Load<'_, S> {
         let encoded = encode_checked::<S>(cache, spec, value, &meta);
         if let Some(leader) = &ctx.leader {
             // Storing: a fill and a tag read, each under the operation timeout.
-            leader.set_deadline(crate::read::later(cache.conn().timeout().saturating_mul(2)));
+            leader.set_deadline(crate::read::within_operations(cache, 2));
         }
         let background = cache.inner().fill_in_background
             && cache.conn().is_network()
@@ -179,16 +179,16 @@ async fn settle(mut ctx: LoadCtx, function: &'static str, encoded: Encoded, writ
     if matches!(ctx.mode, Mode::Refresh) {
         refresh::record(problem.map_or(stored, Err));
     }
-    let outcome = match handed {
-        Some(bytes) => Outcome::Value(Loaded {
-            bytes: bytes.as_slice().into(),
-            valid_at,
-            unverified,
-        }),
-        None => Outcome::Unusable,
-    };
     if let Some(leader) = ctx.leader.take() {
-        leader.finish(outcome);
+        // Copied for waiters only when there is a flight to hand them over.
+        leader.finish(match handed {
+            Some(bytes) => Outcome::Value(Loaded {
+                bytes: bytes.as_slice().into(),
+                valid_at,
+                unverified,
+            }),
+            None => Outcome::Unusable,
+        });
     }
 }
 

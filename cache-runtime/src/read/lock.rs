@@ -18,12 +18,12 @@ use crate::{
         entry::{generation_ttl, new_token, usable},
         flight::{LeaderGuard, Loaded},
         keys::Keys,
-        later,
+        later, within_operations,
     },
     shape::Shape,
     spec::FnSpec,
     stats::bump,
-    store::StoredBytes,
+    store::{EntryChange, StoredBytes},
 };
 
 /// A lock this load holds, or is taking. Dropped while armed, it releases by token (in a
@@ -123,7 +123,7 @@ pub(crate) async fn claim(
             &candidate,
             generation_ttl(cache, spec),
         ),
-        conn.capture_tags(&keys.tags, spec.ttl(cache).saturating_add(spec.stale)),
+        conn.capture_tags(&keys.tags, spec.kept(cache)),
     )
     .await;
     // On any error below, the armed guard releases whatever the claim took.
@@ -161,17 +161,19 @@ pub(crate) async fn claim_for_refresh(
     let sent = Instant::now();
     let generation = new_token();
     let conn = cache.conn();
-    conn.new_generation(
-        &keys.entry_keys(),
-        &generation,
-        generation_ttl(cache, spec),
-        None,
-        false,
+    // Side by side: both only need to be done before the loader starts.
+    let (bumped, tag_versions) = futures_util::future::join(
+        conn.new_generation(
+            &keys.entry_keys(),
+            &generation,
+            generation_ttl(cache, spec),
+            EntryChange::Keep,
+        ),
+        conn.capture_tags(&keys.tags, spec.kept(cache)),
     )
-    .await?;
-    let tag_versions = conn
-        .capture_tags(&keys.tags, spec.ttl(cache).saturating_add(spec.stale))
-        .await?;
+    .await;
+    bumped?;
+    let tag_versions = tag_versions?;
     Ok(Claim {
         lock: None,
         generation,
@@ -249,7 +251,7 @@ pub(crate) async fn lead<S: Shape>(
     loop {
         // Claiming: two operations' timeouts at most (the claim and the tag capture run
         // side by side).
-        leader.set_deadline(later(conn.timeout().saturating_mul(2)));
+        leader.set_deadline(within_operations(cache, 2));
         let Ok(claimed) = claim(cache, spec, keys, spec.lock).await else {
             return Led::Load(Fill::Nothing);
         };

@@ -94,6 +94,11 @@ pub(crate) fn later(after: Duration) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
 }
 
+/// When `operations` round trips to the store, each under its timeout, are over at the latest.
+pub(crate) fn within_operations(cache: &Cache, operations: u32) -> Instant {
+    later(cache.conn().timeout().saturating_mul(operations))
+}
+
 /// Rounds of regrouping (abandoned or rejected outcomes) before a caller loads by itself.
 const MAX_ROUNDS: usize = 4;
 
@@ -182,7 +187,7 @@ async fn for_refresh<'a, S: Shape>(
     };
     // Callers arriving from now on must not join a load that began before this.
     cache.inner().flights.detach(&keys.entry);
-    let lock_wait = spec.lock_wait(cache.last_load_time(spec.name));
+    let lock_wait = spec.lock_wait(&cache);
     Begin::Load(Load {
         spec,
         sharing,
@@ -207,8 +212,8 @@ async fn miss<'a, S: Shape>(
     started: Instant,
 ) -> Begin<'a, S> {
     let flights = cache.inner().flights.clone();
-    let lock_wait = spec.lock_wait(cache.last_load_time(spec.name));
-    let claim_phase = || later(cache.conn().timeout().saturating_mul(2));
+    let lock_wait = spec.lock_wait(&cache);
+    let claim_phase = || within_operations(&cache, 2);
     for _ in 0..MAX_ROUNDS {
         let leader = match flights.join(&keys.entry, claim_phase) {
             Role::Leader(leader) => leader,

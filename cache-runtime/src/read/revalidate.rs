@@ -109,11 +109,10 @@ pub(crate) async fn start<'a, S: Shape>(
         bump(&cache.inner().counters.stale_serves);
         spec.metrics().stale.increment(1);
     }
-    let timeout = cache.conn().timeout();
     let Some(leader) = cache
         .inner()
         .flights
-        .try_lead(&keys.entry, crate::read::later(timeout.saturating_mul(2)))
+        .try_lead(&keys.entry, crate::read::within_operations(cache, 2))
     else {
         return Begin::Done(output);
     };
@@ -138,7 +137,7 @@ pub(crate) async fn start<'a, S: Shape>(
             stale: bytes,
             foreground: !can_spawn,
         },
-        lock_wait: spec.lock_wait(cache.last_load_time(spec.name)),
+        lock_wait: spec.lock_wait(cache),
     };
     if can_spawn {
         return Begin::Refresh(Refresh { output, spec, ctx });

@@ -13,7 +13,10 @@ use std::{
 
 use moka::{Expiry, sync::Cache as Moka};
 
-use super::{Backend, ClaimReply, EntryKeys, FillReply, FillValue, Read, StoreFuture, StoredBytes};
+use super::{
+    Backend, ClaimReply, EntryChange, EntryKeys, FillReply, FillValue, Read, StoreFuture,
+    StoredBytes,
+};
 
 #[derive(Clone)]
 struct MemoryEntry {
@@ -213,15 +216,14 @@ impl MemoryStore {
         keys: &EntryKeys<'_>,
         generation: &str,
         generation_ttl: Duration,
-        value: Option<(&[u8], Duration)>,
-        drop_entry: bool,
+        change: EntryChange<'_>,
     ) {
         let mut meta = self.meta();
         meta.set(keys.generation, generation.to_owned(), generation_ttl);
-        if let Some((bytes, ttl)) = value {
-            self.insert(keys.entry, bytes, ttl);
-        } else if drop_entry {
-            self.entries.invalidate(keys.entry);
+        match change {
+            EntryChange::Keep => {}
+            EntryChange::Drop => self.entries.invalidate(keys.entry),
+            EntryChange::Put(bytes, ttl) => self.insert(keys.entry, bytes, ttl),
         }
     }
 
@@ -325,10 +327,9 @@ impl Backend for MemoryStore {
         keys: &'a EntryKeys<'a>,
         generation: &'a str,
         generation_ttl: Duration,
-        value: Option<(&'a [u8], Duration)>,
-        drop_entry: bool,
+        change: EntryChange<'a>,
     ) -> StoreFuture<'a, ()> {
-        self.new_generation_now(keys, generation, generation_ttl, value, drop_entry);
+        self.new_generation_now(keys, generation, generation_ttl, change);
         now(())
     }
 

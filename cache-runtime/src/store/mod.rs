@@ -89,6 +89,17 @@ pub(crate) enum FillValue<'a> {
     Delete,
 }
 
+/// What a new generation does to the entry.
+#[derive(Clone, Copy)]
+pub(crate) enum EntryChange<'a> {
+    /// Nothing: loads that began earlier can no longer fill (`NAME_refresh`, before loading).
+    Keep,
+    /// Delete it (`NAME_invalidate`).
+    Drop,
+    /// Store these bytes for this long (`NAME_put`).
+    Put(&'a [u8], Duration),
+}
+
 /// The answer to a fill: stored, or which check refused it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FillReply {
@@ -154,15 +165,14 @@ pub(crate) trait Backend: Send + Sync + 'static {
         ttl: Duration,
     ) -> StoreFuture<'a, FillReply>;
 
-    /// Sets a new generation; with `value`, stores the entry too (write-through), else deletes
-    /// it when `drop_entry` (invalidation). The lock is left to its owner.
+    /// Sets a new generation and changes the entry as `change` says, together. The lock is left
+    /// to its owner.
     fn new_generation<'a>(
         &'a self,
         keys: &'a EntryKeys<'a>,
         generation: &'a str,
         generation_ttl: Duration,
-        value: Option<(&'a [u8], Duration)>,
-        drop_entry: bool,
+        change: EntryChange<'a>,
     ) -> StoreFuture<'a, ()>;
 
     /// Extends `lock`, only if `token` still owns it.

@@ -15,7 +15,8 @@ use std::{sync::Arc, time::Duration};
 use redis::{Cmd, FromRedisValue, Pipeline, Script, aio::ConnectionManager};
 
 use super::{
-    Backend, Batcher, ClaimReply, EntryKeys, FillReply, FillValue, Read, StoreFuture, StoredBytes,
+    Backend, Batcher, ClaimReply, EntryChange, EntryKeys, FillReply, FillValue, Read, StoreFuture,
+    StoredBytes,
 };
 use crate::Error;
 
@@ -193,10 +194,9 @@ impl Backend for RedisStore {
         keys: &'a EntryKeys<'a>,
         generation: &'a str,
         generation_ttl: Duration,
-        value: Option<(&'a [u8], Duration)>,
-        drop_entry: bool,
+        change: EntryChange<'a>,
     ) -> StoreFuture<'a, ()> {
-        Box::pin(self.set_generation(keys, generation, generation_ttl, value, drop_entry))
+        Box::pin(self.set_generation(keys, generation, generation_ttl, change))
     }
 
     fn renew<'a>(&'a self, lock: &'a str, token: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {

@@ -9,7 +9,7 @@ use redis::Script;
 use super::{RedisStore, px};
 use crate::{
     Error,
-    store::{ClaimReply, EntryKeys, FillReply, FillValue, StoredBytes},
+    store::{ClaimReply, EntryChange, EntryKeys, FillReply, FillValue, StoredBytes},
 };
 
 /// Stores (or deletes) the entry only if the generation is the one captured before the load
@@ -139,8 +139,7 @@ impl RedisStore {
         keys: &EntryKeys<'_>,
         generation: &str,
         generation_ttl: Duration,
-        value: Option<(&[u8], Duration)>,
-        drop_entry: bool,
+        change: EntryChange<'_>,
     ) -> Result<(), Error> {
         // One MULTI: the new generation and the entry change together, generation first.
         let mut pipe = redis::pipe();
@@ -151,15 +150,19 @@ impl RedisStore {
             .arg("PX")
             .arg(px(generation_ttl))
             .ignore();
-        if let Some((bytes, ttl)) = value {
-            pipe.cmd("SET")
-                .arg(keys.entry)
-                .arg(bytes)
-                .arg("PX")
-                .arg(px(ttl))
-                .ignore();
-        } else if drop_entry {
-            pipe.cmd("UNLINK").arg(keys.entry).ignore();
+        match change {
+            EntryChange::Keep => {}
+            EntryChange::Drop => {
+                pipe.cmd("UNLINK").arg(keys.entry).ignore();
+            }
+            EntryChange::Put(bytes, ttl) => {
+                pipe.cmd("SET")
+                    .arg(keys.entry)
+                    .arg(bytes)
+                    .arg("PX")
+                    .arg(px(ttl))
+                    .ignore();
+            }
         }
         self.query_pipe::<()>(&pipe).await
     }

@@ -146,6 +146,14 @@ async fn invalidating_a_tag_on_100_000_entries_costs_what_it_costs_on_one() {
     println!("tag invalidation: {one:?} for 1 entry, {many:?} for 100,000 entries");
 }
 
+/// The racing loads' body: read the row, say so, then take `jitter_us` to finish.
+async fn read_row_slowly(db: &Db, id: u64, read: &Notify, jitter_us: u64) -> u64 {
+    let value = db.get(id);
+    read.notify_one();
+    tokio::time::sleep(Duration::from_micros(jitter_us)).await;
+    value
+}
+
 #[redis_cached(ttl = 600, tags = ["row:{id}"], name = "inv::race")]
 async fn racy(
     id: u64,
@@ -153,10 +161,7 @@ async fn racy(
     #[cache(skip)] read: Arc<Notify>,
     #[cache(skip)] jitter_us: u64,
 ) -> u64 {
-    let value = db.get(id);
-    read.notify_one();
-    tokio::time::sleep(Duration::from_micros(jitter_us)).await;
-    value
+    read_row_slowly(&db, id, &read, jitter_us).await
 }
 
 #[redis_cached(ttl = 600, tags = ["row:{id}"], lock = false, name = "inv::race_unlocked")]
@@ -166,10 +171,7 @@ async fn racy_unlocked(
     #[cache(skip)] read: Arc<Notify>,
     #[cache(skip)] jitter_us: u64,
 ) -> u64 {
-    let value = db.get(id);
-    read.notify_one();
-    tokio::time::sleep(Duration::from_micros(jitter_us)).await;
-    value
+    read_row_slowly(&db, id, &read, jitter_us).await
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -270,10 +272,7 @@ async fn racy_revalidated(
     #[cache(skip)] read: Arc<Notify>,
     #[cache(skip)] jitter_us: u64,
 ) -> u64 {
-    let value = db.get(id);
-    read.notify_one();
-    tokio::time::sleep(Duration::from_micros(jitter_us)).await;
-    value
+    read_row_slowly(&db, id, &read, jitter_us).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,10 +9,9 @@ use crate::{
     Cache, Error,
     envelope::EntryMeta,
     key::{self, ArgsKey},
-    read::{Keys, encode, generation_ttl, new_token},
+    read::{Keys, drop_entry, encode, put_entry},
     spec::FnSpec,
     stats::bump,
-    store::EntryChange,
 };
 
 /// `NAME_put`: stores a known value under the function's key (write-through), with its tags'
@@ -36,15 +35,7 @@ pub async fn put<T: Serialize + ?Sized>(
         tag_versions,
     };
     let bytes = encode(&cache, spec, Some(value), &meta)?;
-    cache
-        .conn()
-        .new_generation(
-            &keys.entry_keys(),
-            &new_token(),
-            generation_ttl(&cache, spec),
-            EntryChange::Put(&bytes, kept),
-        )
-        .await?;
+    put_entry(&cache, spec, &keys, &bytes, kept).await?;
     cache.inner().flights.detach(&keys.entry);
     bump(&cache.inner().counters.stores);
     Ok(())
@@ -62,15 +53,7 @@ pub async fn invalidate(
     let keys = Keys::new(&cache, spec, &args?, &[]);
     // Callers arriving from now on must not join a load that began before this.
     cache.inner().flights.detach(&keys.entry);
-    cache
-        .conn()
-        .new_generation(
-            &keys.entry_keys(),
-            &new_token(),
-            generation_ttl(&cache, spec),
-            EntryChange::Drop,
-        )
-        .await
+    drop_entry(&cache, spec, &keys).await
 }
 
 /// Invalidates tags on `cache`: every entry that carries one of them misses from now on.

@@ -177,7 +177,7 @@ pub(crate) type SharedError = std::sync::Arc<dyn std::any::Any + Send + Sync>;
 pub struct ErrorSharing<R> {
     pub(crate) pack: Option<fn(&R) -> Option<SharedError>>,
     pub(crate) unpack: Option<fn(&(dyn std::any::Any + Send + Sync)) -> Option<R>>,
-    pub(crate) load_failed: Option<fn(crate::Error) -> R>,
+    pub(crate) load_failed: Option<fn(crate::error::Error) -> R>,
 }
 
 /// Probe for [`ErrorSharing`]: `(&&&ErrorProbe::<R>::new()).sharing()` picks the first level
@@ -225,7 +225,9 @@ pub trait ProbeConvertedError<R> {
     fn sharing(&self) -> Option<ErrorSharing<R>>;
 }
 
-impl<T, E: From<crate::Error>> ProbeConvertedError<Result<T, E>> for &ErrorProbe<Result<T, E>> {
+impl<T, E: From<crate::error::Error>> ProbeConvertedError<Result<T, E>>
+    for &ErrorProbe<Result<T, E>>
+{
     fn sharing(&self) -> Option<ErrorSharing<Result<T, E>>> {
         Some(ErrorSharing {
             pack: None,

@@ -163,12 +163,7 @@ pub(crate) async fn claim_for_refresh(
     let conn = cache.conn();
     // Side by side: both only need to be done before the loader starts.
     let (bumped, tag_versions) = futures_util::future::join(
-        conn.new_generation(
-            &keys.entry_keys(),
-            &generation,
-            generation_ttl(cache, spec),
-            EntryChange::Keep,
-        ),
+        new_generation(cache, spec, keys, &generation, EntryChange::Keep),
         conn.capture_tags(&keys.tags, spec.kept(cache)),
     )
     .await;
@@ -180,6 +175,39 @@ pub(crate) async fn claim_for_refresh(
         tag_versions,
         sent,
     })
+}
+
+/// `NAME_put`: a new generation (loads that began earlier can no longer fill) and the entry,
+/// stored for `kept`, in one step.
+pub(crate) async fn put_entry(
+    cache: &Cache,
+    spec: &FnSpec,
+    keys: &Keys,
+    bytes: &[u8],
+    kept: Duration,
+) -> Result<(), Error> {
+    let change = EntryChange::Put(bytes, kept);
+    new_generation(cache, spec, keys, &new_token(), change).await
+}
+
+/// `NAME_invalidate`: a new generation and the entry deleted, in one step. The lock is left to
+/// its owner, whose fill is then refused and releases it.
+pub(crate) async fn drop_entry(cache: &Cache, spec: &FnSpec, keys: &Keys) -> Result<(), Error> {
+    new_generation(cache, spec, keys, &new_token(), EntryChange::Drop).await
+}
+
+async fn new_generation(
+    cache: &Cache,
+    spec: &FnSpec,
+    keys: &Keys,
+    generation: &str,
+    change: EntryChange<'_>,
+) -> Result<(), Error> {
+    let ttl = generation_ttl(cache, spec);
+    cache
+        .conn()
+        .new_generation(&keys.entry_keys(), generation, ttl, change)
+        .await
 }
 
 /// Runs `loader` with the lock's renewal beside it (never inside it: a renewal waiting on a

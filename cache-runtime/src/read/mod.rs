@@ -35,9 +35,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub(crate) use self::entry::{encode, generation_ttl, new_token};
+pub(crate) use self::entry::encode;
 pub(crate) use self::keys::Keys;
 pub use self::load::Load;
+pub(crate) use self::lock::{drop_entry, put_entry};
 pub use self::refresh::refresh;
 pub use self::revalidate::Refresh;
 use self::{

@@ -12,11 +12,12 @@ use syn::{
 use crate::{ctxt::Ctxt, duration};
 
 const VALID: &str = "`ttl`, `name`, `key`, `tags`, `version`, `cache_none`, `none_ttl`, `jitter`, \
-                     `stale`, `early_refresh`, `lock`, `lock_ttl`, `lock_wait`, `max_load`, `cache`, `crate`";
+                     `stale`, `early_refresh`, `lock`, `lock_ttl`, `lock_wait`, `max_load`, `l1`, `l1_ttl`, \
+                     `l1_outage`, `cache`, `crate`";
 
 /// Options that later versions add; named so the error says what is missing rather than
 /// calling a documented option unknown.
-const PLANNED: &[&str] = &["l1", "l1_ttl", "l1_capacity"];
+const PLANNED: &[&str] = &["codec", "compress"];
 
 /// A TTL-like option: a literal duration, or a constant expression (`u64` seconds or `Duration`).
 pub(crate) enum TtlValue {
@@ -46,6 +47,9 @@ pub(crate) struct Options {
     pub(crate) lock_ttl: Option<Spanned<TtlValue>>,
     pub(crate) lock_wait: Option<Spanned<TtlValue>>,
     pub(crate) max_load: Option<Spanned<TtlValue>>,
+    pub(crate) l1: Option<Spanned<bool>>,
+    pub(crate) l1_ttl: Option<Spanned<TtlValue>>,
+    pub(crate) l1_outage: Option<Spanned<TtlValue>>,
     pub(crate) cache: Option<Spanned<Expr>>,
     pub(crate) krate: Option<Spanned<Path>>,
 }
@@ -132,6 +136,28 @@ impl Options {
                 "lock" => {
                     let v: LitBool = parse_expecting(input, "`true` or `false`")?;
                     set_once(cx, &mut options.lock, &name, v.value);
+                }
+                "l1" => {
+                    let v: LitBool = parse_expecting(input, "`true` or `false`")?;
+                    set_once(cx, &mut options.l1, &name, v.value);
+                }
+                "l1_ttl" => {
+                    let v = parse_ttl(cx, input)?;
+                    set_once(cx, &mut options.l1_ttl, &name, v);
+                }
+                "l1_outage" => {
+                    let v = parse_ttl(cx, input)?;
+                    set_once(cx, &mut options.l1_outage, &name, v);
+                }
+                "l1_capacity" | "l1_max_entries" | "l1_liveness" => {
+                    let _: Expr = input.parse()?;
+                    cx.error_spanned_by(
+                        &name,
+                        format!(
+                            "`{name}` is one budget for all functions: set it on the cache, \
+                             with `Cache::builder().{name}(...)`"
+                        ),
+                    );
                 }
                 "early_refresh" => {
                     let v = parse_beta(cx, input)?;

@@ -63,6 +63,8 @@ pub(crate) struct Plan {
     pub(crate) lock_ttl: Option<TtlValue>,
     pub(crate) lock_wait: Option<TtlValue>,
     pub(crate) max_load: Option<TtlValue>,
+    /// `l1 = true`, with its options.
+    pub(crate) l1: Option<FirstLevelPlan>,
     /// Refreshes run in a spawned task: every argument (and the receiver) is owned.
     pub(crate) background: bool,
     /// Whether waiters may share the loader's error (subject to the compile-time probe).
@@ -74,6 +76,14 @@ pub(crate) struct Plan {
     /// With any `tags` option, entries also carry the function's own tag, which
     /// `NAME_invalidate_all` invalidates.
     pub(crate) function_tag: bool,
+}
+
+/// `l1 = true`: the first level's options, and where `l1` was written (the value type's
+/// `Clone` requirement is reported there).
+pub(crate) struct FirstLevelPlan {
+    pub(crate) ttl: Option<TtlValue>,
+    pub(crate) outage: Option<TtlValue>,
+    pub(crate) span: proc_macro2::Span,
 }
 
 /// One tag: rendered with `format!(format, args...)` (each value with `Display`).
@@ -170,6 +180,21 @@ pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<
         }
     }
 
+    let l1 = options.l1.as_ref().filter(|l1| l1.value).map(|l1| l1.span);
+    if l1.is_none() {
+        for (set, option) in [
+            (options.l1_ttl.as_ref(), "l1_ttl"),
+            (options.l1_outage.as_ref(), "l1_outage"),
+        ] {
+            if let Some(value) = set {
+                cx.syn_error(syn::Error::new(
+                    value.span,
+                    format!("`{option}` has no effect without `l1 = true`"),
+                ));
+            }
+        }
+    }
+
     let (tags, tag_params) = match &options.tags {
         Some(tags) => plan_tags(cx, &tags.value, func),
         None => (Vec::new(), Vec::new()),
@@ -208,6 +233,11 @@ pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<
         lock_ttl: options.lock_ttl.map(|t| t.value),
         lock_wait: options.lock_wait.map(|t| t.value),
         max_load: options.max_load.map(|t| t.value),
+        l1: l1.map(|span| FirstLevelPlan {
+            ttl: options.l1_ttl.map(|t| t.value),
+            outage: options.l1_outage.map(|t| t.value),
+            span,
+        }),
         background,
         share_errors,
         function_tag: options.tags.is_some(),

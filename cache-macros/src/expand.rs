@@ -98,6 +98,15 @@ pub(crate) fn emit(func: &Function, plan: &Plan) -> TokenStream {
     };
     // A background refresh moves the arguments into a spawned run of the body. The body is
     // emitted once: in a closure owning the arguments when two arms may run it, else inline.
+    // `l1 = true`: how values go in and out of the first level, which needs `Clone` (reported
+    // at `l1`).
+    let l1 = match &plan.l1 {
+        Some(l1) => {
+            let access = quote_spanned!(l1.span=> #p::first_level::<#shape>());
+            quote!(::core::option::Option::Some(#access))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     let (can_spawn, make_loader, load_arm, refresh_arm) = if plan.background {
         (
             quote!(true),
@@ -122,7 +131,7 @@ pub(crate) fn emit(func: &Function, plan: &Plan) -> TokenStream {
             let __cache_tags = #tags;
             let __cache_cache = #resolve;
             #make_loader
-            match #p::begin::<#shape>(__cache_cache, &__cache_spec, __cache_args, __cache_tags, #sharing, #can_spawn).await {
+            match #p::begin::<#shape>(__cache_cache, &__cache_spec, __cache_args, __cache_tags, #sharing, #can_spawn, #l1).await {
                 #p::Begin::Done(__cache_out) => __cache_out,
                 #p::Begin::Load(__cache_load) => #load_arm,
                 #p::Begin::Refresh(__cache_refresh) => #refresh_arm,
@@ -188,6 +197,17 @@ fn spec_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
     let lock_ttl = opt(&plan.lock_ttl);
     let lock_wait = opt(&plan.lock_wait);
     let max_load = opt(&plan.max_load);
+    let l1 = match &plan.l1 {
+        Some(l1) => {
+            let ttl = l1.ttl.as_ref().map_or_else(
+                || quote!(::core::time::Duration::from_secs(5)),
+                |t| ttl_tokens(krate, t),
+            );
+            let outage = opt(&l1.outage);
+            quote!(::core::option::Option::Some(#p::FirstLevelSpec { ttl: #ttl, outage: #outage }))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     quote! {{
         static __CACHE_METRICS: #p::FnMetrics = #p::FnMetrics::new();
         #p::FnSpec {
@@ -204,6 +224,7 @@ fn spec_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
             lock_ttl: #lock_ttl,
             lock_wait: #lock_wait,
             max_load: #max_load,
+            l1: #l1,
             metrics: &__CACHE_METRICS,
         }
     }}

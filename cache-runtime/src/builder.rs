@@ -8,6 +8,7 @@ use crate::{
     Cache, Error,
     cache::Inner,
     connection::{BreakerConfig, Connection},
+    first_level::{self, FirstLevel, Tracking},
     store::{Backend, MemoryStore, RedisStore},
 };
 
@@ -25,6 +26,9 @@ use crate::{
 /// | [`breaker_open_for`](Self::breaker_open_for) | 500 ms between probes, ±25 % |
 /// | [`fill_in_background`](Self::fill_in_background) | `true` |
 /// | [`batch_lookups`](Self::batch_lookups) | `true` (single node) |
+/// | [`l1_capacity`](Self::l1_capacity) | 64 MiB (functions with `l1 = true`, single node) |
+/// | [`l1_max_entries`](Self::l1_max_entries) | 100,000 |
+/// | [`l1_liveness`](Self::l1_liveness) | 1 s |
 ///
 /// ```
 /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -55,6 +59,16 @@ pub struct CacheBuilder {
     breaker_open_for: Duration,
     fill_in_background: bool,
     batch_lookups: bool,
+    l1: FirstLevelOptions,
+}
+
+#[derive(Debug, Clone)]
+struct FirstLevelOptions {
+    capacity: u64,
+    max_entries: u64,
+    liveness: Duration,
+    /// Whether any of them was set (an error on a cluster, where there is no first level).
+    set: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +91,12 @@ impl Default for CacheBuilder {
             breaker_open_for: Duration::from_millis(500),
             fill_in_background: true,
             batch_lookups: true,
+            l1: FirstLevelOptions {
+                capacity: first_level::DEFAULT_CAPACITY,
+                max_entries: first_level::DEFAULT_MAX_ENTRIES,
+                liveness: first_level::DEFAULT_LIVENESS,
+                set: false,
+            },
         }
     }
 }
@@ -198,6 +218,48 @@ impl CacheBuilder {
         self
     }
 
+    /// The first level's budget in bytes, shared by every function with `l1 = true`; entries
+    /// weigh their encoded size. Least recently and least frequently used entries go first.
+    ///
+    /// The first level needs a single Redis node (not the embedded store, where it would add
+    /// nothing, nor a cluster, where setting this is an error at [`build`](Self::build)).
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .url("redis://127.0.0.1:6379")
+    ///     .l1_capacity(16 * 1024 * 1024)
+    ///     .l1_max_entries(10_000)
+    ///     .build()
+    ///     .await?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn l1_capacity(mut self, bytes: u64) -> Self {
+        self.l1.capacity = bytes;
+        self.l1.set = true;
+        self
+    }
+
+    /// The most entries the first level holds: each entry weighs at least
+    /// `l1_capacity / l1_max_entries` bytes, so both limits hold.
+    pub fn l1_max_entries(mut self, entries: u64) -> Self {
+        self.l1.max_entries = entries;
+        self.l1.set = true;
+        self
+    }
+
+    /// How long after the last confirmation that Redis's invalidations still arrive the first
+    /// level keeps serving: the hard bound on how stale a first-level hit can be when the
+    /// invalidation stream fails silently (a confirmation is sought every quarter of it; each
+    /// is one `SET` of a key of this process's own).
+    pub fn l1_liveness(mut self, timeout: Duration) -> Self {
+        self.l1.liveness = timeout;
+        self.l1.set = true;
+        self
+    }
+
     /// Checks the options and builds the [`Cache`].
     ///
     /// Errors with [`Error::Config`] for a malformed URL or an invalid option. An unreachable
@@ -205,13 +267,33 @@ impl CacheBuilder {
     /// their loaders.
     pub async fn build(self) -> Result<Cache, Error> {
         self.validate()?;
+        let mut first_level = None;
         let backend: Box<dyn Backend> = match &self.target {
             Target::Url(url) if url.starts_with("mem://") => {
                 Box::new(MemoryStore::new(self.memory_capacity))
             }
-            Target::Url(url) => Box::new(self.connect_single(url)?),
+            Target::Url(url) => {
+                let (store, client) = self.connect_single(url)?;
+                first_level = Some(FirstLevel::new(
+                    self.l1.capacity,
+                    self.l1.max_entries,
+                    self.l1.liveness,
+                    Tracking::new(client, &self.namespace, self.operation_timeout),
+                ));
+                Box::new(store)
+            }
             #[cfg(feature = "cluster")]
-            Target::Cluster(nodes) => Box::new(self.connect_cluster(nodes)?),
+            Target::Cluster(nodes) => {
+                if self.l1.set {
+                    return Err(Error::Config(
+                        "the first level (l1_capacity, l1_max_entries, l1_liveness) needs a \
+                         single Redis node: it is not available on a cluster, where `l1 = true` \
+                         functions read Redis on every call"
+                            .into(),
+                    ));
+                }
+                Box::new(self.connect_cluster(nodes)?)
+            }
         };
         let conn = Connection::new(
             backend,
@@ -228,6 +310,7 @@ impl CacheBuilder {
             self.default_ttl,
             self.max_value_size,
             self.fill_in_background,
+            first_level,
         )))
     }
 
@@ -251,6 +334,11 @@ impl CacheBuilder {
                 "operation_timeout must be greater than zero".into(),
             ));
         }
+        if self.l1.capacity == 0 || self.l1.max_entries == 0 || self.l1.liveness.is_zero() {
+            return Err(Error::Config(
+                "l1_capacity, l1_max_entries and l1_liveness must be greater than zero".into(),
+            ));
+        }
         if self.max_value_size == 0 {
             return Err(Error::Config(
                 "max_value_size must be greater than zero".into(),
@@ -259,7 +347,8 @@ impl CacheBuilder {
         Ok(())
     }
 
-    fn connect_single(&self, url: &str) -> Result<RedisStore, Error> {
+    /// The store, and a client for the first level's invalidation stream (RESP3).
+    fn connect_single(&self, url: &str) -> Result<(RedisStore, redis::Client), Error> {
         if ![
             "redis://",
             "rediss://",
@@ -279,7 +368,14 @@ impl CacheBuilder {
             .map_err(|e| Error::Config(format!("invalid redis url {url:?}: {e}")))?;
         // Requests are small and latency-bound: do not let Nagle hold them back.
         let tcp = info.tcp_settings().clone().set_nodelay(true);
-        let client = redis::Client::open(info.set_tcp_settings(tcp))
+        let info = info.set_tcp_settings(tcp);
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let tracking = redis::Client::open(info.clone().set_redis_settings(resp3))
+            .map_err(|e| Error::Config(format!("invalid redis url {url:?}: {e}")))?;
+        let client = redis::Client::open(info)
             .map_err(|e| Error::Config(format!("invalid redis url {url:?}: {e}")))?;
         // Bounded retries with a per-process random minimum delay: the manager's own backoff
         // jitter is the same sequence in every process (see docs/decisions.md). No response
@@ -299,7 +395,7 @@ impl CacheBuilder {
         let batcher = self
             .batch_lookups
             .then(|| std::sync::Arc::new(crate::store::Batcher::default()));
-        Ok(RedisStore::Single(manager, batcher))
+        Ok((RedisStore::Single(manager, batcher), tracking))
     }
 
     #[cfg(feature = "cluster")]

@@ -7,6 +7,7 @@ use arc_swap::ArcSwapOption;
 use crate::{
     CacheBuilder, Error, Stats,
     connection::{Connection, ConnectionEvent},
+    first_level::FirstLevel,
     stats::Counters,
 };
 
@@ -61,6 +62,8 @@ pub(crate) struct Inner {
     pub(crate) background: crate::background::Background,
     /// Last load time per function, for the default `lock_wait`.
     pub(crate) load_times: std::sync::Mutex<std::collections::HashMap<&'static str, Duration>>,
+    /// The first level (single-node Redis only).
+    pub(crate) first_level: Option<Arc<FirstLevel>>,
 }
 
 impl Inner {
@@ -70,6 +73,7 @@ impl Inner {
         default_ttl: Duration,
         max_value_size: usize,
         fill_in_background: bool,
+        first_level: Option<Arc<FirstLevel>>,
     ) -> Self {
         Inner {
             conn,
@@ -81,6 +85,7 @@ impl Inner {
             fill_in_background,
             background: Default::default(),
             load_times: std::sync::Mutex::default(),
+            first_level,
         }
     }
 }
@@ -149,7 +154,10 @@ impl Cache {
 
     /// Counters since this cache was built.
     pub fn stats(&self) -> Stats {
-        self.inner.counters.snapshot(self.inner.conn.counts())
+        let first_level = self.inner.first_level.as_ref().map(|l1| l1.stats());
+        self.inner
+            .counters
+            .snapshot(self.inner.conn.counts(), first_level)
     }
 
     /// Invalidates tags: every entry carrying one of them misses from now on, in one round trip
@@ -207,6 +215,27 @@ impl Cache {
     /// ```
     pub fn connection_events(&self) -> tokio::sync::broadcast::Receiver<ConnectionEvent> {
         self.inner.conn.subscribe()
+    }
+
+    /// The first level, if this cache has one.
+    pub(crate) fn first_level(&self) -> Option<&Arc<FirstLevel>> {
+        self.inner.first_level.as_ref()
+    }
+
+    /// Outdates this process's first-level entry of `key` (before and after changing it).
+    pub(crate) fn forget_entry(&self, key: &str) {
+        if let Some(level) = &self.inner.first_level {
+            level.forget_entry(key);
+        }
+    }
+
+    /// Outdates this process's first-level entries carrying these tags (by tag key).
+    pub(crate) fn forget_tags(&self, tag_keys: &[String]) {
+        if let Some(level) = &self.inner.first_level {
+            for key in tag_keys {
+                level.forget_tag(key);
+            }
+        }
     }
 
     /// The connection every store operation goes through.

@@ -35,7 +35,11 @@ pub async fn put<T: Serialize + ?Sized>(
         tag_versions,
     };
     let bytes = encode(&cache, spec, Some(value), &meta)?;
-    put_entry(&cache, spec, &keys, &bytes, kept).await?;
+    cache.forget_entry(&keys.entry);
+    let stored = put_entry(&cache, spec, &keys, &bytes, kept).await;
+    // Again once Redis answered: a read sent before the write may have refilled it.
+    cache.forget_entry(&keys.entry);
+    stored?;
     cache.inner().flights.detach(&keys.entry);
     bump(&cache.inner().counters.stores);
     Ok(())
@@ -53,7 +57,11 @@ pub async fn invalidate(
     let keys = Keys::new(&cache, spec, &args?, &[]);
     // Callers arriving from now on must not join a load that began before this.
     cache.inner().flights.detach(&keys.entry);
-    drop_entry(&cache, spec, &keys).await
+    cache.forget_entry(&keys.entry);
+    let dropped = drop_entry(&cache, spec, &keys).await;
+    // Again once Redis answered: a read sent before the change may have refilled it.
+    cache.forget_entry(&keys.entry);
+    dropped
 }
 
 /// Invalidates tags on `cache`: every entry that carries one of them misses from now on.
@@ -70,7 +78,11 @@ where
         return Ok(());
     }
     cache.inner().flights.detach_all();
-    cache.conn().delete_tags(&keys).await
+    cache.forget_tags(&keys);
+    let deleted = cache.conn().delete_tags(&keys).await;
+    // Again once Redis answered: a read sent before the change may have refilled entries.
+    cache.forget_tags(&keys);
+    deleted
 }
 
 /// Free-function form of [`Cache::invalidate_tags`] for generated update-path code.

@@ -12,6 +12,7 @@ mod cache;
 mod connection;
 pub mod envelope;
 mod error;
+mod first_level;
 pub mod freshness;
 mod helpers;
 pub mod key;
@@ -32,6 +33,7 @@ pub use stats::Stats;
 #[doc(hidden)]
 pub mod private {
     pub use crate::{
+        first_level::{FirstLevelAccess, FirstLevelSpec, FirstLevelValue, first_level},
         helpers::{FromCacheError, evict_tags, into_error, invalidate, key_string, put},
         key::{ArgsKey, KeyBuilder},
         read::{Begin, Load, Refresh, begin, cache_ref, default_cache, refresh},

@@ -43,6 +43,8 @@ pub struct FnSpec {
     pub lock_wait: Option<Duration>,
     /// `max_load`; `None` is three times `lock_ttl`.
     pub max_load: Option<Duration>,
+    /// `l1 = true` with `l1_ttl` and `l1_outage`; `None` without a first level.
+    pub l1: Option<crate::first_level::FirstLevelSpec>,
     /// The function's metric handles (a `static` in generated code).
     pub metrics: &'static crate::stats::FnMetrics,
 }
@@ -112,9 +114,10 @@ impl FnSpec {
         })
     }
 
-    /// Whether a hit needs the entry's remaining TTL (one `PTTL` in the same round trip).
+    /// Whether a hit needs the entry's remaining TTL (one `PTTL` in the same round trip): for
+    /// `stale` and `early_refresh`, and for the first level, whose entries never outlive it.
     pub(crate) fn needs_age(&self) -> bool {
-        !self.stale.is_zero() || self.early_refresh.is_some()
+        !self.stale.is_zero() || self.early_refresh.is_some() || self.l1.is_some()
     }
 }
 

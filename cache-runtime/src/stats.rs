@@ -61,6 +61,12 @@ pub struct Stats {
     pub refreshes: u64,
     /// Failed loads answered with the stale value instead.
     pub stale_if_error: u64,
+    /// Calls answered by the first level (`l1 = true`), without Redis. Not part of `hits`.
+    pub l1_hits: u64,
+    /// Entries in the first level.
+    pub l1_entries: u64,
+    /// Weight of the first level's entries, in bytes (see `CacheBuilder::l1_capacity`).
+    pub l1_bytes: u64,
 }
 
 /// What the connection counts (failures, breakers), merged into [`Stats`].
@@ -97,7 +103,16 @@ pub(crate) fn bump(counter: &AtomicU64) {
 }
 
 impl Counters {
-    pub(crate) fn snapshot(&self, link: LinkCounts) -> Stats {
+    pub(crate) fn snapshot(
+        &self,
+        link: LinkCounts,
+        first_level: Option<crate::first_level::FirstLevelStats>,
+    ) -> Stats {
+        let l1 = first_level.unwrap_or(crate::first_level::FirstLevelStats {
+            hits: 0,
+            entries: 0,
+            bytes: 0,
+        });
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
             hits: get(&self.hits),
@@ -121,6 +136,9 @@ impl Counters {
             stale_serves: get(&self.stale_serves),
             refreshes: get(&self.refreshes),
             stale_if_error: get(&self.stale_if_error),
+            l1_hits: l1.hits,
+            l1_entries: l1.entries,
+            l1_bytes: l1.bytes,
         }
     }
 }
@@ -134,6 +152,7 @@ pub struct FnMetrics {
 
 pub(crate) struct MetricHandles {
     pub(crate) hits: metrics::Counter,
+    pub(crate) l1_hits: metrics::Counter,
     pub(crate) misses: metrics::Counter,
     pub(crate) loads: metrics::Counter,
     pub(crate) errors: metrics::Counter,
@@ -161,6 +180,7 @@ impl FnMetrics {
     pub(crate) fn handles(&self, function: &'static str) -> &MetricHandles {
         self.handles.get_or_init(|| MetricHandles {
             hits: metrics::counter!(metric::HITS, "function" => function),
+            l1_hits: metrics::counter!(metric::L1_HITS, "function" => function),
             misses: metrics::counter!(metric::MISSES, "function" => function),
             loads: metrics::counter!(metric::LOADS, "function" => function),
             errors: metrics::counter!(metric::ERRORS, "function" => function),
@@ -173,6 +193,7 @@ impl FnMetrics {
 /// Per-function metric names (through the `metrics` facade, labelled `function`).
 pub(crate) mod metric {
     pub(crate) const HITS: &str = "redis_cached_hits_total";
+    pub(crate) const L1_HITS: &str = "redis_cached_l1_hits_total";
     pub(crate) const MISSES: &str = "redis_cached_misses_total";
     pub(crate) const LOADS: &str = "redis_cached_loads_total";
     pub(crate) const ERRORS: &str = "redis_cached_errors_total";

@@ -102,6 +102,7 @@ fn print_future_sizes() {
         lock_ttl: None,
         lock_wait: None,
         max_load: None,
+        l1: None,
         metrics: &METRICS,
     };
     let call = cached_user(1);
@@ -116,6 +117,7 @@ fn print_future_sizes() {
         Vec::new(),
         None,
         false,
+        None,
     );
     println!(
         "lookup (begin) future: {} bytes",

@@ -177,6 +177,8 @@ async fn settle(mut ctx: LoadCtx, function: &'static str, encoded: Encoded, writ
         tracing::debug!(function, key = ctx.keys.entry, error = %err, "entry not stored");
     }
     if matches!(ctx.mode, Mode::Refresh) {
+        // Whatever was read here before the new value landed is outdated.
+        ctx.cache.forget_entry(&ctx.keys.entry);
         refresh::record(problem.map_or(stored, Err));
     }
     if let Some(leader) = ctx.leader.take() {

@@ -50,6 +50,7 @@ use self::{
 };
 use crate::{
     Cache, Error,
+    first_level::FirstLevelAccess,
     key::ArgsKey,
     shape::{ErrorSharing, Shape},
     spec::FnSpec,
@@ -103,7 +104,7 @@ pub(crate) fn within_operations(cache: &Cache, operations: u32) -> Instant {
 /// Rounds of regrouping (abandoned or rejected outcomes) before a caller loads by itself.
 const MAX_ROUNDS: usize = 4;
 
-/// Everything before the loader: lookup, single-flight, lock, waiting.
+/// Everything before the loader: first level, lookup, single-flight, lock, waiting.
 ///
 /// Never fails because of the cache: without a cache, with an unusable key, or with Redis
 /// failing, it ends in [`Begin::Load`] and the loader's output is returned.
@@ -114,6 +115,7 @@ pub async fn begin<'a, S: Shape>(
     tags: Vec<String>,
     sharing: Option<ErrorSharing<S::Output>>,
     can_spawn: bool,
+    l1: Option<FirstLevelAccess<S>>,
 ) -> Begin<'a, S> {
     let started = Instant::now();
     let refreshing = refresh::take_request();
@@ -147,6 +149,20 @@ pub async fn begin<'a, S: Shape>(
         return Box::pin(for_refresh(cache, spec, keys, sharing)).await;
     }
 
+    // The first level: a hit is a clone; a miss takes the ticket its Redis read is kept under.
+    let first_level = match (l1, &spec.l1, cache.first_level()) {
+        (Some(access), Some(l1_spec), Some(level)) => {
+            let down = || cache.conn().is_down([keys.entry.as_str()]);
+            if let Some(output) = level.get(access, l1_spec, &keys.entry, down) {
+                spec.metrics().l1_hits.increment(1);
+                return Begin::Done(output);
+            }
+            let ticket = level.ticket(&keys.entry, keys.tags.iter().map(String::as_str));
+            Some((access, l1_spec, ticket))
+        }
+        _ => None,
+    };
+
     // Lookup: one round of plain reads.
     let read = cache
         .conn()
@@ -154,7 +170,14 @@ pub async fn begin<'a, S: Shape>(
         .await;
     let reachable = match read {
         Ok(read) => match revalidate::classify::<S>(&cache, spec, &keys, read) {
-            Lookup::Fresh(output) => return Begin::Done(output),
+            Lookup::Fresh(output, fresh_for, size) => {
+                if let (Some((access, l1_spec, ticket)), Some(fresh_for), Some(level)) =
+                    (first_level, fresh_for, cache.first_level())
+                {
+                    level.insert(access, l1_spec, &keys.entry, &output, ticket, fresh_for, size);
+                }
+                return Begin::Done(output);
+            }
             Lookup::Refresh(state, output, bytes) => {
                 // Boxed, like the other cold paths, to keep the hit's future small.
                 return Box::pin(revalidate::start(
@@ -179,6 +202,9 @@ async fn for_refresh<'a, S: Shape>(
     keys: Keys,
     sharing: Option<ErrorSharing<S::Output>>,
 ) -> Begin<'a, S> {
+    // This process stops serving the old value before Redis is asked (and again once the new
+    // one is stored, in `load`).
+    cache.forget_entry(&keys.entry);
     let fill = match lock::claim_for_refresh(&cache, spec, &keys).await {
         Ok(claim) => Fill::Store(claim),
         Err(err) => {

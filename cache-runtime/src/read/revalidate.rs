@@ -21,8 +21,8 @@ use crate::{
 
 /// What a lookup found.
 pub(crate) enum Lookup<T> {
-    /// A fresh hit.
-    Fresh(T),
+    /// A fresh hit, with how long it stays fresh in Redis (when its TTL was read) and its size.
+    Fresh(T, Option<Duration>, usize),
     /// A hit to serve while one caller refreshes it.
     Refresh(Freshness, T, StoredBytes),
     /// Nothing usable: absent, undecodable, or a tag was invalidated.
@@ -66,7 +66,8 @@ pub(crate) fn classify<S: Shape>(
             match freshness::classify(read.ttl, stale, meta.load_time, spec.early_refresh, u) {
                 Freshness::Fresh => {
                     record_hit(cache, spec);
-                    Lookup::Fresh(output)
+                    let fresh_for = read.ttl.map(|left| left.saturating_sub(stale));
+                    Lookup::Fresh(output, fresh_for, bytes.len())
                 }
                 state => Lookup::Refresh(state, output, bytes),
             }

@@ -1,0 +1,338 @@
+//! The first level: decoded values in the process, in front of Redis, for functions with
+//! `l1 = true`, following Redis through server-assisted client-side caching.
+//!
+//! - [`epochs`]: what an entry was read under; an invalidation makes it unusable at once.
+//! - [`tracking`]: the connection that receives Redis's invalidations (`CLIENT TRACKING` in
+//!   `BCAST` mode over the namespace), re-armed after every reconnect, and the canary that
+//!   confirms invalidations still arrive.
+//!
+//! An entry is served while all of these hold: nothing it was read under was invalidated
+//! since (its ticket is current), its first-level lifetime (`l1_ttl`, capped by what was left
+//! of its Redis TTL) has not run out, and the invalidation stream was confirmed live within the
+//! liveness timeout. With `l1_outage`, an entry whose stream is not live may also be served
+//! while its Redis node is unreachable, for at most `l1_outage` after the last confirmation.
+//!
+//! Values enter only from a read of Redis (a fresh hit) made under a live stream: a loaded
+//! value enters on the first read after its fill, since the fill's own invalidation would
+//! outdate an entry made before it.
+
+mod epochs;
+mod tracking;
+
+use std::{
+    any::Any,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use moka::sync::Cache as Moka;
+
+pub(crate) use self::epochs::Ticket;
+use self::epochs::Epochs;
+pub(crate) use self::tracking::Tracking;
+use crate::shape::{Cacheable, Shape};
+
+/// Default byte budget of the first level.
+pub(crate) const DEFAULT_CAPACITY: u64 = 64 * 1024 * 1024;
+/// Default cap on first-level entries.
+pub(crate) const DEFAULT_MAX_ENTRIES: u64 = 100_000;
+/// Default liveness timeout: entries are served only this long after the last confirmation
+/// that invalidations arrive.
+pub(crate) const DEFAULT_LIVENESS: Duration = Duration::from_secs(1);
+
+/// What `l1 = true` adds to a function.
+#[derive(Debug, Clone, Copy)]
+pub struct FirstLevelSpec {
+    /// `l1_ttl`: the longest an entry lives in the first level.
+    pub ttl: Duration,
+    /// `l1_outage`: how long entries may be served while Redis is unreachable.
+    pub outage: Option<Duration>,
+}
+
+/// Implemented by every type a first level can hold: decoded values are handed out as clones.
+#[diagnostic::on_unimplemented(
+    message = "`l1 = true` keeps decoded values in the process and hands out clones: `{Self}` must be `Clone + Send + Sync + 'static`",
+    label = "the cached value type",
+    note = "derive `Clone` for it, or remove `l1`"
+)]
+pub trait FirstLevelValue: Clone + Send + Sync + 'static {}
+
+impl<T: Clone + Send + Sync + 'static> FirstLevelValue for T {}
+
+type Boxed = Box<dyn Any + Send + Sync>;
+
+/// How a function's outputs go in and out of the first level: built by generated code only for
+/// `l1 = true`, where the value type is known to be [`FirstLevelValue`].
+pub struct FirstLevelAccess<S: Shape> {
+    keep: fn(&S::Output) -> Option<Boxed>,
+    take: fn(&(dyn Any + Send + Sync)) -> Option<S::Output>,
+}
+
+impl<S: Shape> Clone for FirstLevelAccess<S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S: Shape> Copy for FirstLevelAccess<S> {}
+
+/// The first-level access of a function whose cached value is `S::Value`.
+pub fn first_level<S: Shape>() -> FirstLevelAccess<S>
+where
+    S::Value: FirstLevelValue,
+{
+    FirstLevelAccess {
+        keep: |output| match S::cacheable(output) {
+            Cacheable::Value(v) => Some(Box::new(Some(v.clone()))),
+            Cacheable::Negative => Some(Box::new(None::<S::Value>)),
+            Cacheable::Skip => None,
+        },
+        take: |any| {
+            let value = any.downcast_ref::<Option<S::Value>>()?;
+            S::from_cached(value.clone())
+        },
+    }
+}
+
+/// One first-level entry.
+struct Slot {
+    value: Boxed,
+    ticket: Ticket,
+    /// Served normally until then (nanoseconds on the level's clock).
+    fresh_until: u64,
+    /// Kept in memory this long (longer than fresh with `l1_outage`).
+    lifetime: Duration,
+    weight: u32,
+}
+
+struct SlotExpiry;
+
+impl moka::Expiry<String, Arc<Slot>> for SlotExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        slot: &Arc<Slot>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(slot.lifetime)
+    }
+}
+
+/// Whether the invalidation stream is confirmed live, on a monotonic clock of nanoseconds.
+struct Liveness {
+    base: Instant,
+    timeout: Duration,
+    /// Entries may be served until then (0: not live).
+    live_until: AtomicU64,
+    /// When the last confirmed canary was sent (0: never).
+    confirmed_at: AtomicU64,
+    /// When the canary awaiting its invalidation was sent.
+    canary_sent: AtomicU64,
+    /// When the stream was last lost.
+    lost_at: AtomicU64,
+    /// Number of the current connection.
+    link: AtomicU64,
+    /// Wakes the task waiting for a confirmation or a loss.
+    changed: tokio::sync::Notify,
+}
+
+impl Liveness {
+    fn now(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    fn nanos(d: Duration) -> u64 {
+        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The canary sent at `sent` came back: everything Redis invalidated before it has reached
+    /// this process.
+    fn confirm(&self) {
+        let sent = self.canary_sent.load(Ordering::SeqCst);
+        self.confirmed_at.fetch_max(sent, Ordering::SeqCst);
+        self.live_until.fetch_max(
+            sent.saturating_add(Self::nanos(self.timeout)),
+            Ordering::SeqCst,
+        );
+        self.changed.notify_waiters();
+    }
+
+    /// The stream is gone: nothing is served as live until the next confirmation.
+    fn lose(&self) {
+        self.live_until.store(0, Ordering::SeqCst);
+        self.lost_at.store(self.now(), Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    fn is_live(&self, now: u64) -> bool {
+        now < self.live_until.load(Ordering::SeqCst)
+    }
+}
+
+/// Counters of the first level, read by [`Cache::stats`](crate::Cache::stats).
+pub(crate) struct FirstLevelStats {
+    pub(crate) hits: u64,
+    pub(crate) entries: u64,
+    pub(crate) bytes: u64,
+}
+
+/// The first level of one [`Cache`](crate::Cache).
+pub(crate) struct FirstLevel {
+    entries: Moka<String, Arc<Slot>>,
+    epochs: Epochs,
+    liveness: Liveness,
+    hits: AtomicU64,
+    /// The least weight of an entry: the budget over the entry cap, so the cap holds too.
+    min_weight: u32,
+    tracking: Tracking,
+    started: AtomicBool,
+}
+
+impl FirstLevel {
+    pub(crate) fn new(
+        capacity: u64,
+        max_entries: u64,
+        liveness: Duration,
+        tracking: Tracking,
+    ) -> Arc<FirstLevel> {
+        let min_weight = u32::try_from(capacity / max_entries.max(1))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let entries = Moka::builder()
+            .max_capacity(capacity)
+            .weigher(|_key: &String, slot: &Arc<Slot>| slot.weight)
+            .expire_after(SlotExpiry)
+            .build();
+        Arc::new(FirstLevel {
+            entries,
+            epochs: Epochs::default(),
+            liveness: Liveness {
+                base: Instant::now(),
+                timeout: liveness,
+                live_until: AtomicU64::new(0),
+                confirmed_at: AtomicU64::new(0),
+                canary_sent: AtomicU64::new(0),
+                lost_at: AtomicU64::new(0),
+                link: AtomicU64::new(0),
+                changed: tokio::sync::Notify::new(),
+            },
+            hits: AtomicU64::new(0),
+            min_weight,
+            tracking,
+            started: AtomicBool::new(false),
+        })
+    }
+
+    /// Starts following Redis, on the first use by an `l1` function.
+    fn start(self: &Arc<Self>) {
+        if !self.started.load(Ordering::Relaxed) && !self.started.swap(true, Ordering::SeqCst) {
+            tracking::spawn(self);
+        }
+    }
+
+    /// A usable entry of `key`, cloned. `down` says whether Redis is unreachable for the key
+    /// (asked only when the stream is not live and the function has `l1_outage`).
+    pub(crate) fn get<S: Shape>(
+        &self,
+        access: FirstLevelAccess<S>,
+        spec: &FirstLevelSpec,
+        key: &str,
+        down: impl FnOnce() -> bool,
+    ) -> Option<S::Output> {
+        let slot = self.entries.get(key)?;
+        let now = self.liveness.now();
+        let usable = if now < slot.fresh_until && self.liveness.is_live(now) {
+            true
+        } else {
+            // Only with `l1_outage`, only for an entry read before the stream was lost (a
+            // re-arm outdates every ticket), for at most that long after the last
+            // confirmation, and only while Redis does not answer.
+            spec.outage.is_some_and(|outage| {
+                let confirmed = self.liveness.confirmed_at.load(Ordering::SeqCst);
+                now < confirmed.saturating_add(Liveness::nanos(outage)) && down()
+            })
+        };
+        if !usable || !self.epochs.current(&slot.ticket) {
+            return None;
+        }
+        let output = (access.take)(&*slot.value)?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(output)
+    }
+
+    /// A ticket for a read of `entry` with its tag keys, taken before the read is sent.
+    pub(crate) fn ticket<'k>(
+        self: &Arc<Self>,
+        entry: &'k str,
+        tags: impl Iterator<Item = &'k str>,
+    ) -> Ticket {
+        self.start();
+        let live = self.liveness.is_live(self.liveness.now());
+        self.epochs.ticket(entry, tags, live)
+    }
+
+    /// Keeps `output`, read from Redis under `ticket` with `remaining` of its fresh time left,
+    /// unless something it was read under changed since.
+    pub(crate) fn insert<S: Shape>(
+        &self,
+        access: FirstLevelAccess<S>,
+        spec: &FirstLevelSpec,
+        key: &str,
+        output: &S::Output,
+        ticket: Ticket,
+        remaining: Duration,
+        size: usize,
+    ) {
+        if !ticket.live || !self.epochs.current(&ticket) {
+            return;
+        }
+        let fresh = spec.ttl.min(remaining);
+        if fresh.is_zero() {
+            return;
+        }
+        let Some(value) = (access.keep)(output) else {
+            return;
+        };
+        let weight = u32::try_from(size)
+            .unwrap_or(u32::MAX)
+            .max(self.min_weight);
+        let slot = Slot {
+            value,
+            ticket,
+            fresh_until: self.liveness.now().saturating_add(Liveness::nanos(fresh)),
+            lifetime: fresh.saturating_add(spec.outage.unwrap_or(Duration::ZERO)),
+            weight,
+        };
+        self.entries.insert(key.to_owned(), Arc::new(slot));
+    }
+
+    /// Drops `key` (an entry's) here at once: called before and after this process changes it
+    /// in Redis, and for every invalidation Redis sends.
+    pub(crate) fn forget_entry(&self, key: &str) {
+        self.epochs.bump(key);
+        self.entries.invalidate(key);
+    }
+
+    /// Outdates every entry carrying the tag with this key.
+    pub(crate) fn forget_tag(&self, tag_key: &str) {
+        self.epochs.bump(tag_key);
+    }
+
+    /// Outdates every entry (a flush, or a stream re-armed after missing invalidations).
+    fn forget_all(&self) {
+        self.epochs.bump_all();
+        self.entries.invalidate_all();
+    }
+
+    pub(crate) fn stats(&self) -> FirstLevelStats {
+        self.entries.run_pending_tasks();
+        FirstLevelStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            entries: self.entries.entry_count(),
+            bytes: self.entries.weighted_size(),
+        }
+    }
+}

@@ -63,6 +63,9 @@ pub struct Stats {
     pub stale_if_error: u64,
     /// Calls answered by the first level (`l1 = true`), without Redis. Not part of `hits`.
     pub l1_hits: u64,
+    /// Values read from Redis that did not enter the first level because an invalidation of
+    /// their key or a tag arrived between the read's send and its reply.
+    pub l1_refused: u64,
     /// Entries in the first level.
     pub l1_entries: u64,
     /// Weight of the first level's entries, in bytes (see `CacheBuilder::l1_capacity`).
@@ -110,6 +113,7 @@ impl Counters {
     ) -> Stats {
         let l1 = first_level.unwrap_or(crate::first_level::FirstLevelStats {
             hits: 0,
+            refused: 0,
             entries: 0,
             bytes: 0,
         });
@@ -137,6 +141,7 @@ impl Counters {
             refreshes: get(&self.refreshes),
             stale_if_error: get(&self.stale_if_error),
             l1_hits: l1.hits,
+            l1_refused: l1.refused,
             l1_entries: l1.entries,
             l1_bytes: l1.bytes,
         }

@@ -5,6 +5,7 @@ mod batching;
 mod cluster;
 mod expiry;
 mod fail_open;
+mod first_level;
 mod freshness;
 mod invalidation;
 mod keys;

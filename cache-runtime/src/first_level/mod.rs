@@ -175,6 +175,7 @@ impl Liveness {
 /// Counters of the first level, read by [`Cache::stats`](crate::Cache::stats).
 pub(crate) struct FirstLevelStats {
     pub(crate) hits: u64,
+    pub(crate) refused: u64,
     pub(crate) entries: u64,
     pub(crate) bytes: u64,
 }
@@ -185,6 +186,8 @@ pub(crate) struct FirstLevel {
     epochs: Epochs,
     liveness: Liveness,
     hits: AtomicU64,
+    /// Reads not kept because something they were read under changed meanwhile.
+    refused: AtomicU64,
     /// The least weight of an entry: the budget over the entry cap, so the cap holds too.
     min_weight: u32,
     tracking: Tracking,
@@ -220,6 +223,7 @@ impl FirstLevel {
                 changed: tokio::sync::Notify::new(),
             },
             hits: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             min_weight,
             tracking,
             started: AtomicBool::new(false),
@@ -286,7 +290,11 @@ impl FirstLevel {
         remaining: Duration,
         size: usize,
     ) {
-        if !ticket.live || !self.epochs.current(&ticket) {
+        if !ticket.live {
+            return;
+        }
+        if !self.epochs.current(&ticket) {
+            self.refused.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let fresh = spec.ttl.min(remaining);
@@ -331,6 +339,7 @@ impl FirstLevel {
         self.entries.run_pending_tasks();
         FirstLevelStats {
             hits: self.hits.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
             entries: self.entries.entry_count(),
             bytes: self.entries.weighted_size(),
         }

@@ -1,0 +1,330 @@
+//! The first level (`l1 = true`): hits without Redis, read-your-writes, following changes
+//! made by other caches and by anything else in Redis, liveness, outages.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use redis::AsyncCommands;
+use redis_cached::{Cache, redis_cached};
+
+use crate::{
+    Calls, command_counts, reset_command_counts,
+    support::{RedisServer, wait_until},
+};
+
+/// A cache with a first level whose liveness timeout is `liveness`.
+pub async fn l1_cache(server: &RedisServer, liveness: Duration) -> Cache {
+    Cache::builder()
+        .url(server.url())
+        .namespace("l1")
+        .operation_timeout(Duration::from_secs(2))
+        .l1_liveness(liveness)
+        .build()
+        .await
+        .expect("build cache")
+}
+
+/// The source of truth of these tests, shared by the caches of one test.
+#[derive(Default)]
+pub struct Db {
+    rows: Mutex<HashMap<u64, u64>>,
+    loads: Calls,
+}
+
+impl Db {
+    fn set(&self, id: u64, value: u64) {
+        self.rows.lock().unwrap().insert(id, value);
+    }
+
+    fn get(&self, id: u64) -> u64 {
+        self.rows.lock().unwrap().get(&id).copied().unwrap_or(0)
+    }
+
+    fn loads(&self) -> usize {
+        self.loads.get()
+    }
+}
+
+#[redis_cached(ttl = 60, name = "l1::row", l1 = true, l1_ttl = "30s", tags = ["row:{id}"])]
+async fn row(id: u64, #[cache(skip)] db: Arc<Db>) -> u64 {
+    db.loads.bump();
+    db.get(id)
+}
+
+/// Calls `row(id)` on `cache` until one is answered by the first level.
+async fn warm(cache: &Cache, id: u64, db: &Arc<Db>) {
+    wait_until("a first-level hit", Duration::from_secs(10), || {
+        let (cache, db) = (cache.clone(), db.clone());
+        async move {
+            let before = cache.stats().l1_hits;
+            cache.scope(row(id, db)).await;
+            cache.wait_for_writes().await;
+            cache.stats().l1_hits > before
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_level_hit_sends_no_command() {
+    let server = RedisServer::start();
+    // A long liveness timeout: no canary lands during the measurement.
+    let cache = l1_cache(&server, Duration::from_secs(60)).await;
+    let db = Arc::new(Db::default());
+    db.set(1, 7);
+    warm(&cache, 1, &db).await;
+    let hits = cache.stats().l1_hits;
+    reset_command_counts(&server).await;
+    for _ in 0..100 {
+        assert_eq!(cache.scope(row(1, db.clone())).await, 7);
+    }
+    let counts = command_counts(&server).await;
+    assert!(counts.is_empty(), "first-level hits sent commands: {counts:?}");
+    assert_eq!(cache.stats().l1_hits, hits + 100);
+    assert_eq!(db.loads(), 1, "one load");
+    let stats = cache.stats();
+    assert_eq!(stats.l1_entries, 1);
+    assert!(stats.l1_bytes > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn this_process_reads_its_own_writes() {
+    let server = RedisServer::start();
+    let cache = l1_cache(&server, Duration::from_secs(1)).await;
+    let db = Arc::new(Db::default());
+    let read = || cache.scope(row(1, db.clone()));
+
+    db.set(1, 1);
+    warm(&cache, 1, &db).await;
+    db.set(1, 2);
+    cache.scope(row_invalidate(1)).await.expect("invalidate");
+    assert_eq!(read().await, 2, "after NAME_invalidate");
+
+    warm(&cache, 1, &db).await;
+    cache.scope(row_put(1, &3)).await.expect("put");
+    assert_eq!(read().await, 3, "after NAME_put");
+
+    warm(&cache, 1, &db).await;
+    db.set(1, 4);
+    cache.invalidate_tags(["row:1"]).await.expect("tags");
+    assert_eq!(read().await, 4, "after invalidate_tags");
+
+    warm(&cache, 1, &db).await;
+    db.set(1, 5);
+    cache.scope(row_invalidate_all()).await.expect("invalidate_all");
+    assert_eq!(read().await, 5, "after NAME_invalidate_all");
+
+    warm(&cache, 1, &db).await;
+    db.set(1, 6);
+    let refreshed = cache
+        .scope(row_refresh(1, db.clone()))
+        .await
+        .expect("refresh");
+    assert_eq!(refreshed, 6);
+    assert_eq!(read().await, 6, "after NAME_refresh");
+}
+
+/// Two caches on one server stand for two processes (each has its own connections and its
+/// own invalidation stream); the multi-process tests below re-execute the test binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_cache_follows_changes_made_by_this_one_and_by_anyone() {
+    let server = RedisServer::start();
+    let writer = l1_cache(&server, Duration::from_secs(1)).await;
+    let reader = l1_cache(&server, Duration::from_secs(1)).await;
+    let db = Arc::new(Db::default());
+    let follows = |expected: u64, what: &'static str| {
+        let (reader, db) = (reader.clone(), db.clone());
+        async move {
+            wait_until(what, Duration::from_secs(5), || {
+                let (reader, db) = (reader.clone(), db.clone());
+                async move { reader.scope(row(1, db)).await == expected }
+            })
+            .await;
+        }
+    };
+
+    db.set(1, 1);
+    warm(&reader, 1, &db).await;
+    db.set(1, 2);
+    writer.scope(row_invalidate(1)).await.expect("invalidate");
+    follows(2, "the reader to follow NAME_invalidate").await;
+
+    warm(&reader, 1, &db).await;
+    writer.scope(row_put(1, &3)).await.expect("put");
+    follows(3, "the reader to follow NAME_put").await;
+
+    warm(&reader, 1, &db).await;
+    db.set(1, 4);
+    writer.invalidate_tags(["row:1"]).await.expect("tags");
+    follows(4, "the reader to follow invalidate_tags").await;
+
+    // Changes made by anything else: an operator's DEL, then FLUSHDB.
+    warm(&reader, 1, &db).await;
+    db.set(1, 5);
+    let key = reader.scope(async { row_key(1) }).await;
+    let mut conn = server.conn().await;
+    let _: () = conn.del(&key).await.expect("DEL");
+    follows(5, "the reader to follow an operator's DEL").await;
+
+    warm(&reader, 1, &db).await;
+    let _: () = redis::cmd("FLUSHDB")
+        .query_async(&mut conn)
+        .await
+        .expect("FLUSHDB");
+    db.set(1, 6);
+    follows(6, "the reader to follow FLUSHDB").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_key_stays_in_the_first_level_while_other_keys_are_written() {
+    let server = RedisServer::start();
+    let reader = l1_cache(&server, Duration::from_secs(1)).await;
+    let writer = l1_cache(&server, Duration::from_secs(1)).await;
+    let db = Arc::new(Db::default());
+    db.set(1, 1);
+    warm(&reader, 1, &db).await;
+    let writes = tokio::spawn({
+        let writer = writer.clone();
+        async move {
+            for id in 2..2_000u64 {
+                writer
+                    .scope(row_put(id, &id))
+                    .await
+                    .expect("put another key");
+            }
+        }
+    });
+    let before = reader.stats();
+    let mut reads = 0u64;
+    while !writes.is_finished() {
+        assert_eq!(reader.scope(row(1, db.clone())).await, 1);
+        reads += 1;
+        if reads % 64 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    writes.await.expect("writer");
+    let after = reader.stats();
+    let l1_hits = after.l1_hits - before.l1_hits;
+    let share = l1_hits as f64 / reads as f64;
+    println!("{reads} hot reads while 1,998 other keys were written: {l1_hits} first-level hits ({:.2}%)", share * 100.0);
+    assert!(
+        share >= 0.95,
+        "{l1_hits} of {reads} hot reads were first-level hits"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_redis_restart_nothing_from_before_is_served() {
+    let mut server = RedisServer::start();
+    let cache = l1_cache(&server, Duration::from_millis(500)).await;
+    let db = Arc::new(Db::default());
+    db.set(1, 1);
+    warm(&cache, 1, &db).await;
+    server.kill();
+    // Without `l1_outage`: once the stream is known lost (at the latest after the liveness
+    // timeout), the loader runs.
+    let started = Instant::now();
+    let loads = db.loads();
+    wait_until("the loader to run", Duration::from_secs(5), || {
+        let (cache, db) = (cache.clone(), db.clone());
+        async move {
+            cache.scope(row(1, db.clone())).await;
+            db.loads() > loads
+        }
+    })
+    .await;
+    println!("loader ran {:?} after the kill", started.elapsed());
+    server.restart();
+    db.set(1, 2);
+    wait_until("a value read after the restart", Duration::from_secs(10), || {
+        let (cache, db) = (cache.clone(), db.clone());
+        async move { cache.scope(row(1, db)).await == 2 }
+    })
+    .await;
+    // From here on, never the value from before.
+    for _ in 0..200 {
+        assert_eq!(cache.scope(row(1, db.clone())).await, 2);
+    }
+}
+
+/// Thousands of rounds: a write by one cache while another reads the key without pause. Once
+/// the write returned and the reader's liveness timeout passed (the hard bound: a later canary
+/// confirmed means the write's invalidation arrived), the reader never serves the old value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_level_reads_racing_writes_are_never_stale_past_the_bound() {
+    const KEYS: u64 = 50;
+    const ROUNDS: u64 = 40;
+    let liveness = Duration::from_millis(100);
+    let server = RedisServer::start();
+    let reader = l1_cache(&server, liveness).await;
+    let writer = l1_cache(&server, liveness).await;
+    let db = Arc::new(Db::default());
+    let stale = Arc::new(Calls::default());
+    let mut keys = tokio::task::JoinSet::new();
+    for id in 1_000..1_000 + KEYS {
+        let (reader, writer, db, stale) = (reader.clone(), writer.clone(), db.clone(), stale.clone());
+        keys.spawn(async move {
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let hammer = tokio::spawn({
+                let (reader, db, stop) = (reader.clone(), db.clone(), stop.clone());
+                async move {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        reader.scope(row(id, db.clone())).await;
+                        tokio::task::yield_now().await;
+                    }
+                }
+            });
+            for round in 1..=ROUNDS {
+                // First drop the entry, so the reader is reading Redis when the change lands.
+                db.set(id, 10 * round);
+                writer.scope(row_invalidate(id)).await.expect("invalidate");
+                // Then, a moment later, the change: at a random point of the reader's reload
+                // (claim, load, fill, the read that refills the first level).
+                let pause = Instant::now() + Duration::from_micros(fastrand::u64(0..1_500));
+                while Instant::now() < pause {
+                    tokio::task::yield_now().await;
+                }
+                let expected = 10 * round + 1 + round % 3;
+                match round % 3 {
+                    0 => writer.scope(row_put(id, &expected)).await.expect("put"),
+                    1 => {
+                        db.set(id, expected);
+                        writer.scope(row_invalidate(id)).await.expect("invalidate");
+                    }
+                    _ => {
+                        db.set(id, expected);
+                        writer.invalidate_tags([format!("row:{id}")]).await.expect("tags");
+                    }
+                }
+                tokio::time::sleep(liveness + Duration::from_millis(20)).await;
+                let got = reader.scope(row(id, db.clone())).await;
+                if got != expected {
+                    stale.bump();
+                    eprintln!("key {id} round {round}: served {got}");
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            hammer.await.expect("hammer");
+        });
+    }
+    keys.join_all().await;
+    let stats = reader.stats();
+    println!(
+        "{} rounds: {} stale; reader: {} first-level hits, {} reads outdated before entering it",
+        KEYS * ROUNDS,
+        stale.get(),
+        stats.l1_hits,
+        stats.l1_refused
+    );
+    assert_eq!(stale.get(), 0, "stale reads past the bound");
+    assert!(stats.l1_hits > 0, "the first level was used");
+    // The race this guards against happened: invalidations arrived between reads and their
+    // entering the first level (most are harmless, the read having seen the new value; the
+    // one that is not, a reply overtaken by its invalidation, is what the tickets refuse,
+    // shown deterministically by the unit test of `first_level::epochs`).
+    assert!(stats.l1_refused > 0, "no read raced an invalidation");
+}

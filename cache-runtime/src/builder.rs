@@ -69,6 +69,8 @@ struct FirstLevelOptions {
     liveness: Duration,
     /// Whether any of them was set (an error on a cluster, where there is no first level).
     set: bool,
+    /// Tests only: see [`CacheBuilder::l1_ignore_invalidations_for_tests`].
+    deaf: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +98,7 @@ impl Default for CacheBuilder {
                 max_entries: first_level::DEFAULT_MAX_ENTRIES,
                 liveness: first_level::DEFAULT_LIVENESS,
                 set: false,
+                deaf: false,
             },
         }
     }
@@ -260,6 +263,16 @@ impl CacheBuilder {
         self
     }
 
+    /// For this crate's tests only (not part of the API): the first level ignores Redis's
+    /// invalidations of entries and tags, as if they were arbitrarily late, so a test sees
+    /// what read-your-writes owes to the local drop alone. Never use it otherwise: other
+    /// processes' changes would not reach this one's first level before `l1_ttl`.
+    #[doc(hidden)]
+    pub fn l1_ignore_invalidations_for_tests(mut self) -> Self {
+        self.l1.deaf = true;
+        self
+    }
+
     /// Checks the options and builds the [`Cache`].
     ///
     /// Errors with [`Error::Config`] for a malformed URL or an invalid option. An unreachable
@@ -274,11 +287,13 @@ impl CacheBuilder {
             }
             Target::Url(url) => {
                 let (store, client) = self.connect_single(url)?;
+                let mut tracking = Tracking::new(client, &self.namespace, self.operation_timeout);
+                tracking.deaf = self.l1.deaf;
                 first_level = Some(FirstLevel::new(
                     self.l1.capacity,
                     self.l1.max_entries,
                     self.l1.liveness,
-                    Tracking::new(client, &self.namespace, self.operation_timeout),
+                    tracking,
                 ));
                 Box::new(store)
             }

@@ -63,6 +63,9 @@ pub struct Stats {
     pub stale_if_error: u64,
     /// Calls answered by the first level (`l1 = true`), without Redis. Not part of `hits`.
     pub l1_hits: u64,
+    /// Whether the first level's invalidation stream is confirmed live right now (its entries
+    /// are served only while it is; `false` before the first `l1` call starts it).
+    pub l1_live: bool,
     /// Values read from Redis that did not enter the first level because an invalidation of
     /// their key or a tag arrived between the read's send and its reply.
     pub l1_refused: u64,
@@ -112,6 +115,7 @@ impl Counters {
         first_level: Option<crate::first_level::FirstLevelStats>,
     ) -> Stats {
         let l1 = first_level.unwrap_or(crate::first_level::FirstLevelStats {
+            live: false,
             hits: 0,
             refused: 0,
             entries: 0,
@@ -141,6 +145,7 @@ impl Counters {
             refreshes: get(&self.refreshes),
             stale_if_error: get(&self.stale_if_error),
             l1_hits: l1.hits,
+            l1_live: l1.live,
             l1_refused: l1.refused,
             l1_entries: l1.entries,
             l1_bytes: l1.bytes,

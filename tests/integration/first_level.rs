@@ -82,7 +82,10 @@ async fn a_first_level_hit_sends_no_command() {
         assert_eq!(cache.scope(row(1, db.clone())).await, 7);
     }
     let counts = command_counts(&server).await;
-    assert!(counts.is_empty(), "first-level hits sent commands: {counts:?}");
+    assert!(
+        counts.is_empty(),
+        "first-level hits sent commands: {counts:?}"
+    );
     assert_eq!(cache.stats().l1_hits, hits + 100);
     assert_eq!(db.loads(), 1, "one load");
     let stats = cache.stats();
@@ -90,10 +93,19 @@ async fn a_first_level_hit_sends_no_command() {
     assert!(stats.l1_bytes > 0);
 }
 
+/// Read-your-writes does not wait for Redis's invalidation: this cache ignores them (as if
+/// they were late), and each change is still seen by the next call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn this_process_reads_its_own_writes() {
     let server = RedisServer::start();
-    let cache = l1_cache(&server, Duration::from_secs(1)).await;
+    let cache = Cache::builder()
+        .url(server.url())
+        .namespace("l1")
+        .operation_timeout(Duration::from_secs(2))
+        .l1_ignore_invalidations_for_tests()
+        .build()
+        .await
+        .expect("build cache");
     let db = Arc::new(Db::default());
     let read = || cache.scope(row(1, db.clone()));
 
@@ -114,7 +126,10 @@ async fn this_process_reads_its_own_writes() {
 
     warm(&cache, 1, &db).await;
     db.set(1, 5);
-    cache.scope(row_invalidate_all()).await.expect("invalidate_all");
+    cache
+        .scope(row_invalidate_all())
+        .await
+        .expect("invalidate_all");
     assert_eq!(read().await, 5, "after NAME_invalidate_all");
 
     warm(&cache, 1, &db).await;
@@ -210,7 +225,10 @@ async fn a_hot_key_stays_in_the_first_level_while_other_keys_are_written() {
     let after = reader.stats();
     let l1_hits = after.l1_hits - before.l1_hits;
     let share = l1_hits as f64 / reads as f64;
-    println!("{reads} hot reads while 1,998 other keys were written: {l1_hits} first-level hits ({:.2}%)", share * 100.0);
+    println!(
+        "{reads} hot reads while 1,998 other keys were written: {l1_hits} first-level hits ({:.2}%)",
+        share * 100.0
+    );
     assert!(
         share >= 0.95,
         "{l1_hits} of {reads} hot reads were first-level hits"
@@ -240,10 +258,14 @@ async fn after_a_redis_restart_nothing_from_before_is_served() {
     println!("loader ran {:?} after the kill", started.elapsed());
     server.restart();
     db.set(1, 2);
-    wait_until("a value read after the restart", Duration::from_secs(10), || {
-        let (cache, db) = (cache.clone(), db.clone());
-        async move { cache.scope(row(1, db)).await == 2 }
-    })
+    wait_until(
+        "a value read after the restart",
+        Duration::from_secs(10),
+        || {
+            let (cache, db) = (cache.clone(), db.clone());
+            async move { cache.scope(row(1, db)).await == 2 }
+        },
+    )
     .await;
     // From here on, never the value from before.
     for _ in 0..200 {
@@ -266,7 +288,8 @@ async fn first_level_reads_racing_writes_are_never_stale_past_the_bound() {
     let stale = Arc::new(Calls::default());
     let mut keys = tokio::task::JoinSet::new();
     for id in 1_000..1_000 + KEYS {
-        let (reader, writer, db, stale) = (reader.clone(), writer.clone(), db.clone(), stale.clone());
+        let (reader, writer, db, stale) =
+            (reader.clone(), writer.clone(), db.clone(), stale.clone());
         keys.spawn(async move {
             let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let hammer = tokio::spawn({
@@ -297,7 +320,10 @@ async fn first_level_reads_racing_writes_are_never_stale_past_the_bound() {
                     }
                     _ => {
                         db.set(id, expected);
-                        writer.invalidate_tags([format!("row:{id}")]).await.expect("tags");
+                        writer
+                            .invalidate_tags([format!("row:{id}")])
+                            .await
+                            .expect("tags");
                     }
                 }
                 tokio::time::sleep(liveness + Duration::from_millis(20)).await;
@@ -327,4 +353,172 @@ async fn first_level_reads_racing_writes_are_never_stale_past_the_bound() {
     // one that is not, a reply overtaken by its invalidation, is what the tickets refuse,
     // shown deterministically by the unit test of `first_level::epochs`).
     assert!(stats.l1_refused > 0, "no read raced an invalidation");
+}
+
+#[redis_cached(
+    ttl = 60,
+    name = "l1::row_outage",
+    l1 = true,
+    l1_ttl = "30s",
+    l1_outage = "2s"
+)]
+async fn row_outage(id: u64, #[cache(skip)] db: Arc<Db>) -> u64 {
+    db.loads.bump();
+    db.get(id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_l1_outage_nothing_from_before_an_outage_is_served_during_it() {
+    let mut server = RedisServer::start();
+    let cache = l1_cache(&server, Duration::from_secs(1)).await;
+    let db = Arc::new(Db::default());
+    db.set(1, 1);
+    warm(&cache, 1, &db).await;
+    server.kill();
+    // Once this process knows its stream is gone (at once on a kill; at the latest after the
+    // liveness timeout on a silent failure), every call runs the loader.
+    wait_until(
+        "the stream to be known lost",
+        Duration::from_secs(5),
+        || {
+            let cache = cache.clone();
+            async move { !cache.stats().l1_live }
+        },
+    )
+    .await;
+    db.set(1, 2);
+    for _ in 0..20 {
+        assert_eq!(cache.scope(row(1, db.clone())).await, 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_l1_outage_hot_keys_are_served_while_redis_is_down_for_at_most_that_long() {
+    let mut server = RedisServer::start();
+    let cache = l1_cache(&server, Duration::from_millis(500)).await;
+    let db = Arc::new(Db::default());
+    db.set(1, 1);
+    wait_until("a first-level hit", Duration::from_secs(10), || {
+        let (cache, db) = (cache.clone(), db.clone());
+        async move {
+            let before = cache.stats().l1_hits;
+            cache.scope(row_outage(1, db)).await;
+            cache.wait_for_writes().await;
+            cache.stats().l1_hits > before
+        }
+    })
+    .await;
+    let loads = db.loads();
+    server.kill();
+    let killed = Instant::now();
+    db.set(1, 2);
+    // The first calls of the outage are answered by the first level: no load.
+    for _ in 0..20 {
+        assert_eq!(cache.scope(row_outage(1, db.clone())).await, 1);
+    }
+    assert_eq!(db.loads(), loads, "no load while the first level answers");
+    // At most `l1_outage` (2 s) after the last confirmation, which came before the kill.
+    let past = killed + Duration::from_secs(2);
+    tokio::time::sleep_until(past.into()).await;
+    assert_eq!(
+        cache.scope(row_outage(1, db.clone())).await,
+        2,
+        "served past l1_outage"
+    );
+    // After a restart, nothing from before is served.
+    server.restart();
+    db.set(1, 3);
+    wait_until(
+        "the new value after the restart",
+        Duration::from_secs(10),
+        || {
+            let (cache, db) = (cache.clone(), db.clone());
+            async move { cache.scope(row_outage(1, db)).await == 3 }
+        },
+    )
+    .await;
+    for _ in 0..100 {
+        assert_eq!(cache.scope(row_outage(1, db.clone())).await, 3);
+    }
+}
+
+/// The ids of the server's clients with tracking on (`CLIENT LIST` flag `t`).
+async fn tracking_clients(server: &RedisServer) -> Vec<String> {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut server.conn().await)
+        .await
+        .expect("CLIENT LIST");
+    list.lines()
+        .filter(|line| {
+            line.split(' ').any(|field| {
+                field
+                    .strip_prefix("flags=")
+                    .is_some_and(|f| f.contains('t'))
+            })
+        })
+        .filter_map(|line| {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix("id="))
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_tracking_connection_serves_nothing_stale_and_recovers_within_a_second() {
+    let server = RedisServer::start();
+    let reader = l1_cache(&server, Duration::from_secs(1)).await;
+    let writer = l1_cache(&server, Duration::from_secs(1)).await;
+    let db = Arc::new(Db::default());
+    db.set(1, 1);
+    warm(&reader, 1, &db).await;
+    let before = tracking_clients(&server).await;
+    assert!(!before.is_empty(), "tracking is on");
+    let mut conn = server.conn().await;
+    for id in &before {
+        let _: () = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(id)
+            .query_async(&mut conn)
+            .await
+            .expect("CLIENT KILL");
+    }
+    let killed = Instant::now();
+    wait_until(
+        "the reader to know its stream lost",
+        Duration::from_secs(5),
+        || {
+            let reader = reader.clone();
+            async move { !reader.stats().l1_live }
+        },
+    )
+    .await;
+    // The change lands while the reader's stream is down: its invalidation is never sent.
+    db.set(1, 2);
+    writer.scope(row_invalidate(1)).await.expect("invalidate");
+    let hits = reader.stats().l1_hits;
+    loop {
+        assert_eq!(
+            reader.scope(row(1, db.clone())).await,
+            2,
+            "stale read after the change"
+        );
+        if reader.stats().l1_hits > hits {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "the first level never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!(
+        "first level serving again {:?} after the kill",
+        killed.elapsed()
+    );
+    for _ in 0..100 {
+        assert_eq!(reader.scope(row(1, db.clone())).await, 2);
+    }
 }

@@ -30,8 +30,8 @@ use std::{
 
 use moka::sync::Cache as Moka;
 
-pub(crate) use self::epochs::Ticket;
 use self::epochs::Epochs;
+pub(crate) use self::epochs::Ticket;
 pub(crate) use self::tracking::Tracking;
 use crate::shape::{Cacheable, Shape};
 
@@ -174,6 +174,7 @@ impl Liveness {
 
 /// Counters of the first level, read by [`Cache::stats`](crate::Cache::stats).
 pub(crate) struct FirstLevelStats {
+    pub(crate) live: bool,
     pub(crate) hits: u64,
     pub(crate) refused: u64,
     pub(crate) entries: u64,
@@ -304,9 +305,7 @@ impl FirstLevel {
         let Some(value) = (access.keep)(output) else {
             return;
         };
-        let weight = u32::try_from(size)
-            .unwrap_or(u32::MAX)
-            .max(self.min_weight);
+        let weight = u32::try_from(size).unwrap_or(u32::MAX).max(self.min_weight);
         let slot = Slot {
             value,
             ticket,
@@ -338,6 +337,7 @@ impl FirstLevel {
     pub(crate) fn stats(&self) -> FirstLevelStats {
         self.entries.run_pending_tasks();
         FirstLevelStats {
+            live: self.liveness.is_live(self.liveness.now()),
             hits: self.hits.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
             entries: self.entries.entry_count(),

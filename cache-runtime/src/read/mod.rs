@@ -174,7 +174,15 @@ pub async fn begin<'a, S: Shape>(
                 if let (Some((access, l1_spec, ticket)), Some(fresh_for), Some(level)) =
                     (first_level, fresh_for, cache.first_level())
                 {
-                    level.insert(access, l1_spec, &keys.entry, &output, ticket, fresh_for, size);
+                    level.insert(
+                        access,
+                        l1_spec,
+                        &keys.entry,
+                        &output,
+                        ticket,
+                        fresh_for,
+                        size,
+                    );
                 }
                 return Begin::Done(output);
             }
@@ -189,6 +197,16 @@ pub async fn begin<'a, S: Shape>(
         },
         Err(_) => {
             spec.metrics().errors.increment(1);
+            // With `l1_outage`, the first level answers while Redis does not.
+            if let (Some((access, l1_spec, _)), Some(level)) = (&first_level, cache.first_level())
+                && l1_spec.outage.is_some()
+            {
+                let down = || cache.conn().is_down([keys.entry.as_str()]);
+                if let Some(output) = level.get(*access, l1_spec, &keys.entry, down) {
+                    spec.metrics().l1_hits.increment(1);
+                    return Begin::Done(output);
+                }
+            }
             false
         }
     };

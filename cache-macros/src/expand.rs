@@ -102,7 +102,7 @@ pub(crate) fn emit(func: &Function, plan: &Plan) -> TokenStream {
     // at `l1`).
     let l1 = match &plan.l1 {
         Some(l1) => {
-            let access = quote_spanned!(l1.span=> #p::first_level::<#shape>());
+            let access = respan(quote!(#p::first_level::<#shape>()), l1.span);
             quote!(::core::option::Option::Some(#access))
         }
         None => quote!(::core::option::Option::None),
@@ -139,6 +139,23 @@ pub(crate) fn emit(func: &Function, plan: &Plan) -> TokenStream {
         }
         #helpers
     }
+}
+
+/// `tokens` with every span set to `span`, so an error about the whole expression points there.
+fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            if let proc_macro2::TokenTree::Group(group) = &tree {
+                let mut inner =
+                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                return proc_macro2::TokenTree::Group(inner);
+            }
+            tree.set_span(span);
+            tree
+        })
+        .collect()
 }
 
 /// An expression of type `Vec<String>`: the rendered tags, then the function's own tag.

@@ -55,7 +55,7 @@ pub struct FirstLevelSpec {
 /// Implemented by every type a first level can hold: decoded values are handed out as clones.
 #[diagnostic::on_unimplemented(
     message = "`l1 = true` keeps decoded values in the process and hands out clones: `{Self}` must be `Clone + Send + Sync + 'static`",
-    label = "the cached value type",
+    label = "`l1` needs `{Self}: Clone`",
     note = "derive `Clone` for it, or remove `l1`"
 )]
 pub trait FirstLevelValue: Clone + Send + Sync + 'static {}

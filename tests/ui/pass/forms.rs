@@ -82,6 +82,17 @@ async fn refreshed_in_foreground(id: &str) -> Option<String> {
     Some(id.to_owned())
 }
 
+/// `l1`: the cached value (`String`) is `Clone`; the error type need not be.
+#[redis_cached(ttl = 60, l1 = true, l1_ttl = "5s", l1_outage = "30s", tags = ["user:{id}"])]
+async fn first_level(id: u64) -> Result<Option<String>, std::io::Error> {
+    Ok(Some(id.to_string()))
+}
+
+#[redis_cached(ttl = 60, l1 = true, stale = 600)]
+async fn first_level_plain(id: u64, name: String) -> Vec<String> {
+    vec![name; id as usize]
+}
+
 impl Service {
     #[redis_cached(ttl = 60, stale = 600, name = "service::bg")]
     async fn background_method(self: Arc<Self>, id: u64) -> u64 {
@@ -114,6 +125,9 @@ async fn use_all(service: Service) {
     let _ = no_arguments_key();
     let _ = refreshed_in_background(1, "x".into()).await;
     let _ = refreshed_in_foreground("x").await;
+    let _ = first_level(1).await;
+    let _ = first_level_invalidate(1).await;
+    let _ = first_level_plain(1, "x".into()).await;
 }
 
 fn main() {

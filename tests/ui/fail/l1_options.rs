@@ -1,0 +1,23 @@
+use redis_cached::redis_cached;
+
+#[redis_cached(ttl = 60, l1_ttl = "5s")]
+async fn ttl_without_l1(id: u64) -> u64 {
+    id
+}
+
+#[redis_cached(ttl = 60, l1 = false, l1_outage = "30s")]
+async fn outage_without_l1(id: u64) -> u64 {
+    id
+}
+
+#[redis_cached(ttl = 60, l1 = true, l1_capacity = 1024)]
+async fn budget_per_function(id: u64) -> u64 {
+    id
+}
+
+#[redis_cached(ttl = 60, l1 = "yes")]
+async fn not_a_bool(id: u64) -> u64 {
+    id
+}
+
+fn main() {}

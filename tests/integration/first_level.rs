@@ -217,7 +217,7 @@ async fn a_hot_key_stays_in_the_first_level_while_other_keys_are_written() {
     while !writes.is_finished() {
         assert_eq!(reader.scope(row(1, db.clone())).await, 1);
         reads += 1;
-        if reads % 64 == 0 {
+        if reads.is_multiple_of(64) {
             tokio::task::yield_now().await;
         }
     }
@@ -520,5 +520,154 @@ async fn a_killed_tracking_connection_serves_nothing_stale_and_recovers_within_a
     );
     for _ in 0..100 {
         assert_eq!(reader.scope(row(1, db.clone())).await, 2);
+    }
+}
+
+// ---- across processes --------------------------------------------------------------------
+
+const CHILD_ENV: &str = "REDIS_CACHED_L1_CHILD";
+const CHILDREN: usize = 2;
+
+/// The cross-process "database" is a plain key in the same Redis, so every process reads it.
+#[redis_cached(ttl = 60, name = "l1::shared", l1 = true, l1_ttl = "60s", tags = ["shared:{id}"])]
+async fn shared(id: u64, #[cache(skip)] conn: redis::aio::MultiplexedConnection) -> u64 {
+    let mut conn = conn;
+    conn.get::<_, Option<u64>>(format!("db:{id}"))
+        .await
+        .expect("GET db")
+        .unwrap_or(0)
+}
+
+/// Child mode: read `shared(1)` without pause, publishing the value it serves (`seen:N`) and
+/// its first-level hits (`hits:N`), until the parent sets `done`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_process() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return; // Not a child: nothing to do.
+    };
+    let (url, me) = spec.split_once(' ').expect("url and index");
+    let cache = Cache::builder()
+        .url(url)
+        .namespace("l1")
+        .build()
+        .await
+        .expect("build cache");
+    let conn = crate::raw_conn(url).await;
+    let mut report = conn.clone();
+    let mut last = None;
+    for round in 0u64.. {
+        let value = cache.scope(shared(1, conn.clone())).await;
+        if last != Some(value) || round.is_multiple_of(50) {
+            last = Some(value);
+            let _: () = redis::pipe()
+                .set(format!("seen:{me}"), value)
+                .set(format!("hits:{me}"), cache.stats().l1_hits)
+                .query_async(&mut report)
+                .await
+                .expect("report");
+            if report.exists::<_, bool>("done").await.expect("EXISTS") {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_processes_follow_invalidate_put_refresh_tags_and_del() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let exe = std::env::current_exe().expect("test binary");
+    let mut children: Vec<_> = (0..CHILDREN)
+        .map(|i| {
+            std::process::Command::new(&exe)
+                .args([
+                    "first_level::child_process",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_ENV, format!("{url} {i}"))
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn child test process")
+        })
+        .collect();
+    let cache = l1_cache(&server, Duration::from_secs(1)).await;
+    let conn = crate::raw_conn(&url).await;
+    let mut raw = conn.clone();
+    let get = |key: String| {
+        let mut conn = conn.clone();
+        async move { conn.get::<_, Option<u64>>(key).await.expect("GET") }
+    };
+    // Every child serves `expected` from its first level (its hit count moved after it did).
+    let all_follow = |expected: u64, what: String| {
+        async move {
+            let mut hits = [None; CHILDREN];
+            let started = Instant::now();
+            loop {
+                let mut all = true;
+                for (i, seen_hits) in hits.iter_mut().enumerate() {
+                    let seen = get(format!("seen:{i}")).await;
+                    let now = get(format!("hits:{i}")).await;
+                    if seen != Some(expected) {
+                        *seen_hits = None;
+                        all = false;
+                    } else if seen_hits.is_none() {
+                        *seen_hits = Some(now);
+                        all = false;
+                    } else if now <= seen_hits.flatten() {
+                        all = false;
+                    }
+                }
+                if all {
+                    return;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "timed out waiting for {what}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let set_db = |value: u64| {
+        let mut conn = conn.clone();
+        async move {
+            let _: () = conn.set("db:1", value).await.expect("SET db");
+        }
+    };
+
+    set_db(1).await;
+    all_follow(1, "every child to serve 1 from its first level".into()).await;
+
+    set_db(2).await;
+    cache.scope(shared_invalidate(1)).await.expect("invalidate");
+    all_follow(2, "every child to follow NAME_invalidate".into()).await;
+
+    cache.scope(shared_put(1, &3)).await.expect("put");
+    all_follow(3, "every child to follow NAME_put".into()).await;
+
+    set_db(4).await;
+    let refreshed = cache
+        .scope(shared_refresh(1, conn.clone()))
+        .await
+        .expect("refresh");
+    assert_eq!(refreshed, 4);
+    all_follow(4, "every child to follow NAME_refresh".into()).await;
+
+    set_db(5).await;
+    cache.invalidate_tags(["shared:1"]).await.expect("tags");
+    all_follow(5, "every child to follow invalidate_tags".into()).await;
+
+    set_db(6).await;
+    let key = cache.scope(async { shared_key(1) }).await;
+    let _: () = raw.del(&key).await.expect("DEL");
+    all_follow(6, "every child to follow an operator's DEL".into()).await;
+
+    let _: () = raw.set("done", 1).await.expect("SET done");
+    for child in &mut children {
+        let status = child.wait().expect("child exit");
+        assert!(status.success(), "child failed: {status}");
     }
 }

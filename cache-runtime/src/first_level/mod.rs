@@ -97,6 +97,14 @@ where
     }
 }
 
+/// A read that may enter the first level: how, under which options, and what it was read
+/// under.
+pub(crate) struct Candidate<'a, S: Shape> {
+    pub(crate) access: FirstLevelAccess<S>,
+    pub(crate) spec: &'a FirstLevelSpec,
+    pub(crate) ticket: Ticket,
+}
+
 /// One first-level entry.
 struct Slot {
     value: Boxed,
@@ -279,18 +287,21 @@ impl FirstLevel {
         self.epochs.ticket(entry, tags, live)
     }
 
-    /// Keeps `output`, read from Redis under `ticket` with `remaining` of its fresh time left,
-    /// unless something it was read under changed since.
+    /// Keeps `output`, read from Redis with `remaining` of its fresh time left, unless
+    /// something it was read under changed since its ticket was taken.
     pub(crate) fn insert<S: Shape>(
         &self,
-        access: FirstLevelAccess<S>,
-        spec: &FirstLevelSpec,
+        read: Candidate<'_, S>,
         key: &str,
         output: &S::Output,
-        ticket: Ticket,
         remaining: Duration,
         size: usize,
     ) {
+        let Candidate {
+            access,
+            spec,
+            ticket,
+        } = read;
         if !ticket.live {
             return;
         }

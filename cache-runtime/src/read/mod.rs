@@ -50,7 +50,7 @@ use self::{
 };
 use crate::{
     Cache, Error,
-    first_level::FirstLevelAccess,
+    first_level::{Candidate, FirstLevelAccess},
     key::ArgsKey,
     shape::{ErrorSharing, Shape},
     spec::FnSpec,
@@ -158,7 +158,11 @@ pub async fn begin<'a, S: Shape>(
                 return Begin::Done(output);
             }
             let ticket = level.ticket(&keys.entry, keys.tags.iter().map(String::as_str));
-            Some((access, l1_spec, ticket))
+            Some(Candidate {
+                access,
+                spec: l1_spec,
+                ticket,
+            })
         }
         _ => None,
     };
@@ -171,18 +175,10 @@ pub async fn begin<'a, S: Shape>(
     let reachable = match read {
         Ok(read) => match revalidate::classify::<S>(&cache, spec, &keys, read) {
             Lookup::Fresh(output, fresh_for, size) => {
-                if let (Some((access, l1_spec, ticket)), Some(fresh_for), Some(level)) =
+                if let (Some(candidate), Some(fresh_for), Some(level)) =
                     (first_level, fresh_for, cache.first_level())
                 {
-                    level.insert(
-                        access,
-                        l1_spec,
-                        &keys.entry,
-                        &output,
-                        ticket,
-                        fresh_for,
-                        size,
-                    );
+                    level.insert(candidate, &keys.entry, &output, fresh_for, size);
                 }
                 return Begin::Done(output);
             }
@@ -198,11 +194,12 @@ pub async fn begin<'a, S: Shape>(
         Err(_) => {
             spec.metrics().errors.increment(1);
             // With `l1_outage`, the first level answers while Redis does not.
-            if let (Some((access, l1_spec, _)), Some(level)) = (&first_level, cache.first_level())
-                && l1_spec.outage.is_some()
+            if let (Some(candidate), Some(level)) = (&first_level, cache.first_level())
+                && candidate.spec.outage.is_some()
             {
                 let down = || cache.conn().is_down([keys.entry.as_str()]);
-                if let Some(output) = level.get(*access, l1_spec, &keys.entry, down) {
+                let (access, l1_spec) = (candidate.access, candidate.spec);
+                if let Some(output) = level.get(access, l1_spec, &keys.entry, down) {
                     spec.metrics().l1_hits.increment(1);
                     return Begin::Done(output);
                 }

@@ -243,3 +243,15 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// The first level's hit path: the same record as [`cached_user`], kept decoded in process.
+#[redis_cached(ttl = 3600, name = "bench::l1_user", l1 = true, l1_ttl = "1h")]
+pub async fn l1_user(id: u64) -> User {
+    database(id, Wait::None).await
+}
+
+/// A counter only `NAME_put` changes: the invalidation-lag scenario's value.
+#[redis_cached(ttl = 3600, name = "bench::l1_counter", l1 = true, l1_ttl = "1h")]
+pub async fn l1_counter(id: u64) -> u64 {
+    id * 0
+}

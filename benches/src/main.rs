@@ -16,6 +16,8 @@ use redis::{AsyncCommands, aio::ConnectionManager};
 use redis_cached::Cache;
 use redis_cached_benches::*;
 
+mod first_level;
+
 const PASSES: usize = 5;
 /// Many short passes: the VM's throughput swings from one second to the next, and the median of
 /// many adjacent-pass ratios is steadier than a few long passes.
@@ -94,7 +96,7 @@ struct Bench {
 }
 
 /// The scenarios, by the name `BENCH_ONLY` selects them with (comma-separated).
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 11] = [
     "hits",
     "throughput",
     "tagged",
@@ -103,10 +105,16 @@ const SCENARIOS: [&str; 8] = [
     "stampede",
     "invalidation",
     "breaker",
+    "l1",
+    "l1_throughput",
+    "l1_lag",
 ];
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    if let Ok(url) = std::env::var(first_level::CHILD_ENV) {
+        return first_level::lag_child(url).await;
+    }
     let (server, cache, memory) = setup().await;
     let url = server.url();
     let client = redis::Client::open(url.as_str()).expect("client");
@@ -146,7 +154,11 @@ async fn main() {
             "miss_proxy" => miss_behind_proxy(&mut b, server.port).await,
             "stampede" => stampede(&mut b).await,
             "invalidation" => invalidation(&mut b).await,
-            _ => breaker(&mut b).await,
+            "l1" => first_level::hits(&mut b).await,
+            "l1_throughput" => first_level::throughput_64(&mut b).await,
+            "l1_lag" => first_level::lag(&mut b, &url).await,
+            "breaker" => breaker(&mut b).await,
+            other => unreachable!("scenario {other}"),
         }
     }
     drop(server);

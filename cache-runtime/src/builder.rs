@@ -349,10 +349,18 @@ impl CacheBuilder {
                 "operation_timeout must be greater than zero".into(),
             ));
         }
-        if self.l1.capacity == 0 || self.l1.max_entries == 0 || self.l1.liveness.is_zero() {
+        if self.l1.capacity == 0 || self.l1.max_entries == 0 {
             return Err(Error::Config(
-                "l1_capacity, l1_max_entries and l1_liveness must be greater than zero".into(),
+                "l1_capacity and l1_max_entries must be greater than zero".into(),
             ));
+        }
+        let liveness = Duration::from_millis(20)..=Duration::from_secs(3600);
+        if !liveness.contains(&self.l1.liveness) {
+            return Err(Error::Config(format!(
+                "l1_liveness must be between 20 ms and 1 hour (a canary round trip must fit in \
+                 half of it), not {:?}",
+                self.l1.liveness
+            )));
         }
         if self.max_value_size == 0 {
             return Err(Error::Config(

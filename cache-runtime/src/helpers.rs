@@ -25,6 +25,8 @@ pub async fn put<T: Serialize + ?Sized>(
 ) -> Result<(), Error> {
     let cache = cache.ok_or(Error::NotInstalled)?;
     let keys = Keys::new(&cache, spec, &args?, &tags);
+    // This process stops serving the old value before Redis is asked, whatever it answers.
+    cache.forget_entry(&keys.entry);
     let ttl = spec.jittered(spec.ttl(&cache));
     let kept = ttl.saturating_add(spec.stale);
     let tag_versions = cache.conn().capture_tags(&keys.tags, kept).await?;
@@ -35,7 +37,6 @@ pub async fn put<T: Serialize + ?Sized>(
         tag_versions,
     };
     let bytes = encode(&cache, spec, Some(value), &meta)?;
-    cache.forget_entry(&keys.entry);
     let stored = put_entry(&cache, spec, &keys, &bytes, kept).await;
     // Again once Redis answered: a read sent before the write may have refilled it.
     cache.forget_entry(&keys.entry);

@@ -115,9 +115,11 @@ impl FnSpec {
     }
 
     /// Whether a hit needs the entry's remaining TTL (one `PTTL` in the same round trip): for
-    /// `stale` and `early_refresh`, and for the first level, whose entries never outlive it.
-    pub(crate) fn needs_age(&self) -> bool {
-        !self.stale.is_zero() || self.early_refresh.is_some() || self.l1.is_some()
+    /// `stale` and `early_refresh`, and for a first level, whose entries never outlive it.
+    pub(crate) fn needs_age(&self, cache: &Cache) -> bool {
+        !self.stale.is_zero()
+            || self.early_refresh.is_some()
+            || (self.l1.is_some() && cache.first_level().is_some())
     }
 }
 

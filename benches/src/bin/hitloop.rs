@@ -11,7 +11,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use redis_cached_benches::*;
 
-const CONTENDERS: [&str; 7] = [
+const CONTENDERS: [&str; 9] = [
     "raw-get",
     "redis-cached",
     "cached-crate",
@@ -19,6 +19,8 @@ const CONTENDERS: [&str; 7] = [
     "redis-cached-tag1",
     "embedded",
     "moka",
+    "l1",
+    "moka-get",
 ];
 
 fn main() {
@@ -67,6 +69,20 @@ async fn run(contender: &str, n: u64) {
     cached_crate_user(1).await.expect("cached crate");
     memory.scope(cached_user(1)).await;
     let moka: moka::future::Cache<u64, std::sync::Arc<User>> = moka::future::Cache::new(100);
+    let moka_sync: moka::sync::Cache<String, User> = moka::sync::Cache::new(100);
+    let moka_key = "bench:bench::l1_user:v1:{1}".to_owned();
+    moka_sync.insert(moka_key.clone(), user(1));
+    if contender == "l1" {
+        // Until the first level answers (its stream confirmed live, the entry read into it).
+        loop {
+            let before = cache.stats().l1_hits;
+            l1_user(1).await;
+            if cache.stats().l1_hits > before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
 
     for _ in 0..n {
         match contender {
@@ -76,6 +92,8 @@ async fn run(contender: &str, n: u64) {
             "redis-cached-tag1" => drop(tagged1(1).await),
             "cached-crate" => drop(cached_crate_user(1).await),
             "embedded" => drop(memory.scope(cached_user(1)).await),
+            "l1" => drop(l1_user(1).await),
+            "moka-get" => drop(moka_sync.get(&moka_key)),
             _ => drop(
                 moka.get_with(1, async { std::sync::Arc::new(user(1)) })
                     .await,

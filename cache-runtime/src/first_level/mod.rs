@@ -33,7 +33,10 @@ use moka::sync::Cache as Moka;
 use self::epochs::Epochs;
 pub(crate) use self::epochs::Ticket;
 pub(crate) use self::tracking::Tracking;
-use crate::shape::{Cacheable, Shape};
+use crate::{
+    shape::{Cacheable, Shape},
+    stats::StripedCounter,
+};
 
 /// Default byte budget of the first level.
 pub(crate) const DEFAULT_CAPACITY: u64 = 64 * 1024 * 1024;
@@ -111,21 +114,37 @@ struct Slot {
     ticket: Ticket,
     /// Served normally until then (nanoseconds on the level's clock).
     fresh_until: u64,
-    /// Kept in memory this long (longer than fresh with `l1_outage`).
-    lifetime: Duration,
+    /// Of no use after then (`fresh_until`, or later with `l1_outage`): dropped when found.
+    keep_until: u64,
     weight: u32,
 }
 
-struct SlotExpiry;
+/// Hashes first-level keys with XXH3 under a per-process seed: cheaper than SipHash for short
+/// keys, and not predictable from outside the process.
+#[derive(Clone)]
+struct KeyHasher(u64);
 
-impl moka::Expiry<String, Arc<Slot>> for SlotExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &String,
-        slot: &Arc<Slot>,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        Some(slot.lifetime)
+impl std::hash::BuildHasher for KeyHasher {
+    type Hasher = KeyHash;
+
+    fn build_hasher(&self) -> KeyHash {
+        KeyHash(self.0)
+    }
+}
+
+struct KeyHash(u64);
+
+impl std::hash::Hasher for KeyHash {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -137,8 +156,8 @@ struct Liveness {
     live_until: AtomicU64,
     /// When the last confirmed canary was sent (0: never).
     confirmed_at: AtomicU64,
-    /// When the canary awaiting its invalidation was sent.
-    canary_sent: AtomicU64,
+    /// The canary awaiting its invalidation: its round and when it was sent.
+    canary: std::sync::Mutex<Option<(u64, u64)>>,
     /// When the stream was last lost.
     lost_at: AtomicU64,
     /// Number of the current connection.
@@ -156,10 +175,16 @@ impl Liveness {
         u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// The canary sent at `sent` came back: everything Redis invalidated before it has reached
-    /// this process.
-    fn confirm(&self) {
-        let sent = self.canary_sent.load(Ordering::SeqCst);
+    /// The canary of `round` came back: everything Redis invalidated before it was written has
+    /// reached this process. Any other round's (late, expired, evicted) is ignored.
+    fn confirm(&self, round: u64) {
+        let awaited = *self.canary.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((awaited, sent)) = awaited else {
+            return;
+        };
+        if awaited != round {
+            return;
+        }
         self.confirmed_at.fetch_max(sent, Ordering::SeqCst);
         self.live_until.fetch_max(
             sent.saturating_add(Self::nanos(self.timeout)),
@@ -191,10 +216,10 @@ pub(crate) struct FirstLevelStats {
 
 /// The first level of one [`Cache`](crate::Cache).
 pub(crate) struct FirstLevel {
-    entries: Moka<String, Arc<Slot>>,
+    entries: Moka<String, Arc<Slot>, KeyHasher>,
     epochs: Epochs,
     liveness: Liveness,
-    hits: AtomicU64,
+    hits: StripedCounter,
     /// Reads not kept because something they were read under changed meanwhile.
     refused: AtomicU64,
     /// The least weight of an entry: the budget over the entry cap, so the cap holds too.
@@ -216,8 +241,7 @@ impl FirstLevel {
         let entries = Moka::builder()
             .max_capacity(capacity)
             .weigher(|_key: &String, slot: &Arc<Slot>| slot.weight)
-            .expire_after(SlotExpiry)
-            .build();
+            .build_with_hasher(KeyHasher(fastrand::u64(..)));
         Arc::new(FirstLevel {
             entries,
             epochs: Epochs::default(),
@@ -226,12 +250,12 @@ impl FirstLevel {
                 timeout: liveness,
                 live_until: AtomicU64::new(0),
                 confirmed_at: AtomicU64::new(0),
-                canary_sent: AtomicU64::new(0),
+                canary: std::sync::Mutex::new(None),
                 lost_at: AtomicU64::new(0),
                 link: AtomicU64::new(0),
                 changed: tokio::sync::Notify::new(),
             },
-            hits: AtomicU64::new(0),
+            hits: StripedCounter::default(),
             refused: AtomicU64::new(0),
             min_weight,
             tracking,
@@ -246,33 +270,38 @@ impl FirstLevel {
         }
     }
 
-    /// A usable entry of `key`, cloned. `down` says whether Redis is unreachable for the key
-    /// (asked only when the stream is not live and the function has `l1_outage`).
+    /// A usable entry of `key`, cloned. `redis_failed`: this call's own read of Redis just
+    /// failed (only then may `l1_outage` serve an entry while the stream is not live).
     pub(crate) fn get<S: Shape>(
         &self,
         access: FirstLevelAccess<S>,
         spec: &FirstLevelSpec,
         key: &str,
-        down: impl FnOnce() -> bool,
+        redis_failed: bool,
     ) -> Option<S::Output> {
         let slot = self.entries.get(key)?;
         let now = self.liveness.now();
+        if now >= slot.keep_until || !self.epochs.current(&slot.ticket) {
+            // Of no more use (moka keeps no clock for us: a lookup is cheaper so).
+            self.entries.invalidate(key);
+            return None;
+        }
         let usable = if now < slot.fresh_until && self.liveness.is_live(now) {
             true
         } else {
             // Only with `l1_outage`, only for an entry read before the stream was lost (a
             // re-arm outdates every ticket), for at most that long after the last
-            // confirmation, and only while Redis does not answer.
+            // confirmation, and only when Redis just failed this very call.
             spec.outage.is_some_and(|outage| {
                 let confirmed = self.liveness.confirmed_at.load(Ordering::SeqCst);
-                now < confirmed.saturating_add(Liveness::nanos(outage)) && down()
+                redis_failed && now < confirmed.saturating_add(Liveness::nanos(outage))
             })
         };
-        if !usable || !self.epochs.current(&slot.ticket) {
+        if !usable {
             return None;
         }
         let output = (access.take)(&*slot.value)?;
-        self.hits.fetch_add(1, Ordering::Relaxed);
+        self.hits.bump();
         Some(output)
     }
 
@@ -283,8 +312,9 @@ impl FirstLevel {
         tags: impl Iterator<Item = &'k str>,
     ) -> Ticket {
         self.start();
-        let live = self.liveness.is_live(self.liveness.now());
-        self.epochs.ticket(entry, tags, live)
+        let now = self.liveness.now();
+        self.epochs
+            .ticket(entry, tags, self.liveness.is_live(now), now)
     }
 
     /// Keeps `output`, read from Redis with `remaining` of its fresh time left, unless
@@ -316,12 +346,16 @@ impl FirstLevel {
         let Some(value) = (access.keep)(output) else {
             return;
         };
+        // Counted from the ticket, taken before the read: never past the Redis TTL it saw.
+        let now = ticket.taken_at;
         let weight = u32::try_from(size).unwrap_or(u32::MAX).max(self.min_weight);
         let slot = Slot {
             value,
             ticket,
-            fresh_until: self.liveness.now().saturating_add(Liveness::nanos(fresh)),
-            lifetime: fresh.saturating_add(spec.outage.unwrap_or(Duration::ZERO)),
+            fresh_until: now.saturating_add(Liveness::nanos(fresh)),
+            keep_until: now.saturating_add(Liveness::nanos(
+                fresh.saturating_add(spec.outage.unwrap_or(Duration::ZERO)),
+            )),
             weight,
         };
         self.entries.insert(key.to_owned(), Arc::new(slot));
@@ -336,7 +370,7 @@ impl FirstLevel {
 
     /// Outdates every entry carrying the tag with this key.
     pub(crate) fn forget_tag(&self, tag_key: &str) {
-        self.epochs.bump(tag_key);
+        self.epochs.bump_tag(tag_key);
     }
 
     /// Outdates every entry (a flush, or a stream re-armed after missing invalidations).
@@ -349,7 +383,7 @@ impl FirstLevel {
         self.entries.run_pending_tasks();
         FirstLevelStats {
             live: self.liveness.is_live(self.liveness.now()),
-            hits: self.hits.load(Ordering::Relaxed),
+            hits: self.hits.get(),
             refused: self.refused.load(Ordering::Relaxed),
             entries: self.entries.entry_count(),
             bytes: self.entries.weighted_size(),

@@ -5,10 +5,13 @@
 //! The `redis` crate forgets tracking on reconnect and has no hook for it, so this task owns
 //! the connection: it connects, arms tracking, outdates everything read before (invalidations
 //! may have been missed while it was down), and then writes a canary key of its own every
-//! quarter of the liveness timeout. The canary's invalidation coming back is the positive
-//! signal that the stream works; entries are served only within the liveness timeout of the
-//! last one. A disconnection, a failed write or a canary that does not come back within half
-//! the timeout drops the connection and starts over.
+//! quarter of the liveness timeout, each round under a new name. That round's invalidation
+//! coming back is the positive signal that the stream works; entries are served only within
+//! the liveness timeout of the last one. Redis sends the invalidations of one event-loop turn
+//! prefix by prefix in byte order, and the canary prefix `{namespace};` sorts after the
+//! namespace's `{namespace}:`, so a canary's invalidation never arrives before those of
+//! changes made before it. A disconnection, a failed write or a canary that does not come
+//! back within half the timeout drops the connection and starts over.
 
 use std::{
     sync::{Arc, Weak, atomic::Ordering},
@@ -19,19 +22,26 @@ use redis::{AsyncConnectionConfig, PushInfo, PushKind, Value};
 
 use super::FirstLevel;
 
+/// Longest pause between attempts to re-establish the stream.
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+
 /// How to reach Redis for the stream.
 pub(crate) struct Tracking {
     pub(crate) client: redis::Client,
     /// The tracked prefix: `{namespace}:`.
     pub(crate) prefix: String,
-    /// This process's canary key, outside the namespace's prefix so no other process gets its
-    /// invalidations.
+    /// Tag keys: `{namespace}:tag:{`.
+    tag_prefix: String,
+    /// This process's canary keys, `{namespace};l1-canary:{id}:{round}`: outside the
+    /// namespace's prefix, so no other process gets their invalidations.
     pub(crate) canary: String,
     /// Deadline of each command and connection attempt.
     pub(crate) timeout: Duration,
     /// Tests only: ignore invalidations of entries and tags (as if they were slow to arrive),
     /// so what read-your-writes owes to the local drop is seen on its own.
     pub(crate) deaf: bool,
+    /// Where the task runs: the runtime the cache was built on.
+    pub(crate) runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Tracking {
@@ -39,17 +49,44 @@ impl Tracking {
         Tracking {
             client,
             prefix: format!("{namespace}:"),
-            canary: format!("{namespace};l1-canary:{:016x}", fastrand::u64(..)),
+            tag_prefix: format!("{namespace}:tag:{{"),
+            canary: format!("{namespace};l1-canary:{:016x}:", fastrand::u64(..)),
             timeout,
             deaf: false,
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
 }
 
+/// Starts the task. While it runs (or is about to), `started` stays set; when it ends (the
+/// cache is gone, or its runtime shut down), the next `l1` call starts it again.
 pub(super) fn spawn(level: &Arc<FirstLevel>) {
-    let level = Arc::downgrade(level);
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn(run(level));
+    let runtime = level
+        .tracking
+        .runtime
+        .clone()
+        .or_else(|| tokio::runtime::Handle::try_current().ok());
+    let Some(runtime) = runtime else {
+        level.started.store(false, Ordering::SeqCst);
+        return;
+    };
+    let weak = Arc::downgrade(level);
+    let ended = Ended(weak.clone());
+    runtime.spawn(async move {
+        let _ended = ended;
+        run(weak).await;
+    });
+}
+
+/// Clears `started` when the task ends, however it ends (its runtime dropped, a panic).
+struct Ended(Weak<FirstLevel>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        if let Some(level) = self.0.upgrade() {
+            level.liveness.lose();
+            level.started.store(false, Ordering::SeqCst);
+        }
     }
 }
 
@@ -80,39 +117,61 @@ fn on_key(level: &FirstLevel, key: &[u8]) {
     let Ok(key) = std::str::from_utf8(key) else {
         return;
     };
-    if key == level.tracking.canary {
-        level.liveness.confirm();
-    } else if key.ends_with(":lock") || key.ends_with(":gen") {
+    let tracking = &level.tracking;
+    if let Some(round) = key.strip_prefix(tracking.canary.as_str()) {
+        if let Ok(round) = round.parse() {
+            level.liveness.confirm(round);
+        }
+    } else if tracking.deaf || key.ends_with(":lock") || key.ends_with(":gen") {
         // Locks and generations: entry keys end with `}`, these never do.
-    } else if key.starts_with(&level.tracking.prefix) && !level.tracking.deaf {
-        // An entry's key or a tag's: a tag's stripe outdates the entries carrying it.
+    } else if key.starts_with(tracking.tag_prefix.as_str()) {
+        level.forget_tag(key);
+    } else if key.starts_with(tracking.prefix.as_str()) {
         level.forget_entry(key);
     }
 }
 
 async fn run(level: Weak<FirstLevel>) {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Duration::ZERO;
+    let mut warned = false;
     loop {
         let Some(connected) = connect(&level).await else {
             return;
         };
-        match connected {
-            Ok(conn) => {
-                backoff = Duration::from_millis(50);
-                follow(&level, conn).await;
-            }
-            Err(err) => {
-                tracing::debug!(error = %err, "first level: cannot arm client tracking; retrying");
+        let problem = match connected {
+            Ok(conn) => match follow(&level, conn).await {
+                // Confirmed at least once: the next attempt may come at once.
+                Followed::Confirmed => {
+                    backoff = Duration::ZERO;
+                    warned = false;
+                    None
+                }
+                Followed::Never(problem) => Some(problem),
+                Followed::Gone => return,
+            },
+            Err(err) => Some(format!("cannot arm client tracking: {err}")),
+        };
+        if let Some(problem) = problem {
+            // Connection refused while Redis is down is expected; a stream that never
+            // confirms while Redis answers (ACLs, OOM refusing the canary, a replica) is not.
+            if !warned && backoff >= MAX_BACKOFF {
+                tracing::warn!(
+                    problem,
+                    "first level: Redis's invalidations cannot be followed; `l1` functions read \
+                     Redis on every call until they can"
+                );
+                warned = true;
+            } else {
+                tracing::debug!(problem, "first level: stream not confirmed; retrying");
             }
         }
-        let Some(level) = level.upgrade() else {
+        let Some(strong) = level.upgrade() else {
             return;
         };
-        level.liveness.lose();
-        drop(level);
-        let jittered = backoff.mul_f64(0.5 + fastrand::f64());
-        tokio::time::sleep(jittered).await;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
+        strong.liveness.lose();
+        drop(strong);
+        tokio::time::sleep(backoff.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
+        backoff = (backoff * 2).clamp(Duration::from_millis(50), MAX_BACKOFF);
     }
 }
 
@@ -162,61 +221,99 @@ async fn connect(
     Some(result)
 }
 
-/// Writes the canary every quarter of the liveness timeout and waits for it to come back;
-/// returns when the stream is lost or the cache is gone.
-async fn follow(level: &Weak<FirstLevel>, mut conn: redis::aio::MultiplexedConnection) {
-    for round in 1u64.. {
+/// How following a stream ended.
+enum Followed {
+    /// At least one canary came back before the stream was lost.
+    Confirmed,
+    /// None did: why.
+    Never(String),
+    /// The cache is gone.
+    Gone,
+}
+
+/// Writes a canary every quarter of the liveness timeout and waits for it to come back; returns
+/// when the stream is lost or the cache is gone.
+async fn follow(level: &Weak<FirstLevel>, mut conn: redis::aio::MultiplexedConnection) -> Followed {
+    let mut confirmed = false;
+    loop {
         let Some(strong) = level.upgrade() else {
-            return;
+            return Followed::Gone;
         };
-        let timeout = strong.liveness.timeout;
-        if !canary(&strong, &mut conn, round).await {
-            return;
+        if let Err(problem) = canary(&strong, &mut conn).await {
+            return if confirmed {
+                Followed::Confirmed
+            } else {
+                Followed::Never(problem)
+            };
         }
-        drop(strong);
-        tokio::time::sleep(timeout / 4).await;
+        confirmed = true;
+        strong.epochs.prune_tags();
+        // Until the next round, unless the stream is lost first.
+        let liveness = &strong.liveness;
+        let lost = liveness.changed.notified();
+        tokio::pin!(lost);
+        lost.as_mut().enable();
+        let link = liveness.link.load(Ordering::SeqCst);
+        let pause = tokio::time::sleep(liveness.timeout / 4);
+        tokio::pin!(pause);
+        loop {
+            if liveness.lost_at.load(Ordering::SeqCst)
+                >= liveness.confirmed_at.load(Ordering::SeqCst)
+                || liveness.link.load(Ordering::SeqCst) != link
+            {
+                return Followed::Confirmed;
+            }
+            tokio::select! {
+                () = &mut pause => break,
+                () = lost.as_mut() => {
+                    lost.set(liveness.changed.notified());
+                    lost.as_mut().enable();
+                }
+            }
+        }
     }
 }
 
-/// One canary: written, and its invalidation back within half the liveness timeout.
+/// One canary round: written under a new name, and its invalidation back within half the
+/// liveness timeout.
 async fn canary(
     level: &FirstLevel,
     conn: &mut redis::aio::MultiplexedConnection,
-    round: u64,
-) -> bool {
+) -> Result<(), String> {
+    static ROUNDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let liveness = &level.liveness;
     let timeout = liveness.timeout;
     // Registered before the write, so a confirmation cannot slip between check and wait.
     let back = liveness.changed.notified();
     tokio::pin!(back);
     back.as_mut().enable();
+    let round = ROUNDS.fetch_add(1, Ordering::Relaxed);
     let sent = liveness.now().max(1);
-    liveness.canary_sent.store(sent, Ordering::SeqCst);
+    *liveness.canary.lock().unwrap_or_else(|p| p.into_inner()) = Some((round, sent));
     let mut set = redis::cmd("SET");
-    set.arg(&level.tracking.canary)
-        .arg(round)
+    set.arg(format!("{}{round}", level.tracking.canary))
+        .arg(1)
         .arg("PX")
-        .arg(u64::try_from(timeout.as_millis().max(1) * 10).unwrap_or(u64::MAX));
+        .arg(u64::try_from(timeout.as_millis().max(1)).unwrap_or(u64::MAX));
     let deadline = tokio::time::Instant::now() + timeout / 2;
-    let written = tokio::time::timeout_at(deadline, set.query_async::<()>(conn)).await;
-    if !matches!(written, Ok(Ok(()))) {
-        tracing::debug!("first level: canary write failed; reconnecting");
-        return false;
+    match tokio::time::timeout_at(deadline, set.query_async::<()>(conn)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => return Err(format!("canary write failed: {err}")),
+        Err(_) => return Err("canary write timed out".into()),
     }
     // Wait, until the deadline, for this canary's invalidation (or the stream's loss).
     while liveness.confirmed_at.load(Ordering::SeqCst) < sent {
         if liveness.lost_at.load(Ordering::SeqCst) >= sent {
-            return false;
+            return Err("connection lost".into());
         }
         if tokio::time::timeout_at(deadline, back.as_mut())
             .await
             .is_err()
         {
-            tracing::debug!("first level: canary did not come back in time; reconnecting");
-            return false;
+            return Err("the canary's invalidation did not come back in time".into());
         }
         back.set(liveness.changed.notified());
         back.as_mut().enable();
     }
-    true
+    Ok(())
 }

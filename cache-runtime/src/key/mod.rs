@@ -139,6 +139,35 @@ pub(crate) fn entry_key(namespace: &str, name: &str, version: u32, args: &ArgsKe
     key
 }
 
+/// Calls `f` with the full entry key, built in a buffer this thread reuses (the first level's
+/// hit path looks it up without a heap allocation). `f` must not call this again.
+pub(crate) fn with_entry_key<R>(
+    namespace: &str,
+    name: &str,
+    version: u32,
+    args: &ArgsKey,
+    f: impl FnOnce(&str) -> R,
+) -> R {
+    thread_local! {
+        static BUFFER: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+        Ok(mut key) => {
+            key.clear();
+            key.push_str(namespace);
+            key.push(':');
+            key.push_str(name);
+            key.push_str(":v");
+            key.push_str(itoa::Buffer::new().format(version));
+            key.push_str(":{");
+            key.push_str(&args.0);
+            key.push('}');
+            f(&key)
+        }
+        Err(_) => f(&entry_key(namespace, name, version, args)),
+    })
+}
+
 /// The key of a tag's version: `{namespace}:tag:{{tag}}`. The tag is its own hash tag (braces
 /// and backslashes escaped), so distinct tags get distinct keys.
 pub(crate) fn tag_key(namespace: &str, tag: &str) -> String {
@@ -227,6 +256,16 @@ mod tests {
             key, "#0123456789abcdef0123456789abcdef",
             "digested, not kept"
         );
+    }
+
+    #[test]
+    fn the_stack_built_key_is_the_entry_key() {
+        let short = ArgsKey("1".into());
+        let long = ArgsKey("x".repeat(300));
+        for args in [&short, &long] {
+            let built = with_entry_key("ns", "f::g", 12, args, str::to_owned);
+            assert_eq!(built, entry_key("ns", "f::g", 12, args));
+        }
     }
 
     #[test]

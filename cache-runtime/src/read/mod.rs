@@ -51,7 +51,7 @@ use self::{
 use crate::{
     Cache, Error,
     first_level::{Candidate, FirstLevelAccess},
-    key::ArgsKey,
+    key::{self, ArgsKey},
     shape::{ErrorSharing, Shape},
     spec::FnSpec,
     stats::bump,
@@ -134,8 +134,8 @@ pub async fn begin<'a, S: Shape>(
         }
         return uncached(sharing);
     };
-    let keys = match args {
-        Ok(args) => Keys::new(&cache, spec, &args, &tags),
+    let args = match args {
+        Ok(args) => args,
         Err(err) => {
             bump(&cache.inner().counters.uncached);
             tracing::warn!(function = spec.name, error = %err, "arguments do not encode to a key; running uncached");
@@ -145,32 +145,38 @@ pub async fn begin<'a, S: Shape>(
             return uncached(sharing);
         }
     };
-    if refreshing {
-        return Box::pin(for_refresh(cache, spec, keys, sharing)).await;
-    }
 
-    // The first level: a hit is a clone; a miss takes the ticket its Redis read is kept under.
-    let first_level = match (l1, &spec.l1, cache.first_level()) {
-        (Some(access), Some(l1_spec), Some(level)) => {
-            let down = || cache.conn().is_down([keys.entry.as_str()]);
-            if let Some(output) = level.get(access, l1_spec, &keys.entry, down) {
+    // The first level: a hit is a clone, found without building the key on the heap.
+    let l1 = match (l1, &spec.l1, cache.first_level()) {
+        (Some(access), Some(l1_spec), Some(level)) if !refreshing => {
+            let hit =
+                key::with_entry_key(cache.namespace(), spec.name, spec.version, &args, |key| {
+                    level.get(access, l1_spec, key, false)
+                });
+            if let Some(output) = hit {
                 spec.metrics().l1_hits.increment(1);
                 return Begin::Done(output);
             }
-            let ticket = level.ticket(&keys.entry, keys.tags.iter().map(String::as_str));
-            Some(Candidate {
-                access,
-                spec: l1_spec,
-                ticket,
-            })
+            Some((access, l1_spec, level))
         }
         _ => None,
     };
 
+    let keys = Keys::new(&cache, spec, &args, &tags);
+    if refreshing {
+        return Box::pin(for_refresh(cache, spec, keys, sharing)).await;
+    }
+    // A miss there takes the ticket its Redis read will be kept under.
+    let first_level = l1.map(|(access, spec, level)| Candidate {
+        access,
+        spec,
+        ticket: level.ticket(&keys.entry, keys.tags.iter().map(String::as_str)),
+    });
+
     // Lookup: one round of plain reads.
     let read = cache
         .conn()
-        .read(&keys.entry, &keys.tags, spec.needs_age())
+        .read(&keys.entry, &keys.tags, spec.needs_age(&cache))
         .await;
     let reachable = match read {
         Ok(read) => match revalidate::classify::<S>(&cache, spec, &keys, read) {
@@ -197,9 +203,8 @@ pub async fn begin<'a, S: Shape>(
             if let (Some(candidate), Some(level)) = (&first_level, cache.first_level())
                 && candidate.spec.outage.is_some()
             {
-                let down = || cache.conn().is_down([keys.entry.as_str()]);
                 let (access, l1_spec) = (candidate.access, candidate.spec);
-                if let Some(output) = level.get(access, l1_spec, &keys.entry, down) {
+                if let Some(output) = level.get(access, l1_spec, &keys.entry, true) {
                     spec.metrics().l1_hits.increment(1);
                     return Begin::Done(output);
                 }

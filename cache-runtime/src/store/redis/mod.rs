@@ -59,12 +59,12 @@ impl RedisStore {
         result.map_err(Error::Backend)
     }
 
-    pub(super) async fn invoke(
+    pub(super) async fn invoke<T: redis::FromRedisValue>(
         &self,
         script: &Script,
         keys: &[&str],
         args: &[&[u8]],
-    ) -> Result<i64, Error> {
+    ) -> Result<T, Error> {
         let mut invocation = script.prepare_invoke();
         for key in keys {
             invocation.key(*key);

@@ -112,27 +112,39 @@ impl RedisStore {
     }
 
     pub(super) async fn capture(&self, tags: &[String], ttl: Duration) -> Result<Vec<u64>, Error> {
-        let ms = px(ttl);
-        let captures = tags.iter().map(|tag| async move {
-            let candidate = fastrand::u64(1..);
-            let mut pipe = redis::pipe();
-            pipe.cmd("SET")
-                .arg(tag)
-                .arg(candidate)
-                .arg("NX")
-                .arg("PX")
-                .arg(ms)
-                .ignore();
-            pipe.cmd("PEXPIRE").arg(tag).arg(ms).arg("GT").ignore();
-            pipe.cmd("GET").arg(tag);
-            let (raw,): (Option<Vec<u8>>,) = self.query_pipe(&pipe).await?;
-            // Gone already (an invalidation between the SET and the GET): the candidate is as
-            // good as any version nobody holds; entries recording it simply miss.
-            Ok(parse_version(raw).unwrap_or(candidate))
+        let ms = px(ttl).to_string();
+        let captures = tags.iter().map(|tag| {
+            let ms = &ms;
+            async move {
+                let candidate = fastrand::u64(1..).to_string();
+                let args: [&[u8]; 2] = [candidate.as_bytes(), ms.as_bytes()];
+                let raw: Option<Vec<u8>> = self.invoke(&CAPTURE, &[tag], &args).await?;
+                Ok(parse_version(raw).unwrap_or(0))
+            }
         });
         join_all(captures).await.into_iter().collect()
     }
 }
+
+/// A tag's current version, created (random) if missing, its key kept alive for at least `ttl`
+/// (the longest an entry recording the version lives). The expiry is moved only when less
+/// than `ttl` is left, and then to twice `ttl`: every move is a change Redis reports to the
+/// first levels of every process (an invalidation of the tag), so it must be rare, not once
+/// per capture.
+static CAPTURE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"local v = redis.call('GET', KEYS[1])
+          local ttl = tonumber(ARGV[2])
+          if not v then
+            redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+            return ARGV[1]
+          end
+          if redis.call('PTTL', KEYS[1]) < ttl then
+            redis.call('PEXPIRE', KEYS[1], string.format('%.0f', math.min(ttl * 2, 3153600000000)))
+          end
+          return v",
+    )
+});
 
 #[cfg(test)]
 mod tests {

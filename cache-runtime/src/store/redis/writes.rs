@@ -124,7 +124,7 @@ impl RedisStore {
             ms.as_bytes(),
             delete,
         ];
-        let reply = self
+        let reply: i64 = self
             .invoke(&FILL, &[keys.entry, keys.lock, keys.generation], &args)
             .await?;
         Ok(match reply {
@@ -174,13 +174,14 @@ impl RedisStore {
         ttl: Duration,
     ) -> Result<bool, Error> {
         let ms = px(ttl).to_string();
-        let renewed = self
+        let renewed: i64 = self
             .invoke(&RENEW, &[lock], &[token.as_bytes(), ms.as_bytes()])
             .await?;
         Ok(renewed == 1)
     }
 
     pub(super) async fn unlock_lock(&self, lock: &str, token: &str) -> Result<bool, Error> {
-        Ok(self.invoke(&UNLOCK, &[lock], &[token.as_bytes()]).await? == 1)
+        let unlocked: i64 = self.invoke(&UNLOCK, &[lock], &[token.as_bytes()]).await?;
+        Ok(unlocked == 1)
     }
 }

@@ -4,7 +4,8 @@
 #
 #   scripts/bench.sh                         everything (about 5 minutes)
 #   BENCH_ONLY=hits,throughput scripts/bench.sh   some scenarios: hits, throughput, tagged, miss,
-#                                            miss_proxy, stampede, invalidation, breaker, instructions
+#                                            miss_proxy, stampede, invalidation, breaker, l1,
+#                                            l1_throughput, l1_lag, instructions
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,10 +48,10 @@ if wants instructions; then
     echo "| contender (one hit, current-thread runtime) | instructions | vs its floor |"
     echo "|---|---|---|"
     floor=""
-    for c in raw-get redis-cached cached-crate raw-mget3 redis-cached-tag1 moka embedded; do
+    for c in raw-get redis-cached cached-crate raw-mget3 redis-cached-tag1 moka embedded moka-get l1; do
         n=$(per_hit "$c")
         case "$c" in
-            raw-get | raw-mget3 | moka) floor=$n; vs="(floor)" ;;
+            raw-get | raw-mget3 | moka | moka-get) floor=$n; vs="(floor)" ;;
             *) vs="+$(( n - floor )) ($(awk "BEGIN { printf \"%.2f\", $n / $floor }")x)" ;;
         esac
         echo "| $c | $n | $vs |"

@@ -100,12 +100,20 @@ pub(crate) fn emit(func: &Function, plan: &Plan) -> TokenStream {
     // emitted once: in a closure owning the arguments when two arms may run it, else inline.
     // `l1 = true`: how values go in and out of the first level, which needs `Clone` (reported
     // at `l1`).
-    let l1 = match &plan.l1 {
+    // A first-level hit returns before the rest of the call (tags, the lookup's future) is
+    // set up.
+    let (l1, l1_hit) = match &plan.l1 {
         Some(l1) => {
             let access = respan(quote!(#p::first_level::<#shape>()), l1.span);
-            quote!(::core::option::Option::Some(#access))
+            let hit = quote! {
+                let __cache_args = match #p::first_level_hit::<#shape>(&__cache_cache, &__cache_spec, __cache_args, #access) {
+                    ::core::result::Result::Ok(__cache_out) => return __cache_out,
+                    ::core::result::Result::Err(__cache_args) => __cache_args,
+                };
+            };
+            (quote!(::core::option::Option::Some(#access)), hit)
         }
-        None => quote!(::core::option::Option::None),
+        None => (quote!(::core::option::Option::None), quote!()),
     };
     let (can_spawn, make_loader, load_arm, refresh_arm) = if plan.background {
         (
@@ -128,8 +136,9 @@ pub(crate) fn emit(func: &Function, plan: &Plan) -> TokenStream {
             #plain_check
             let __cache_spec = #spec;
             let __cache_args = #key;
-            let __cache_tags = #tags;
             let __cache_cache = #resolve;
+            #l1_hit
+            let __cache_tags = #tags;
             #make_loader
             match #p::begin::<#shape>(__cache_cache, &__cache_spec, __cache_args, __cache_tags, #sharing, #can_spawn, #l1).await {
                 #p::Begin::Done(__cache_out) => __cache_out,

@@ -36,7 +36,7 @@ pub mod private {
         first_level::{FirstLevelAccess, FirstLevelSpec, FirstLevelValue, first_level},
         helpers::{FromCacheError, evict_tags, into_error, invalidate, key_string, put},
         key::{ArgsKey, KeyBuilder},
-        read::{Begin, Load, Refresh, begin, cache_ref, default_cache, refresh},
+        read::{Begin, Load, Refresh, begin, cache_ref, default_cache, first_level_hit, refresh},
         shape::{
             ErrorProbe, Opt, Plain, ProbeConvertedError, ProbeOption, ProbePlain, ProbeResult,
             ProbeSharedError, ProbeUnsharedError, Res, ResOpt, Shape, ShapeProbe, require_plain,

@@ -34,6 +34,38 @@ async fn item(id: u64, #[cache(skip)] calls: &Calls) -> Result<String, String> {
     Ok(format!("item{id}"))
 }
 
+#[redis_cached(ttl = 60, key = "l1item:{id}", name = "cluster::l1_item", l1 = true)]
+async fn l1_item(id: u64, #[cache(skip)] calls: &Calls) -> String {
+    calls.bump();
+    format!("item{id}")
+}
+
+/// There is no first level on a cluster: its options are an error at `build()`, and `l1`
+/// functions read Redis (one load, then Redis hits).
+#[tokio::test]
+async fn a_cluster_has_no_first_level() {
+    let err = Cache::builder()
+        .cluster(["redis://127.0.0.1:1"])
+        .l1_capacity(1024)
+        .build()
+        .await
+        .expect_err("l1 options on a cluster");
+    assert!(
+        matches!(&err, redis_cached::Error::Config(msg) if msg.contains("single Redis node")),
+        "{err}"
+    );
+    let cluster = RedisCluster::start().await;
+    let cache = cluster_cache(&cluster).await;
+    let calls = Calls::default();
+    for _ in 0..5 {
+        assert_eq!(cache.scope(l1_item(1, &calls)).await, "item1");
+        cache.wait_for_writes().await;
+    }
+    assert_eq!(calls.get(), 1);
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.l1_hits), (4, 0));
+}
+
 #[tokio::test]
 async fn read_through_and_helpers_work_on_a_cluster() {
     let cluster = RedisCluster::start().await;

@@ -34,8 +34,9 @@ pub struct KeyBuilder {
 impl Default for KeyBuilder {
     fn default() -> Self {
         KeyBuilder {
-            // Room for typical arguments without regrowing.
-            buf: String::with_capacity(32),
+            // Room for typical arguments and the prefix put in front of them later (see
+            // `into_entry_key`) without regrowing.
+            buf: String::with_capacity(96),
             args: 0,
             error: None,
         }
@@ -139,6 +140,32 @@ pub(crate) fn entry_key(namespace: &str, name: &str, version: u32, args: &ArgsKe
     key
 }
 
+/// [`entry_key`], reusing the argument part's allocation: the prefix goes in front of it, in
+/// one move (built on the stack when it fits).
+pub(crate) fn into_entry_key(args: ArgsKey, namespace: &str, name: &str, version: u32) -> String {
+    let mut key = args.0;
+    let mut digits = itoa::Buffer::new();
+    let parts = [namespace, ":", name, ":v", digits.format(version), ":{"];
+    let mut prefix = [0u8; 128];
+    let mut len = 0;
+    for part in parts {
+        let Some(slot) = prefix.get_mut(len..len + part.len()) else {
+            return entry_key(namespace, name, version, &ArgsKey(key));
+        };
+        slot.copy_from_slice(part.as_bytes());
+        len += part.len();
+    }
+    match std::str::from_utf8(&prefix[..len]) {
+        Ok(prefix) => {
+            key.reserve(prefix.len() + 1);
+            key.insert_str(0, prefix);
+            key.push('}');
+            key
+        }
+        Err(_) => entry_key(namespace, name, version, &ArgsKey(key)),
+    }
+}
+
 /// Calls `f` with the full entry key, built in a buffer this thread reuses (the first level's
 /// hit path looks it up without a heap allocation). `f` must not call this again.
 pub(crate) fn with_entry_key<R>(
@@ -154,10 +181,9 @@ pub(crate) fn with_entry_key<R>(
     BUFFER.with(|buffer| match buffer.try_borrow_mut() {
         Ok(mut key) => {
             key.clear();
-            key.push_str(namespace);
-            key.push(':');
-            key.push_str(name);
-            key.push_str(":v");
+            for part in [namespace, ":", name, ":v"] {
+                key.push_str(part);
+            }
             key.push_str(itoa::Buffer::new().format(version));
             key.push_str(":{");
             key.push_str(&args.0);
@@ -259,12 +285,21 @@ mod tests {
     }
 
     #[test]
-    fn the_stack_built_key_is_the_entry_key() {
-        let short = ArgsKey("1".into());
-        let long = ArgsKey("x".repeat(300));
-        for args in [&short, &long] {
-            let built = with_entry_key("ns", "f::g", 12, args, str::to_owned);
-            assert_eq!(built, entry_key("ns", "f::g", 12, args));
+    fn the_key_built_in_place_is_the_entry_key() {
+        for args in [ArgsKey("1".into()), ArgsKey("x".repeat(300))] {
+            let expected = entry_key("ns", "f::g", 12, &args);
+            assert_eq!(into_entry_key(args.clone(), "ns", "f::g", 12), expected);
+            let long_name = "n".repeat(200);
+            let expected = entry_key("ns", &long_name, 12, &args);
+            assert_eq!(into_entry_key(args, "ns", &long_name, 12), expected);
+        }
+    }
+
+    #[test]
+    fn the_key_built_in_a_reused_buffer_is_the_entry_key() {
+        for args in [ArgsKey("1".into()), ArgsKey("x".repeat(300))] {
+            let built = with_entry_key("ns", "f::g", 12, &args, str::to_owned);
+            assert_eq!(built, entry_key("ns", "f::g", 12, &args));
         }
     }
 

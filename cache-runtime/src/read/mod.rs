@@ -79,6 +79,18 @@ fn warn_not_installed(function: &str) {
     }
 }
 
+static WARNED_NO_FIRST_LEVEL: AtomicBool = AtomicBool::new(false);
+
+/// `l1 = true` on a cluster: there is no first level there (see the README).
+fn warn_no_first_level(cache: &Cache, function: &str) {
+    if cache.conn().is_network() && !WARNED_NO_FIRST_LEVEL.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            function,
+            "`l1 = true` has no first level on a Redis Cluster: these calls read Redis"
+        );
+    }
+}
+
 /// What [`begin`] leaves for the generated code to do.
 pub enum Begin<'a, S: Shape> {
     /// The output is known (a hit, or a value another caller loaded).
@@ -103,6 +115,39 @@ pub(crate) fn within_operations(cache: &Cache, operations: u32) -> Instant {
 
 /// Rounds of regrouping (abandoned or rejected outcomes) before a caller loads by itself.
 const MAX_ROUNDS: usize = 4;
+
+/// The first level's answer to a call of an `l1 = true` function, before anything else of the
+/// call is set up (generated code calls it ahead of [`begin`]); the arguments back otherwise.
+pub fn first_level_hit<S: Shape>(
+    cache: &Option<Cache>,
+    spec: &FnSpec,
+    args: Result<ArgsKey, Error>,
+    access: FirstLevelAccess<S>,
+) -> Result<S::Output, Result<ArgsKey, Error>> {
+    let (Some(cache), Some(l1_spec), Ok(key_args)) = (cache, &spec.l1, &args) else {
+        return Err(args);
+    };
+    let Some(level) = cache.first_level() else {
+        return Err(args);
+    };
+    if refresh::requested() {
+        return Err(args);
+    }
+    let hit = key::with_entry_key(
+        cache.namespace(),
+        spec.name,
+        spec.version,
+        key_args,
+        |key| level.get(access, l1_spec, key, false),
+    );
+    match hit {
+        Some(output) => {
+            spec.metrics().l1_hits.increment(1);
+            Ok(output)
+        }
+        None => Err(args),
+    }
+}
 
 /// Everything before the loader: first level, lookup, single-flight, lock, waiting.
 ///
@@ -146,23 +191,25 @@ pub async fn begin<'a, S: Shape>(
         }
     };
 
-    // The first level: a hit is a clone, found without building the key on the heap.
+    let entry = key::into_entry_key(args, cache.namespace(), spec.name, spec.version);
+
+    // The first level: a hit is a clone.
     let l1 = match (l1, &spec.l1, cache.first_level()) {
         (Some(access), Some(l1_spec), Some(level)) if !refreshing => {
-            let hit =
-                key::with_entry_key(cache.namespace(), spec.name, spec.version, &args, |key| {
-                    level.get(access, l1_spec, key, false)
-                });
-            if let Some(output) = hit {
+            if let Some(output) = level.get(access, l1_spec, &entry, false) {
                 spec.metrics().l1_hits.increment(1);
                 return Begin::Done(output);
             }
             Some((access, l1_spec, level))
         }
+        (Some(_), Some(_), None) => {
+            warn_no_first_level(&cache, spec.name);
+            None
+        }
         _ => None,
     };
 
-    let keys = Keys::new(&cache, spec, &args, &tags);
+    let keys = Keys::with_entry(&cache, entry, &tags);
     if refreshing {
         return Box::pin(for_refresh(cache, spec, keys, sharing)).await;
     }

@@ -16,6 +16,11 @@ tokio::task_local! {
     static REQUEST: RefCell<Request>;
 }
 
+/// Whether an enclosing [`refresh`] requests that the next cached call skip its lookup.
+pub(crate) fn requested() -> bool {
+    REQUEST.try_with(|r| r.borrow().pending).unwrap_or(false)
+}
+
 /// Takes the refresh request of an enclosing [`refresh`], so nested cached calls do not see it.
 pub(crate) fn take_request() -> bool {
     REQUEST

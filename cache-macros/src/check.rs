@@ -210,6 +210,12 @@ pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<
         Some(key) => plan_template(cx, &key.value, func),
     };
 
+    if l1.is_some()
+        && let Some(tags) = &options.tags
+    {
+        first_level_tags(cx, &tags.value, func, &key_params);
+    }
+
     let output = output?;
     if cx.has_errors() {
         return None;
@@ -375,6 +381,31 @@ fn plan_template(cx: &mut Ctxt, lit: &LitStr, func: &Function) -> (KeyPlan, Vec<
 }
 
 /// Resolves tag templates: each becomes a `format!` call.
+/// With `l1 = true`, a tag may only use arguments that are part of the key: a first-level hit
+/// is found by the key alone, so it cannot tell apart calls that differ only in a tag.
+fn first_level_tags(cx: &mut Ctxt, tags: &[LitStr], func: &Function, key_params: &[usize]) {
+    for lit in tags {
+        // Errors in the template itself are reported by `plan_tags`.
+        let (_, used) = plan_tags(&mut Ctxt::default(), std::slice::from_ref(lit), func);
+        if let Some(&outside) = used.iter().find(|i| !key_params.contains(i)) {
+            let names: Vec<String> = func.params[outside]
+                .bindings
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            cx.error_spanned_by(
+                lit,
+                format!(
+                    "with `l1 = true`, tags may only use arguments that are part of the key, and \
+                     `{}` is not: a first-level hit is found by its key alone, so it could not \
+                     tell apart calls that differ only in this tag",
+                    names.join(", ")
+                ),
+            );
+        }
+    }
+}
+
 pub(crate) fn plan_tags(
     cx: &mut Ctxt,
     tags: &[LitStr],

@@ -80,6 +80,12 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Whether an operation failed because the node is unreachable: the link failed, or the open
+/// breaker kept the call away (as opposed to an error reply from a live server).
+pub(crate) fn is_unreachable(err: &Error) -> bool {
+    matches!(err, Error::Unavailable) || is_link_failure(err)
+}
+
 /// Whether an error says the link is down (as opposed to an error reply from a live server).
 fn is_link_failure(err: &Error) -> bool {
     match err {

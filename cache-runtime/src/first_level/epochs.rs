@@ -9,8 +9,9 @@
 //! makes it unusable: there is no window in which a value read before an invalidation enters
 //! the first level after it.
 //!
-//! Two entry keys that share a stripe invalidate each other's entries: a spurious miss of one
-//! entry, never a stale hit. Tags get exact counters: every entry of a function carries the
+//! Stripes only guard a read until its entry is in the first level: from then on an
+//! invalidation of its key removes the entry by its exact key. So two entry keys that share a
+//! stripe cost at most a refused read, never an entry emptied by another key's writes. Tags get exact counters: every entry of a function carries the
 //! function's own tag, and a shared stripe would let any unrelated write empty the function.
 
 use std::{
@@ -134,6 +135,16 @@ impl Epochs {
             live,
             taken_at,
         }
+    }
+
+    /// For an entry already in the first level (sealed): whether no tag and nothing global was
+    /// invalidated since its ticket was taken. Its own key's invalidations remove it.
+    pub(crate) fn still_current(&self, ticket: &Ticket) -> bool {
+        ticket.global == self.global()
+            && ticket
+                .tags
+                .iter()
+                .all(|(counter, epoch)| counter.load(Ordering::SeqCst) == *epoch)
     }
 
     /// Whether nothing the ticket covers was invalidated since it was taken.

@@ -193,8 +193,10 @@ impl Liveness {
         self.changed.notify_waiters();
     }
 
-    /// The stream is gone: nothing is served as live until the next confirmation.
+    /// The stream is gone: nothing is served as live until the next confirmation (and a late
+    /// invalidation of the canary in flight confirms nothing).
     fn lose(&self) {
+        *self.canary.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.live_until.store(0, Ordering::SeqCst);
         self.lost_at.store(self.now(), Ordering::SeqCst);
         self.changed.notify_waiters();
@@ -281,7 +283,7 @@ impl FirstLevel {
     ) -> Option<S::Output> {
         let slot = self.entries.get(key)?;
         let now = self.liveness.now();
-        if now >= slot.keep_until || !self.epochs.current(&slot.ticket) {
+        if now >= slot.keep_until || !self.epochs.still_current(&slot.ticket) {
             // Of no more use (moka keeps no clock for us: a lookup is cheaper so).
             self.entries.invalidate(key);
             return None;
@@ -313,8 +315,10 @@ impl FirstLevel {
     ) -> Ticket {
         self.start();
         let now = self.liveness.now();
-        self.epochs
-            .ticket(entry, tags, self.liveness.is_live(now), now)
+        let live = self.liveness.is_live(now);
+        // A read made while the stream is not live never enters: it needs no tag counters.
+        let tags = tags.filter(|_| live);
+        self.epochs.ticket(entry, tags, live, now)
     }
 
     /// Keeps `output`, read from Redis with `remaining` of its fresh time left, unless
@@ -349,6 +353,7 @@ impl FirstLevel {
         // Counted from the ticket, taken before the read: never past the Redis TTL it saw.
         let now = ticket.taken_at;
         let weight = u32::try_from(size).unwrap_or(u32::MAX).max(self.min_weight);
+        let ticket_check = ticket.clone();
         let slot = Slot {
             value,
             ticket,
@@ -359,6 +364,14 @@ impl FirstLevel {
             weight,
         };
         self.entries.insert(key.to_owned(), Arc::new(slot));
+        // Sealed: from here on an invalidation of the key removes the entry itself (the push
+        // handler bumps the key's stripe, then removes the key), so lookups need not check the
+        // stripe, which other keys share. One that came between the check above and the insert
+        // is seen now.
+        if !self.epochs.current(&ticket_check) {
+            self.entries.invalidate(key);
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Drops `key` (an entry's) here at once: called before and after this process changes it

@@ -61,21 +61,34 @@ impl Tracking {
 /// Starts the task. While it runs (or is about to), `started` stays set; when it ends (the
 /// cache is gone, or its runtime shut down), the next `l1` call starts it again.
 pub(super) fn spawn(level: &Arc<FirstLevel>) {
-    let runtime = level
-        .tracking
-        .runtime
-        .clone()
-        .or_else(|| tokio::runtime::Handle::try_current().ok());
-    let Some(runtime) = runtime else {
-        level.started.store(false, Ordering::SeqCst);
-        return;
+    let start_on = |runtime: tokio::runtime::Handle| {
+        let weak = Arc::downgrade(level);
+        let ended = Ended(weak.clone());
+        runtime.spawn(async move {
+            let _ended = ended;
+            run(weak).await;
+        });
     };
-    let weak = Arc::downgrade(level);
-    let ended = Ended(weak.clone());
-    runtime.spawn(async move {
-        let _ended = ended;
-        run(weak).await;
-    });
+    if let Some(runtime) = level.tracking.runtime.clone() {
+        start_on(runtime);
+        if level.started.load(Ordering::SeqCst) {
+            return;
+        }
+        // The cache's runtime is gone (it was built in a runtime since shut down): the task
+        // was dropped at once. Follow Redis from the caller's runtime instead.
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "first level: the runtime this cache was built on has shut down; its \
+                 invalidation stream runs on the runtime of the calls instead"
+            );
+        }
+        level.started.store(true, Ordering::SeqCst);
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => start_on(runtime),
+        Err(_) => level.started.store(false, Ordering::SeqCst),
+    }
 }
 
 /// Clears `started` when the task ends, however it ends (its runtime dropped, a panic).
@@ -169,6 +182,7 @@ async fn run(level: Weak<FirstLevel>) {
             return;
         };
         strong.liveness.lose();
+        strong.epochs.prune_tags();
         drop(strong);
         tokio::time::sleep(backoff.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
         backoff = (backoff * 2).clamp(Duration::from_millis(50), MAX_BACKOFF);
@@ -239,6 +253,7 @@ async fn follow(level: &Weak<FirstLevel>, mut conn: redis::aio::MultiplexedConne
         let Some(strong) = level.upgrade() else {
             return Followed::Gone;
         };
+        strong.epochs.prune_tags();
         if let Err(problem) = canary(&strong, &mut conn).await {
             return if confirmed {
                 Followed::Confirmed
@@ -247,7 +262,6 @@ async fn follow(level: &Weak<FirstLevel>, mut conn: redis::aio::MultiplexedConne
             };
         }
         confirmed = true;
-        strong.epochs.prune_tags();
         // Until the next round, unless the stream is lost first.
         let liveness = &strong.liveness;
         let lost = liveness.changed.notified();

@@ -244,11 +244,13 @@ pub async fn begin<'a, S: Shape>(
             }
             Lookup::Miss => true,
         },
-        Err(_) => {
+        Err(err) => {
             spec.metrics().errors.increment(1);
-            // With `l1_outage`, the first level answers while Redis does not.
+            // With `l1_outage`, the first level answers while Redis does not (unreachable, or
+            // kept away by the open breaker; not an error reply from a live server).
             if let (Some(candidate), Some(level)) = (&first_level, cache.first_level())
                 && candidate.spec.outage.is_some()
+                && crate::connection::is_unreachable(&err)
             {
                 let (access, l1_spec) = (candidate.access, candidate.spec);
                 if let Some(output) = level.get(access, l1_spec, &keys.entry, true) {

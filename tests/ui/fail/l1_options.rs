@@ -21,3 +21,13 @@ async fn not_a_bool(id: u64) -> u64 {
 }
 
 fn main() {}
+
+#[redis_cached(ttl = 60, l1 = true, key = "{id}", tags = ["user:{id}", "org:{org}"])]
+async fn tag_outside_the_key(id: u64, org: u64) -> u64 {
+    id + org
+}
+
+#[redis_cached(ttl = 60, l1 = true, tags = ["tenant:{tenant}"])]
+async fn tag_of_a_skipped_argument(id: u64, #[cache(skip)] tenant: &str) -> u64 {
+    id + tenant.len() as u64
+}

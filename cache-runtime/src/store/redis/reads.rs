@@ -112,12 +112,16 @@ impl RedisStore {
     }
 
     pub(super) async fn capture(&self, tags: &[String], ttl: Duration) -> Result<Vec<u64>, Error> {
-        let ms = px(ttl).to_string();
+        // Kept for twice the entry's lifetime, moved once less than its lifetime is left (both
+        // within the longest expiry, so the move stays rare even for century-long TTLs).
+        let cap = px(crate::store::MAX_EXPIRY);
+        let low = px(ttl).min(cap / 2).to_string();
+        let keep = px(ttl).saturating_mul(2).min(cap).to_string();
         let captures = tags.iter().map(|tag| {
-            let ms = &ms;
+            let (low, keep) = (&low, &keep);
             async move {
                 let candidate = fastrand::u64(1..).to_string();
-                let args: [&[u8]; 2] = [candidate.as_bytes(), ms.as_bytes()];
+                let args: [&[u8]; 3] = [candidate.as_bytes(), low.as_bytes(), keep.as_bytes()];
                 let raw: Option<Vec<u8>> = self.invoke(&CAPTURE, &[tag], &args).await?;
                 Ok(parse_version(raw).unwrap_or(0))
             }
@@ -126,21 +130,21 @@ impl RedisStore {
     }
 }
 
-/// A tag's current version, created (random) if missing, its key kept alive for at least `ttl`
-/// (the longest an entry recording the version lives). The expiry is moved only when less
-/// than `ttl` is left, and then to twice `ttl`: every move is a change Redis reports to the
-/// first levels of every process (an invalidation of the tag), so it must be rare, not once
-/// per capture.
+/// A tag's current version, created (random) if missing, its key kept alive for at least the
+/// entry's lifetime (the longest an entry recording the version lives). The expiry is moved
+/// only when less than that is left (ARGV[2]), and then to twice it (ARGV[3]): every move is a
+/// change Redis reports to the first levels of every process (an invalidation of the tag), so
+/// it must be rare, not once per capture. Expiries go to Redis as the strings they came as
+/// (Lua formats some large numbers as `1e+12`, which `SET` rejects on some versions).
 static CAPTURE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r"local v = redis.call('GET', KEYS[1])
-          local ttl = tonumber(ARGV[2])
           if not v then
-            redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+            redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
             return ARGV[1]
           end
-          if redis.call('PTTL', KEYS[1]) < ttl then
-            redis.call('PEXPIRE', KEYS[1], string.format('%.0f', math.min(ttl * 2, 3153600000000)))
+          if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+            redis.call('PEXPIRE', KEYS[1], ARGV[3])
           end
           return v",
     )

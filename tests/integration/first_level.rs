@@ -711,3 +711,26 @@ async fn other_processes_follow_invalidate_put_refresh_tags_and_del() {
         assert!(status.success(), "child failed: {status}");
     }
 }
+
+#[redis_cached(ttl = 60, name = "l1::slow_row", l1 = true)]
+async fn slow_row(id: u64, #[cache(skip)] db: Arc<Db>) -> u64 {
+    db.loads.bump();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    db.get(id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_level_misses_of_one_key_share_one_load() {
+    let server = RedisServer::start();
+    let cache = l1_cache(&server, Duration::from_secs(1)).await;
+    let db = Arc::new(Db::default());
+    db.set(1, 5);
+    let mut callers = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        let (cache, db) = (cache.clone(), db.clone());
+        callers.spawn(async move { cache.scope(slow_row(1, db)).await });
+    }
+    let values = callers.join_all().await;
+    assert!(values.iter().all(|&v| v == 5));
+    assert_eq!(db.loads(), 1, "200 concurrent callers, one load");
+}

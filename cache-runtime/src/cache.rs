@@ -157,7 +157,7 @@ impl Cache {
         let first_level = self.inner.first_level.as_ref().map(|l1| l1.stats());
         self.inner
             .counters
-            .snapshot(self.inner.conn.counts(), first_level)
+            .snapshot(self.inner.conn.counts(), first_level.unwrap_or_default())
     }
 
     /// Invalidates tags: every entry carrying one of them misses from now on, in one round trip

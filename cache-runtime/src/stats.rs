@@ -75,6 +75,16 @@ pub struct Stats {
     pub l1_bytes: u64,
 }
 
+/// What the first level reports, merged into [`Stats`] (all zero without one).
+#[derive(Default)]
+pub(crate) struct FirstLevelCounts {
+    pub(crate) live: bool,
+    pub(crate) hits: u64,
+    pub(crate) refused: u64,
+    pub(crate) entries: u64,
+    pub(crate) bytes: u64,
+}
+
 /// What the connection counts (failures, breakers), merged into [`Stats`].
 pub(crate) struct LinkCounts {
     pub(crate) backend_errors: u64,
@@ -142,18 +152,7 @@ pub(crate) fn bump(counter: &AtomicU64) {
 }
 
 impl Counters {
-    pub(crate) fn snapshot(
-        &self,
-        link: LinkCounts,
-        first_level: Option<crate::first_level::FirstLevelStats>,
-    ) -> Stats {
-        let l1 = first_level.unwrap_or(crate::first_level::FirstLevelStats {
-            live: false,
-            hits: 0,
-            refused: 0,
-            entries: 0,
-            bytes: 0,
-        });
+    pub(crate) fn snapshot(&self, link: LinkCounts, l1: FirstLevelCounts) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
             hits: get(&self.hits),

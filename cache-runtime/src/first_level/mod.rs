@@ -35,7 +35,7 @@ pub(crate) use self::epochs::Ticket;
 pub(crate) use self::tracking::Tracking;
 use crate::{
     shape::{Cacheable, Shape},
-    stats::StripedCounter,
+    stats::{FirstLevelCounts, StripedCounter},
 };
 
 /// Default byte budget of the first level.
@@ -207,16 +207,7 @@ impl Liveness {
     }
 }
 
-/// Counters of the first level, read by [`Cache::stats`](crate::Cache::stats).
-pub(crate) struct FirstLevelStats {
-    pub(crate) live: bool,
-    pub(crate) hits: u64,
-    pub(crate) refused: u64,
-    pub(crate) entries: u64,
-    pub(crate) bytes: u64,
-}
-
-/// The first level of one [`Cache`](crate::Cache).
+/// The first level of one cache.
 pub(crate) struct FirstLevel {
     entries: Moka<String, Arc<Slot>, KeyHasher>,
     epochs: Epochs,
@@ -392,9 +383,9 @@ impl FirstLevel {
         self.entries.invalidate_all();
     }
 
-    pub(crate) fn stats(&self) -> FirstLevelStats {
+    pub(crate) fn stats(&self) -> FirstLevelCounts {
         self.entries.run_pending_tasks();
-        FirstLevelStats {
+        FirstLevelCounts {
             live: self.liveness.is_live(self.liveness.now()),
             hits: self.hits.get(),
             refused: self.refused.load(Ordering::Relaxed),

@@ -355,6 +355,9 @@ impl FirstLevel {
             weight,
         };
         self.entries.insert(key.to_owned(), Arc::new(slot));
+        // Pairs with the fence in `forget_entry`: either this check sees the bump, or the
+        // removal that follows the bump sees the entry (on any memory model).
+        std::sync::atomic::fence(Ordering::SeqCst);
         // Sealed: from here on an invalidation of the key removes the entry itself (the push
         // handler bumps the key's stripe, then removes the key), so lookups need not check the
         // stripe, which other keys share. One that came between the check above and the insert
@@ -369,6 +372,8 @@ impl FirstLevel {
     /// in Redis, and for every invalidation Redis sends.
     pub(crate) fn forget_entry(&self, key: &str) {
         self.epochs.bump(key);
+        // See `insert`: a concurrent insert either sees the bump or is removed here.
+        std::sync::atomic::fence(Ordering::SeqCst);
         self.entries.invalidate(key);
     }
 

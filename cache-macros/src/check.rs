@@ -213,7 +213,8 @@ pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<
     if l1.is_some()
         && let Some(tags) = &options.tags
     {
-        first_level_tags(cx, &tags.value, func, &key_params);
+        let key = options.key.as_ref().map(|k| &k.value);
+        first_level_tags(cx, &tags.value, func, key);
     }
 
     let output = output?;
@@ -381,27 +382,57 @@ fn plan_template(cx: &mut Ctxt, lit: &LitStr, func: &Function) -> (KeyPlan, Vec<
 }
 
 /// Resolves tag templates: each becomes a `format!` call.
-/// With `l1 = true`, a tag may only use arguments that are part of the key: a first-level hit
-/// is found by the key alone, so it cannot tell apart calls that differ only in a tag.
-fn first_level_tags(cx: &mut Ctxt, tags: &[LitStr], func: &Function, key_params: &[usize]) {
+/// With `l1 = true`, a tag may only use values that are part of the key: a first-level hit is
+/// found by the key alone, so it cannot tell apart calls that differ only in a tag. A tag's
+/// `{root.field}` is covered when the key holds the whole argument `root` (a derived key holds
+/// every argument not skipped) or `{root}`, `{root.field}` or a prefix of it (a key template).
+fn first_level_tags(cx: &mut Ctxt, tags: &[LitStr], func: &Function, key: Option<&LitStr>) {
+    let covered: Vec<(String, Vec<String>)> = match key {
+        Some(key) => match template::parse(&key.value()) {
+            Ok(pieces) => pieces
+                .into_iter()
+                .filter_map(|piece| match piece {
+                    Piece::Value { root, fields } => Some((root, fields)),
+                    Piece::Literal(_) => None,
+                })
+                .collect(),
+            // Reported by `plan_template`.
+            Err(_) => return,
+        },
+        None => func
+            .params
+            .iter()
+            .filter(|p| !p.skip)
+            .flat_map(|p| p.bindings.iter().map(|b| (b.to_string(), Vec::new())))
+            .collect(),
+    };
     for lit in tags {
         // Errors in the template itself are reported by `plan_tags`.
-        let (_, used) = plan_tags(&mut Ctxt::default(), std::slice::from_ref(lit), func);
-        if let Some(&outside) = used.iter().find(|i| !key_params.contains(i)) {
-            let names: Vec<String> = func.params[outside]
-                .bindings
+        let Ok(pieces) = template::split(&lit.value()) else {
+            continue;
+        };
+        for piece in pieces {
+            let Piece::Value { root, fields } = piece else {
+                continue;
+            };
+            let in_key = covered
                 .iter()
-                .map(ToString::to_string)
-                .collect();
-            cx.error_spanned_by(
-                lit,
-                format!(
-                    "with `l1 = true`, tags may only use arguments that are part of the key, and \
-                     `{}` is not: a first-level hit is found by its key alone, so it could not \
-                     tell apart calls that differ only in this tag",
-                    names.join(", ")
-                ),
-            );
+                .any(|(r, f)| *r == root && fields.starts_with(f));
+            if !in_key {
+                let path = std::iter::once(root.as_str())
+                    .chain(fields.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join(".");
+                cx.error_spanned_by(
+                    lit,
+                    format!(
+                        "with `l1 = true`, tags may only use values that are part of the key, and \
+                         `{path}` is not: a first-level hit is found by its key alone, so it could \
+                         not tell apart calls that differ only in this tag"
+                    ),
+                );
+                break;
+            }
         }
     }
 }

@@ -277,3 +277,29 @@ async fn a_value_of_another_type_at_the_key_is_a_miss_and_is_overwritten() {
         );
     }
 }
+
+#[redis_cached(ttl = 60, name = "tagged_profile", tags = ["team:{team}"])]
+async fn tagged_profile(id: u64, team: u64, #[cache(skip)] calls: &Calls) -> u64 {
+    calls.bump();
+    id + team
+}
+
+/// A tag key holding something that is not a version (written by another tool) is replaced,
+/// not kept: kept, every entry carrying the tag would miss for good.
+#[tokio::test]
+async fn a_tag_key_holding_no_version_is_replaced() {
+    let server = RedisServer::start();
+    let cache = redis_cache(&server).await;
+    let calls = Calls::default();
+    write_raw(&server, "test:tag:{team:7}", b"not a version").await;
+    for _ in 0..3 {
+        assert_eq!(cache.scope(tagged_profile(1, 7, &calls)).await, 8);
+        cache.wait_for_writes().await;
+    }
+    assert_eq!(calls.get(), 1, "cached despite the foreign tag value");
+    let version = read_raw(&server, "test:tag:{team:7}").await;
+    assert!(
+        std::str::from_utf8(&version).is_ok_and(|v| v.parse::<u64>().is_ok()),
+        "the tag key holds a version now"
+    );
+}

@@ -71,11 +71,16 @@ pub(super) fn spawn(level: &Arc<FirstLevel>) {
     };
     if let Some(runtime) = level.tracking.runtime.clone() {
         start_on(runtime);
-        if level.started.load(Ordering::SeqCst) {
+        // The cache's runtime is gone (it was built in a runtime since shut down): the task
+        // was dropped at once and cleared `started`. Follow Redis from the caller's runtime
+        // instead, unless a concurrent first call already does.
+        if level
+            .started
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
             return;
         }
-        // The cache's runtime is gone (it was built in a runtime since shut down): the task
-        // was dropped at once. Follow Redis from the caller's runtime instead.
         static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         if !WARNED.swap(true, Ordering::Relaxed) {
             tracing::warn!(
@@ -83,7 +88,6 @@ pub(super) fn spawn(level: &Arc<FirstLevel>) {
                  invalidation stream runs on the runtime of the calls instead"
             );
         }
-        level.started.store(true, Ordering::SeqCst);
     }
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => start_on(runtime),

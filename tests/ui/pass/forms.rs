@@ -88,6 +88,11 @@ async fn first_level(id: u64) -> Result<Option<String>, std::io::Error> {
     Ok(Some(id.to_string()))
 }
 
+#[redis_cached(ttl = 60, l1 = true, key = "{org.0}/{id}", tags = ["org:{org.0}", "user:{id}"])]
+async fn first_level_template(id: u64, org: (u32, String)) -> u64 {
+    id + u64::from(org.0)
+}
+
 #[redis_cached(ttl = 60, l1 = true, stale = 600)]
 async fn first_level_plain(id: u64, name: String) -> Vec<String> {
     vec![name; id as usize]
@@ -128,6 +133,7 @@ async fn use_all(service: Service) {
     let _ = first_level(1).await;
     let _ = first_level_invalidate(1).await;
     let _ = first_level_plain(1, "x".into()).await;
+    let _ = first_level_template(1, (2, "x".into())).await;
 }
 
 fn main() {

@@ -130,7 +130,8 @@ impl RedisStore {
     }
 }
 
-/// A tag's current version, created (random) if missing, its key kept alive for at least the
+/// A tag's current version, created (random) if missing or not a version (written by something
+/// else: kept, it would make every entry with the tag miss for good), its key kept alive for at least the
 /// entry's lifetime (the longest an entry recording the version lives). The expiry is moved
 /// only when less than that is left (ARGV[2]), and then to twice it (ARGV[3]): every move is a
 /// change Redis reports to the first levels of every process (an invalidation of the tag), so
@@ -139,7 +140,7 @@ impl RedisStore {
 static CAPTURE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r"local v = redis.call('GET', KEYS[1])
-          if not v then
+          if not v or #v > 20 or not string.match(v, '^%d+$') then
             redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
             return ARGV[1]
           end

@@ -90,6 +90,31 @@ impl Cache {
         });
     }
 
+    /// Shuts the cache's background work down before the process exits: stops following
+    /// Redis's invalidations (the first level is off from here on) and waits for every
+    /// pending write, as [`wait_for_writes`](Self::wait_for_writes) does.
+    ///
+    /// The installed default cache lives in a static and is never dropped, so call this at the
+    /// end of a graceful shutdown. Calls made afterwards still work, against Redis only; writes
+    /// they start in the background are waited for by the next `wait_for_writes`.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let cache = cache_runtime::Cache::builder().url("mem://").build().await?;
+    /// cache.install();
+    /// // ... serve requests ...
+    /// cache.shutdown().await;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn shutdown(&self) {
+        if let Some(level) = &self.inner().first_level {
+            level.stop();
+        }
+        self.wait_for_writes().await;
+    }
+
     /// Waits until every write this cache runs in the background has finished: fills that
     /// follow loads, refreshes of stale entries, lock releases.
     ///

@@ -734,3 +734,50 @@ async fn first_level_misses_of_one_key_share_one_load() {
     assert!(values.iter().all(|&v| v == 5));
     assert_eq!(db.loads(), 1, "200 concurrent callers, one load");
 }
+
+/// `Cache::shutdown` drains pending fills and stops following Redis: the first level stays
+/// off (nothing served from it, the tracking connection closed), and calls still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_fills_and_stops_the_first_level() {
+    let server = RedisServer::start();
+    let cache = l1_cache(&server, Duration::from_secs(1)).await;
+    let db = Arc::new(Db::default());
+    db.set(1, 1);
+    warm(&cache, 1, &db).await;
+    let mut conn = server.conn().await;
+    assert_eq!(tracking_clients(&mut conn).await.len(), 1);
+    // A miss whose fill runs in the background, then shut down at once.
+    db.set(2, 2);
+    assert_eq!(cache.scope(row(2, db.clone())).await, 2);
+    cache.shutdown().await;
+    let key = cache.scope(async { row_key(2) }).await;
+    assert!(
+        conn.exists::<_, bool>(&key).await.expect("EXISTS"),
+        "the pending fill landed before shutdown returned"
+    );
+    assert!(!cache.stats().l1_live);
+    wait_until(
+        "the tracking connection to close",
+        Duration::from_secs(5),
+        || {
+            let mut conn = conn.clone();
+            async move { tracking_clients(&mut conn).await.is_empty() }
+        },
+    )
+    .await;
+    let (hits, loads) = (cache.stats().l1_hits, db.loads());
+    for _ in 0..20 {
+        assert_eq!(cache.scope(row(1, db.clone())).await, 1);
+    }
+    assert_eq!(
+        cache.stats().l1_hits,
+        hits,
+        "nothing served from the first level"
+    );
+    assert_eq!(db.loads(), loads, "Redis hits");
+    assert_eq!(
+        tracking_clients(&mut conn).await.len(),
+        0,
+        "not started again"
+    );
+}

@@ -219,6 +219,8 @@ pub(crate) struct FirstLevel {
     min_weight: u32,
     tracking: Tracking,
     started: AtomicBool,
+    /// Set by `Cache::shutdown`: the stream is not followed again, and nothing is served.
+    stopped: AtomicBool,
 }
 
 impl FirstLevel {
@@ -253,11 +255,27 @@ impl FirstLevel {
             min_weight,
             tracking,
             started: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
         })
+    }
+
+    /// Stops following Redis for good (`Cache::shutdown`): the tracking task ends and nothing
+    /// is served from here on.
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.liveness.lose();
+        self.entries.invalidate_all();
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
     }
 
     /// Starts following Redis, on the first use by an `l1` function.
     fn start(self: &Arc<Self>) {
+        if self.is_stopped() {
+            return;
+        }
         if !self.started.load(Ordering::Relaxed) && !self.started.swap(true, Ordering::SeqCst) {
             tracking::spawn(self);
         }

@@ -152,6 +152,9 @@ async fn run(level: Weak<FirstLevel>) {
     let mut backoff = Duration::ZERO;
     let mut warned = false;
     loop {
+        if level.upgrade().is_none_or(|level| level.is_stopped()) {
+            return;
+        }
         let Some(connected) = connect(&level).await else {
             return;
         };
@@ -187,6 +190,9 @@ async fn run(level: Weak<FirstLevel>) {
         };
         strong.liveness.lose();
         strong.epochs.prune_tags();
+        if strong.is_stopped() {
+            return;
+        }
         drop(strong);
         tokio::time::sleep(backoff.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
         backoff = (backoff * 2).clamp(Duration::from_millis(50), MAX_BACKOFF);
@@ -257,6 +263,9 @@ async fn follow(level: &Weak<FirstLevel>, mut conn: redis::aio::MultiplexedConne
         let Some(strong) = level.upgrade() else {
             return Followed::Gone;
         };
+        if strong.is_stopped() {
+            return Followed::Gone;
+        }
         strong.epochs.prune_tags();
         if let Err(problem) = canary(&strong, &mut conn).await {
             return if confirmed {

@@ -68,21 +68,21 @@ impl RedisStore {
                 .arg(px(lock_ttl)),
             None => pipe.cmd("PING"),
         };
+        // `NX GET` (Redis 7.0+): the generation as it was, or nothing when our candidate
+        // became it, in one command.
         pipe.cmd("SET")
             .arg(keys.generation)
             .arg(candidate)
             .arg("NX")
             .arg("PX")
             .arg(px(generation_ttl))
-            .ignore();
+            .arg("GET");
         // `MGET`, not `GET`: a value of another type at the key reads as absent (and is
         // overwritten by the fill) instead of failing the whole pipeline with `WRONGTYPE`.
-        pipe.cmd("MGET")
-            .arg(keys.entry)
-            .cmd("GET")
-            .arg(keys.generation);
-        let (ok, entry, generation): (Option<String>, Vec<Option<Vec<u8>>>, Option<String>) =
+        pipe.cmd("MGET").arg(keys.entry);
+        let (ok, previous, entry): (Option<String>, Option<String>, Vec<Option<Vec<u8>>>) =
             self.query_pipe(&pipe).await?;
+        let generation = Some(previous.unwrap_or_else(|| candidate.to_owned()));
         Ok(ClaimReply {
             locked: token.is_some() && ok.is_some_and(|r| r == "OK"),
             current: entry.into_iter().next().flatten().map(StoredBytes::Owned),

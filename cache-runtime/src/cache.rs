@@ -222,7 +222,29 @@ impl Cache {
         self.inner.first_level.as_ref()
     }
 
-    /// Outdates this process's first-level entry of `key` (before and after changing it).
+    /// Runs `change`, a write of the entry `key` to Redis, with this process's first-level entry
+    /// of it dropped before (whatever Redis then answers) and again after (a read sent before
+    /// the write may have refilled it): read-your-writes.
+    pub(crate) async fn changing_entry<T>(&self, key: &str, change: impl Future<Output = T>) -> T {
+        self.forget_entry(key);
+        let result = change.await;
+        self.forget_entry(key);
+        result
+    }
+
+    /// [`changing_entry`](Self::changing_entry) for a change of tags (by tag key).
+    pub(crate) async fn changing_tags<T>(
+        &self,
+        tag_keys: &[String],
+        change: impl Future<Output = T>,
+    ) -> T {
+        self.forget_tags(tag_keys);
+        let result = change.await;
+        self.forget_tags(tag_keys);
+        result
+    }
+
+    /// Outdates this process's first-level entry of `key`.
     pub(crate) fn forget_entry(&self, key: &str) {
         if let Some(level) = &self.inner.first_level {
             level.forget_entry(key);
@@ -230,7 +252,7 @@ impl Cache {
     }
 
     /// Outdates this process's first-level entries carrying these tags (by tag key).
-    pub(crate) fn forget_tags(&self, tag_keys: &[String]) {
+    fn forget_tags(&self, tag_keys: &[String]) {
         if let Some(level) = &self.inner.first_level {
             for key in tag_keys {
                 level.forget_tag(key);

@@ -25,22 +25,20 @@ pub async fn put<T: Serialize + ?Sized>(
 ) -> Result<(), Error> {
     let cache = cache.ok_or(Error::NotInstalled)?;
     let keys = Keys::new(&cache, spec, &args?, &tags);
-    // This process stops serving the old value before Redis is asked, whatever it answers.
-    cache.forget_entry(&keys.entry);
     let ttl = spec.jittered(spec.ttl(&cache));
     let kept = ttl.saturating_add(spec.stale);
-    let tag_versions = cache.conn().capture_tags(&keys.tags, kept).await?;
-    let meta = EntryMeta {
-        ttl,
-        stale: spec.stale,
-        load_time: Duration::ZERO,
-        tag_versions,
+    let store = async {
+        let tag_versions = cache.conn().capture_tags(&keys.tags, kept).await?;
+        let meta = EntryMeta {
+            ttl,
+            stale: spec.stale,
+            load_time: Duration::ZERO,
+            tag_versions,
+        };
+        let bytes = encode(&cache, spec, Some(value), &meta)?;
+        put_entry(&cache, spec, &keys, &bytes, kept).await
     };
-    let bytes = encode(&cache, spec, Some(value), &meta)?;
-    let stored = put_entry(&cache, spec, &keys, &bytes, kept).await;
-    // Again once Redis answered: a read sent before the write may have refilled it.
-    cache.forget_entry(&keys.entry);
-    stored?;
+    cache.changing_entry(&keys.entry, store).await?;
     cache.inner().flights.detach(&keys.entry);
     bump(&cache.inner().counters.stores);
     Ok(())
@@ -58,11 +56,9 @@ pub async fn invalidate(
     let keys = Keys::new(&cache, spec, &args?, &[]);
     // Callers arriving from now on must not join a load that began before this.
     cache.inner().flights.detach(&keys.entry);
-    cache.forget_entry(&keys.entry);
-    let dropped = drop_entry(&cache, spec, &keys).await;
-    // Again once Redis answered: a read sent before the change may have refilled it.
-    cache.forget_entry(&keys.entry);
-    dropped
+    cache
+        .changing_entry(&keys.entry, drop_entry(&cache, spec, &keys))
+        .await
 }
 
 /// Invalidates tags on `cache`: every entry that carries one of them misses from now on.
@@ -79,11 +75,9 @@ where
         return Ok(());
     }
     cache.inner().flights.detach_all();
-    cache.forget_tags(&keys);
-    let deleted = cache.conn().delete_tags(&keys).await;
-    // Again once Redis answered: a read sent before the change may have refilled entries.
-    cache.forget_tags(&keys);
-    deleted
+    cache
+        .changing_tags(&keys, cache.conn().delete_tags(&keys))
+        .await
 }
 
 /// Free-function form of [`Cache::invalidate_tags`] for generated update-path code.

@@ -152,13 +152,12 @@ impl std::hash::Hasher for KeyHash {
 struct Liveness {
     base: Instant,
     timeout: Duration,
-    /// Entries may be served until then (0: not live).
-    live_until: AtomicU64,
-    /// When the last confirmed canary was sent (0: never).
+    /// When the last confirmed canary was sent (0: never). Live while it is later than the
+    /// last loss and less than `timeout` ago.
     confirmed_at: AtomicU64,
     /// The canary awaiting its invalidation: its round and when it was sent.
     canary: std::sync::Mutex<Option<(u64, u64)>>,
-    /// When the stream was last lost.
+    /// When the stream was last lost (0: never).
     lost_at: AtomicU64,
     /// Number of the current connection.
     link: AtomicU64,
@@ -186,10 +185,6 @@ impl Liveness {
             return;
         }
         self.confirmed_at.fetch_max(sent, Ordering::SeqCst);
-        self.live_until.fetch_max(
-            sent.saturating_add(Self::nanos(self.timeout)),
-            Ordering::SeqCst,
-        );
         self.changed.notify_waiters();
     }
 
@@ -197,13 +192,14 @@ impl Liveness {
     /// invalidation of the canary in flight confirms nothing).
     fn lose(&self) {
         *self.canary.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        self.live_until.store(0, Ordering::SeqCst);
-        self.lost_at.store(self.now(), Ordering::SeqCst);
+        self.lost_at.store(self.now().max(1), Ordering::SeqCst);
         self.changed.notify_waiters();
     }
 
     fn is_live(&self, now: u64) -> bool {
-        now < self.live_until.load(Ordering::SeqCst)
+        let confirmed = self.confirmed_at.load(Ordering::SeqCst);
+        confirmed > self.lost_at.load(Ordering::SeqCst)
+            && now < confirmed.saturating_add(Self::nanos(self.timeout))
     }
 }
 
@@ -243,7 +239,6 @@ impl FirstLevel {
             liveness: Liveness {
                 base: Instant::now(),
                 timeout: liveness,
-                live_until: AtomicU64::new(0),
                 confirmed_at: AtomicU64::new(0),
                 canary: std::sync::Mutex::new(None),
                 lost_at: AtomicU64::new(0),

@@ -280,13 +280,11 @@ async fn follow(level: &Weak<FirstLevel>, mut conn: redis::aio::MultiplexedConne
         let lost = liveness.changed.notified();
         tokio::pin!(lost);
         lost.as_mut().enable();
-        let link = liveness.link.load(Ordering::SeqCst);
         let pause = tokio::time::sleep(liveness.timeout / 4);
         tokio::pin!(pause);
         loop {
             if liveness.lost_at.load(Ordering::SeqCst)
                 >= liveness.confirmed_at.load(Ordering::SeqCst)
-                || liveness.link.load(Ordering::SeqCst) != link
             {
                 return Followed::Confirmed;
             }

@@ -34,9 +34,8 @@ pub struct KeyBuilder {
 impl Default for KeyBuilder {
     fn default() -> Self {
         KeyBuilder {
-            // Room for typical arguments and the prefix put in front of them later (see
-            // `into_entry_key`) without regrowing.
-            buf: String::with_capacity(96),
+            // Room for typical arguments without regrowing.
+            buf: String::with_capacity(32),
             args: 0,
             error: None,
         }
@@ -129,6 +128,11 @@ pub(crate) fn entry_key(namespace: &str, name: &str, version: u32, args: &ArgsKe
     let mut key = String::with_capacity(
         namespace.len() + name.len() + args.0.len() + 8 + ((version > 9) as usize) * 8,
     );
+    write_entry_key(&mut key, namespace, name, version, args);
+    key
+}
+
+fn write_entry_key(key: &mut String, namespace: &str, name: &str, version: u32, args: &ArgsKey) {
     key.push_str(namespace);
     key.push(':');
     key.push_str(name);
@@ -137,33 +141,6 @@ pub(crate) fn entry_key(namespace: &str, name: &str, version: u32, args: &ArgsKe
     key.push_str(":{");
     key.push_str(&args.0);
     key.push('}');
-    key
-}
-
-/// [`entry_key`], reusing the argument part's allocation: the prefix goes in front of it, in
-/// one move (built on the stack when it fits).
-pub(crate) fn into_entry_key(args: ArgsKey, namespace: &str, name: &str, version: u32) -> String {
-    let mut key = args.0;
-    let mut digits = itoa::Buffer::new();
-    let parts = [namespace, ":", name, ":v", digits.format(version), ":{"];
-    let mut prefix = [0u8; 128];
-    let mut len = 0;
-    for part in parts {
-        let Some(slot) = prefix.get_mut(len..len + part.len()) else {
-            return entry_key(namespace, name, version, &ArgsKey(key));
-        };
-        slot.copy_from_slice(part.as_bytes());
-        len += part.len();
-    }
-    match std::str::from_utf8(&prefix[..len]) {
-        Ok(prefix) => {
-            key.reserve(prefix.len() + 1);
-            key.insert_str(0, prefix);
-            key.push('}');
-            key
-        }
-        Err(_) => entry_key(namespace, name, version, &ArgsKey(key)),
-    }
 }
 
 /// Calls `f` with the full entry key, built in a buffer this thread reuses (the first level's
@@ -181,13 +158,7 @@ pub(crate) fn with_entry_key<R>(
     BUFFER.with(|buffer| match buffer.try_borrow_mut() {
         Ok(mut key) => {
             key.clear();
-            for part in [namespace, ":", name, ":v"] {
-                key.push_str(part);
-            }
-            key.push_str(itoa::Buffer::new().format(version));
-            key.push_str(":{");
-            key.push_str(&args.0);
-            key.push('}');
+            write_entry_key(&mut key, namespace, name, version, args);
             f(&key)
         }
         Err(_) => f(&entry_key(namespace, name, version, args)),
@@ -282,17 +253,6 @@ mod tests {
             key, "#0123456789abcdef0123456789abcdef",
             "digested, not kept"
         );
-    }
-
-    #[test]
-    fn the_key_built_in_place_is_the_entry_key() {
-        for args in [ArgsKey("1".into()), ArgsKey("x".repeat(300))] {
-            let expected = entry_key("ns", "f::g", 12, &args);
-            assert_eq!(into_entry_key(args.clone(), "ns", "f::g", 12), expected);
-            let long_name = "n".repeat(200);
-            let expected = entry_key("ns", &long_name, 12, &args);
-            assert_eq!(into_entry_key(args, "ns", &long_name, 12), expected);
-        }
     }
 
     #[test]

@@ -20,14 +20,8 @@ pub(crate) struct Keys {
 
 impl Keys {
     pub(crate) fn new(cache: &Cache, spec: &FnSpec, args: &ArgsKey, tags: &[String]) -> Keys {
-        let entry = key::entry_key(cache.namespace(), spec.name, spec.version, args);
-        Keys::with_entry(cache, entry, tags)
-    }
-
-    /// The keys of a call whose entry key is built.
-    pub(crate) fn with_entry(cache: &Cache, entry: String, tags: &[String]) -> Keys {
         Keys {
-            entry,
+            entry: key::entry_key(cache.namespace(), spec.name, spec.version, args),
             lock: OnceLock::new(),
             generation: OnceLock::new(),
             tags: tags

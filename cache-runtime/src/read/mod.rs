@@ -191,34 +191,24 @@ pub async fn begin<'a, S: Shape>(
         }
     };
 
-    let entry = key::into_entry_key(args, cache.namespace(), spec.name, spec.version);
-
-    // The first level: a hit is a clone.
-    let l1 = match (l1, &spec.l1, cache.first_level()) {
-        (Some(access), Some(l1_spec), Some(level)) if !refreshing => {
-            if let Some(output) = level.get(access, l1_spec, &entry, false) {
-                spec.metrics().l1_hits.increment(1);
-                return Begin::Done(output);
-            }
-            Some((access, l1_spec, level))
-        }
+    let keys = Keys::new(&cache, spec, &args, &tags);
+    if refreshing {
+        return Box::pin(for_refresh(cache, spec, keys, sharing)).await;
+    }
+    // The first level (generated code asked it already, with `first_level_hit`): the ticket
+    // this call's Redis read will be kept under.
+    let first_level = match (l1, &spec.l1, cache.first_level()) {
+        (Some(access), Some(l1_spec), Some(level)) => Some(Candidate {
+            access,
+            spec: l1_spec,
+            ticket: level.ticket(&keys.entry, keys.tags.iter().map(String::as_str)),
+        }),
         (Some(_), Some(_), None) => {
             warn_no_first_level(&cache, spec.name);
             None
         }
         _ => None,
     };
-
-    let keys = Keys::with_entry(&cache, entry, &tags);
-    if refreshing {
-        return Box::pin(for_refresh(cache, spec, keys, sharing)).await;
-    }
-    // A miss there takes the ticket its Redis read will be kept under.
-    let first_level = l1.map(|(access, spec, level)| Candidate {
-        access,
-        spec,
-        ticket: level.ticket(&keys.entry, keys.tags.iter().map(String::as_str)),
-    });
 
     // Lookup: one round of plain reads.
     let read = cache

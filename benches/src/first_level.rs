@@ -3,7 +3,6 @@
 
 use std::{
     process::{Command, Stdio},
-    sync::atomic::{AtomicU64, Ordering},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -11,7 +10,9 @@ use redis::AsyncCommands;
 use redis_cached::Cache;
 use redis_cached_benches::*;
 
-use super::{Bench, PASSES, PER_TASK, Row, THROUGHPUT_PASSES, histogram, latency, median, throughput};
+use super::{
+    Bench, PASSES, PER_TASK, Row, THROUGHPUT_PASSES, histogram, latency, median, throughput,
+};
 
 /// Set in the child process of the lag scenario: the Redis URL.
 pub const CHILD_ENV: &str = "REDIS_CACHED_BENCH_L1_CHILD";
@@ -23,11 +24,11 @@ fn ns(h: &hdrhistogram::Histogram<u64>, q: f64) -> String {
     format!("{:.3} µs", h.value_at_quantile(q) as f64 / 1000.0)
 }
 
-/// Waits until `cache` answers `l1_user(id)` from its first level.
-async fn warm(cache: &Cache, id: u64) {
+/// Makes `call` until `cache` answers it from its first level.
+async fn warm<Fut: std::future::Future>(cache: &Cache, call: impl Fn() -> Fut) {
     for _ in 0..10_000 {
         let before = cache.stats().l1_hits;
-        l1_user(id).await;
+        call().await;
         if cache.stats().l1_hits > before {
             return;
         }
@@ -39,9 +40,12 @@ async fn warm(cache: &Cache, id: u64) {
 /// First-level hits, one task: latency against `moka::sync::Cache::get` of a built key.
 pub(crate) async fn hits(b: &mut Bench) {
     let Bench {
-        cache, rows, ratios, ..
+        cache,
+        rows,
+        ratios,
+        ..
     } = b;
-    warm(cache, 1).await;
+    warm(cache, || l1_user(1)).await;
     let moka: moka::sync::Cache<String, User> = moka::sync::Cache::new(10_000);
     let key = "bench:bench::l1_user:v1:{1}".to_owned();
     moka.insert(key.clone(), user(1));
@@ -61,8 +65,16 @@ pub(crate) async fn hits(b: &mut Bench) {
         ns(&floor, 0.5)
     ));
     for (contender, h, other) in [
-        ("moka::sync::Cache get + clone (floor)", &floor, String::new()),
-        ("redis-cached, first level", &ours, format!("{ratio:.2}x floor")),
+        (
+            "moka::sync::Cache get + clone (floor)",
+            &floor,
+            String::new(),
+        ),
+        (
+            "redis-cached, first level",
+            &ours,
+            format!("{ratio:.2}x floor"),
+        ),
     ] {
         rows.push(Row {
             scenario: "first-level hit, 1 task".into(),
@@ -77,10 +89,13 @@ pub(crate) async fn hits(b: &mut Bench) {
 /// First-level hits from 64 tasks on 64 keys, against `moka` `get` the same way.
 pub(crate) async fn throughput_64(b: &mut Bench) {
     let Bench {
-        cache, rows, ratios, ..
+        cache,
+        rows,
+        ratios,
+        ..
     } = b;
     for id in 0..64 {
-        warm(cache, id).await;
+        warm(cache, || l1_user(id)).await;
     }
     let moka: moka::sync::Cache<String, User> = moka::sync::Cache::new(10_000);
     let keys: std::sync::Arc<Vec<String>> = std::sync::Arc::new(
@@ -141,19 +156,25 @@ fn now_us() -> u64 {
 /// value (it reads without pause), minus the put's return (0 when it came before).
 pub(crate) async fn lag(b: &mut Bench, url: &str) {
     let Bench {
-        cache, rows, ratios, raw, ..
+        cache,
+        rows,
+        ratios,
+        raw,
+        ..
     } = b;
-    cache
-        .scope(l1_counter_put(LAG_ID, &0))
-        .await
-        .expect("put");
+    cache.scope(l1_counter_put(LAG_ID, &0)).await.expect("put");
     let _: () = raw.del(&["l1:ready", "l1:seen"]).await.expect("DEL");
     let mut child = Command::new(std::env::current_exe().expect("bench binary"))
         .env(CHILD_ENV, url)
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn the child process");
+    let spawned = std::time::Instant::now();
     while !raw.exists::<_, bool>("l1:ready").await.expect("EXISTS") {
+        assert!(
+            spawned.elapsed() < Duration::from_secs(30),
+            "the lag scenario's child process never got ready"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let mut returned = Vec::new();
@@ -211,20 +232,16 @@ pub async fn lag_child(url: String) {
         .get_multiplexed_async_connection()
         .await
         .expect("connection");
-    let hits = AtomicU64::new(0);
-    loop {
-        let before = cache.stats().l1_hits;
-        l1_counter(LAG_ID).await;
-        if cache.stats().l1_hits > before {
-            hits.fetch_add(1, Ordering::Relaxed);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    warm(&cache, || l1_counter(LAG_ID)).await;
     let _: () = raw.set("l1:ready", 1).await.expect("SET");
     let mut last = 0;
     let mut seen = Vec::new();
+    let started = std::time::Instant::now();
     while last < LAG_ROUNDS {
+        // The parent's puts take a few seconds; past a minute it has failed.
+        if started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
         let started = now_us();
         let value = l1_counter(LAG_ID).await;
         if value != last {

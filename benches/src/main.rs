@@ -508,7 +508,10 @@ async fn miss_behind_proxy(b: &mut Bench, upstream: u16) {
     let mut rtt = histogram();
     for _ in 0..200 {
         let started = Instant::now();
-        let _: String = redis::cmd("PING").query_async(&mut raw).await.expect("PING");
+        let _: String = redis::cmd("PING")
+            .query_async(&mut raw)
+            .await
+            .expect("PING");
         rtt.record(started.elapsed().as_nanos() as u64).ok();
     }
     let delay = Wait::Exact(Duration::from_millis(1));
@@ -544,12 +547,7 @@ async fn miss_behind_proxy(b: &mut Bench, upstream: u16) {
         p50(&aside) / round_trip,
         p50(&ours) / p50(&aside).max(1.0)
     ));
-    rows.push(row(
-        "proxy (~1 ms round trip)",
-        "PING",
-        &rtt,
-        String::new(),
-    ));
+    rows.push(row("proxy (~1 ms round trip)", "PING", &rtt, String::new()));
     for (contender, h) in [
         ("hand-written GET + SET EX", &aside),
         ("redis-cached (lookup, lock, loader; fill after)", &ours),

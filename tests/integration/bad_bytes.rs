@@ -244,13 +244,7 @@ async fn values_over_the_maximum_size_are_not_cached_or_accepted() {
 async fn a_value_of_another_type_at_the_key_is_a_miss_and_is_overwritten() {
     let server = RedisServer::start();
     let batched = redis_cache(&server).await;
-    let unbatched = Cache::builder()
-        .url(server.url())
-        .namespace("test")
-        .batch_lookups(false)
-        .build()
-        .await
-        .expect("build");
+    let unbatched = crate::unbatched_cache(&server).await;
     let calls = Calls::default();
     for (id, cache) in [(10, &batched), (11, &unbatched)] {
         let key = cache.scope(async { profile_key(id) }).await;

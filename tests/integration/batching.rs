@@ -100,13 +100,7 @@ async fn a_cancelled_batch_sender_leaves_no_caller_waiting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_batching_every_hit_is_its_own_get() {
     let server = RedisServer::start();
-    let cache = Cache::builder()
-        .url(server.url())
-        .namespace("test")
-        .batch_lookups(false)
-        .build()
-        .await
-        .expect("build");
+    let cache = crate::unbatched_cache(&server).await;
     let calls = std::sync::Arc::new(Calls::default());
     stored(&cache, 0..20, &calls).await;
     crate::reset_command_counts(&server).await;

@@ -54,13 +54,17 @@ async fn row(id: u64, #[cache(skip)] db: Arc<Db>) -> u64 {
     db.get(id)
 }
 
-/// Calls `row(id)` on `cache` until one is answered by the first level.
-async fn warm(cache: &Cache, id: u64, db: &Arc<Db>) {
+/// Makes `call` on `cache` until one is answered by the first level.
+async fn warm<F, Fut>(cache: &Cache, call: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future,
+{
     wait_until("a first-level hit", Duration::from_secs(10), || {
-        let (cache, db) = (cache.clone(), db.clone());
+        let (cache, call) = (cache.clone(), call());
         async move {
             let before = cache.stats().l1_hits;
-            cache.scope(row(id, db)).await;
+            cache.scope(call).await;
             cache.wait_for_writes().await;
             cache.stats().l1_hits > before
         }
@@ -75,7 +79,7 @@ async fn a_first_level_hit_sends_no_command() {
     let cache = l1_cache(&server, Duration::from_secs(60)).await;
     let db = Arc::new(Db::default());
     db.set(1, 7);
-    warm(&cache, 1, &db).await;
+    warm(&cache, || row(1, db.clone())).await;
     let hits = cache.stats().l1_hits;
     reset_command_counts(&server).await;
     for _ in 0..100 {
@@ -110,21 +114,21 @@ async fn this_process_reads_its_own_writes() {
     let read = || cache.scope(row(1, db.clone()));
 
     db.set(1, 1);
-    warm(&cache, 1, &db).await;
+    warm(&cache, || row(1, db.clone())).await;
     db.set(1, 2);
     cache.scope(row_invalidate(1)).await.expect("invalidate");
     assert_eq!(read().await, 2, "after NAME_invalidate");
 
-    warm(&cache, 1, &db).await;
+    warm(&cache, || row(1, db.clone())).await;
     cache.scope(row_put(1, &3)).await.expect("put");
     assert_eq!(read().await, 3, "after NAME_put");
 
-    warm(&cache, 1, &db).await;
+    warm(&cache, || row(1, db.clone())).await;
     db.set(1, 4);
     cache.invalidate_tags(["row:1"]).await.expect("tags");
     assert_eq!(read().await, 4, "after invalidate_tags");
 
-    warm(&cache, 1, &db).await;
+    warm(&cache, || row(1, db.clone())).await;
     db.set(1, 5);
     cache
         .scope(row_invalidate_all())
@@ -132,7 +136,7 @@ async fn this_process_reads_its_own_writes() {
         .expect("invalidate_all");
     assert_eq!(read().await, 5, "after NAME_invalidate_all");
 
-    warm(&cache, 1, &db).await;
+    warm(&cache, || row(1, db.clone())).await;
     db.set(1, 6);
     let refreshed = cache
         .scope(row_refresh(1, db.clone()))
@@ -162,29 +166,29 @@ async fn another_cache_follows_changes_made_by_this_one_and_by_anyone() {
     };
 
     db.set(1, 1);
-    warm(&reader, 1, &db).await;
+    warm(&reader, || row(1, db.clone())).await;
     db.set(1, 2);
     writer.scope(row_invalidate(1)).await.expect("invalidate");
     follows(2, "the reader to follow NAME_invalidate").await;
 
-    warm(&reader, 1, &db).await;
+    warm(&reader, || row(1, db.clone())).await;
     writer.scope(row_put(1, &3)).await.expect("put");
     follows(3, "the reader to follow NAME_put").await;
 
-    warm(&reader, 1, &db).await;
+    warm(&reader, || row(1, db.clone())).await;
     db.set(1, 4);
     writer.invalidate_tags(["row:1"]).await.expect("tags");
     follows(4, "the reader to follow invalidate_tags").await;
 
     // Changes made by anything else: an operator's DEL, then FLUSHDB.
-    warm(&reader, 1, &db).await;
+    warm(&reader, || row(1, db.clone())).await;
     db.set(1, 5);
     let key = reader.scope(async { row_key(1) }).await;
     let mut conn = server.conn().await;
     let _: () = conn.del(&key).await.expect("DEL");
     follows(5, "the reader to follow an operator's DEL").await;
 
-    warm(&reader, 1, &db).await;
+    warm(&reader, || row(1, db.clone())).await;
     let _: () = redis::cmd("FLUSHDB")
         .query_async(&mut conn)
         .await
@@ -202,7 +206,7 @@ async fn a_hot_key_stays_in_the_first_level_while_other_keys_are_written() {
     let writer = l1_cache(&server, Duration::from_secs(1)).await;
     let db = Arc::new(Db::default());
     db.set(1, 1);
-    warm(&reader, 1, &db).await;
+    warm(&reader, || row(1, db.clone())).await;
     let writes = tokio::spawn({
         let writer = writer.clone();
         async move {
@@ -251,7 +255,7 @@ async fn after_a_redis_restart_nothing_from_before_is_served() {
     let cache = l1_cache(&server, Duration::from_millis(500)).await;
     let db = Arc::new(Db::default());
     db.set(1, 1);
-    warm(&cache, 1, &db).await;
+    warm(&cache, || row(1, db.clone())).await;
     server.kill();
     // Without `l1_outage`: once the stream is known lost (at the latest after the liveness
     // timeout), the loader runs.
@@ -383,7 +387,7 @@ async fn without_l1_outage_nothing_from_before_an_outage_is_served_during_it() {
     let cache = l1_cache(&server, Duration::from_secs(1)).await;
     let db = Arc::new(Db::default());
     db.set(1, 1);
-    warm(&cache, 1, &db).await;
+    warm(&cache, || row(1, db.clone())).await;
     server.kill();
     // Once this process knows its stream is gone (at once on a kill; at the latest after the
     // liveness timeout on a silent failure), every call runs the loader.
@@ -408,16 +412,7 @@ async fn with_l1_outage_hot_keys_are_served_while_redis_is_down_for_at_most_that
     let cache = l1_cache(&server, Duration::from_millis(500)).await;
     let db = Arc::new(Db::default());
     db.set(1, 1);
-    wait_until("a first-level hit", Duration::from_secs(10), || {
-        let (cache, db) = (cache.clone(), db.clone());
-        async move {
-            let before = cache.stats().l1_hits;
-            cache.scope(row_outage(1, db)).await;
-            cache.wait_for_writes().await;
-            cache.stats().l1_hits > before
-        }
-    })
-    .await;
+    warm(&cache, || row_outage(1, db.clone())).await;
     let loads = db.loads();
     server.kill();
     let killed = Instant::now();
@@ -482,8 +477,8 @@ async fn a_killed_tracking_connection_serves_nothing_stale_and_recovers_within_a
     let writer = l1_cache(&server, Duration::from_secs(1)).await;
     let db = Arc::new(Db::default());
     db.set(1, 1);
-    warm(&reader, 1, &db).await;
-    warm(&writer, 1, &db).await;
+    warm(&reader, || row(1, db.clone())).await;
+    warm(&writer, || row(1, db.clone())).await;
     let mut admin = server.conn().await;
     let config_conn = admin.clone();
     let config = |name: &'static str, value: String| {
@@ -745,7 +740,7 @@ async fn shutdown_drains_fills_and_stops_the_first_level() {
     let cache = l1_cache(&server, Duration::from_secs(1)).await;
     let db = Arc::new(Db::default());
     db.set(1, 1);
-    warm(&cache, 1, &db).await;
+    warm(&cache, || row(1, db.clone())).await;
     let mut conn = server.conn().await;
     assert_eq!(tracking_clients(&mut conn).await.len(), 1);
     // A miss whose fill runs in the background, then shut down at once.

@@ -35,6 +35,17 @@ pub async fn redis_cache(server: &RedisServer) -> Cache {
         .expect("build cache")
 }
 
+/// A cache whose hits each send their own `GET` (no lookup batching).
+pub async fn unbatched_cache(server: &RedisServer) -> Cache {
+    Cache::builder()
+        .url(server.url())
+        .namespace("test")
+        .batch_lookups(false)
+        .build()
+        .await
+        .expect("build")
+}
+
 /// A cache with a generous operation timeout, for tests that must not see a timeout on a
 /// loaded machine (races that assert no stale result, where an invalidation must succeed).
 pub async fn patient_cache(server: &RedisServer) -> Cache {

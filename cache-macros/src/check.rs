@@ -78,12 +78,24 @@ pub(crate) struct Plan {
     pub(crate) function_tag: bool,
 }
 
+/// "`option` has no effect" at each option that was set, with `why` after it.
+fn no_effect<const N: usize>(cx: &mut Ctxt, set: [(&str, Option<Span>); N], why: &str) {
+    for (option, span) in set {
+        if let Some(span) = span {
+            cx.syn_error(syn::Error::new(
+                span,
+                format!("`{option}` has no effect{why}"),
+            ));
+        }
+    }
+}
+
 /// `l1 = true`: the first level's options, and where `l1` was written (the value type's
 /// `Clone` requirement is reported there).
 pub(crate) struct FirstLevelPlan {
     pub(crate) ttl: Option<TtlValue>,
     pub(crate) outage: Option<TtlValue>,
-    pub(crate) span: proc_macro2::Span,
+    pub(crate) span: Span,
 }
 
 /// One tag: rendered with `format!(format, args...)` (each value with `Display`).
@@ -141,58 +153,53 @@ pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<
     }
 
     let negatives = matches!(func.shape, ShapeKind::Opt | ShapeKind::ResOpt);
-    for (set, option) in [
-        (options.cache_none.as_ref().map(|s| s.span), "cache_none"),
-        (
-            options.none_ttl.as_ref().map(|s| s.value.span()),
-            "none_ttl",
-        ),
-    ] {
-        if let Some(span) = set
-            && !negatives
-        {
-            cx.syn_error(syn::Error::new(
-                span,
-                format!("`{option}` has no effect: the return type has no `None` (it applies to `Option<T>` and `Result<Option<T>, E>`)"),
-            ));
-        }
+    if !negatives {
+        no_effect(
+            cx,
+            [
+                ("cache_none", options.cache_none.as_ref().map(|s| s.span)),
+                (
+                    "none_ttl",
+                    options.none_ttl.as_ref().map(|s| s.value.span()),
+                ),
+            ],
+            ": the return type has no `None` (it applies to `Option<T>` and `Result<Option<T>, E>`)",
+        );
     }
     let cache_none = options.cache_none.as_ref().is_none_or(|s| s.value);
-    if !cache_none && let Some(none_ttl) = &options.none_ttl {
-        cx.syn_error(syn::Error::new(
-            none_ttl.value.span(),
-            "`none_ttl` has no effect with `cache_none = false`",
-        ));
+    if !cache_none {
+        let none_ttl = options.none_ttl.as_ref().map(|t| t.value.span());
+        no_effect(cx, [("none_ttl", none_ttl)], " with `cache_none = false`");
     }
 
     let lock = options.lock.as_ref().is_none_or(|l| l.value);
     if !lock {
-        for (set, option) in [
-            (options.lock_ttl.as_ref(), "lock_ttl"),
-            (options.lock_wait.as_ref(), "lock_wait"),
-        ] {
-            if let Some(value) = set {
-                cx.syn_error(syn::Error::new(
-                    value.value.span(),
-                    format!("`{option}` has no effect with `lock = false`"),
-                ));
-            }
-        }
+        no_effect(
+            cx,
+            [
+                (
+                    "lock_ttl",
+                    options.lock_ttl.as_ref().map(|t| t.value.span()),
+                ),
+                (
+                    "lock_wait",
+                    options.lock_wait.as_ref().map(|t| t.value.span()),
+                ),
+            ],
+            " with `lock = false`",
+        );
     }
 
     let l1 = options.l1.as_ref().filter(|l1| l1.value).map(|l1| l1.span);
     if l1.is_none() {
-        for (set, option) in [
-            (options.l1_ttl.as_ref(), "l1_ttl"),
-            (options.l1_outage.as_ref(), "l1_outage"),
-        ] {
-            if let Some(value) = set {
-                cx.syn_error(syn::Error::new(
-                    value.span,
-                    format!("`{option}` has no effect without `l1 = true`"),
-                ));
-            }
-        }
+        no_effect(
+            cx,
+            [
+                ("l1_ttl", options.l1_ttl.as_ref().map(|t| t.span)),
+                ("l1_outage", options.l1_outage.as_ref().map(|t| t.span)),
+            ],
+            " without `l1 = true`",
+        );
     }
 
     let (tags, tag_params) = match &options.tags {

@@ -96,12 +96,9 @@ pub(crate) fn emit(func: &Function, plan: &Plan) -> TokenStream {
     } else {
         quote!(::core::option::Option::None)
     };
-    // A background refresh moves the arguments into a spawned run of the body. The body is
-    // emitted once: in a closure owning the arguments when two arms may run it, else inline.
     // `l1 = true`: how values go in and out of the first level, which needs `Clone` (reported
-    // at `l1`).
-    // A first-level hit returns before the rest of the call (tags, the lookup's future) is
-    // set up.
+    // at `l1`). A first-level hit returns before the rest of the call (tags, the lookup's
+    // future) is set up.
     let (l1, l1_hit) = match &plan.l1 {
         Some(l1) => {
             let access = respan(quote!(#p::first_level::<#shape>()), l1.span);
@@ -115,6 +112,8 @@ pub(crate) fn emit(func: &Function, plan: &Plan) -> TokenStream {
         }
         None => (quote!(::core::option::Option::None), quote!()),
     };
+    // A background refresh moves the arguments into a spawned run of the body. The body is
+    // emitted once: in a closure owning the arguments when two arms may run it, else inline.
     let (can_spawn, make_loader, load_arm, refresh_arm) = if plan.background {
         (
             quote!(true),

@@ -21,7 +21,8 @@ use crate::{
 
 /// What a lookup found.
 pub(crate) enum Lookup<T> {
-    /// A fresh hit, with how long it stays fresh in Redis (when its TTL was read) and its size.
+    /// A fresh hit, with how long a first-level copy may live (for `l1` functions whose TTL was
+    /// read) and its size.
     Fresh(T, Option<Duration>, usize),
     /// A hit to serve while one caller refreshes it.
     Refresh(Freshness, T, StoredBytes),
@@ -69,13 +70,13 @@ pub(crate) fn classify<S: Shape>(
                     // With `early_refresh`, a first-level entry ends before XFetch would
                     // usually fire (-ln u > 3 in 95% of draws), so Redis is read again and
                     // the refresh can happen.
-                    let early = spec.early_refresh.map_or(Duration::ZERO, |beta| {
-                        Duration::try_from_secs_f64(meta.load_time.as_secs_f64() * beta * 3.0)
-                            .unwrap_or(Duration::MAX)
+                    let fresh_for = spec.l1.and(read.ttl).map(|left| {
+                        let early = spec.early_refresh.map_or(Duration::ZERO, |beta| {
+                            let secs = meta.load_time.as_secs_f64() * beta * 3.0;
+                            Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+                        });
+                        left.saturating_sub(stale).saturating_sub(early)
                     });
-                    let fresh_for = read
-                        .ttl
-                        .map(|left| left.saturating_sub(stale).saturating_sub(early));
                     Lookup::Fresh(output, fresh_for, bytes.len())
                 }
                 state => Lookup::Refresh(state, output, bytes),

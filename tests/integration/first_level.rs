@@ -616,6 +616,16 @@ async fn child_process() {
 async fn other_processes_follow_invalidate_put_refresh_tags_and_del() {
     let server = RedisServer::start();
     let url = server.url();
+    let conn = crate::raw_conn(&url).await;
+    let mut raw = conn.clone();
+    let set_db = |value: u64| {
+        let mut conn = conn.clone();
+        async move {
+            let _: () = conn.set("db:1", value).await.expect("SET db");
+        }
+    };
+    // Before any child runs: a child that loaded the unset row would cache 0, rightly.
+    set_db(1).await;
     let exe = std::env::current_exe().expect("test binary");
     let mut children: Vec<_> = (0..CHILDREN)
         .map(|i| {
@@ -633,8 +643,6 @@ async fn other_processes_follow_invalidate_put_refresh_tags_and_del() {
         })
         .collect();
     let cache = l1_cache(&server, Duration::from_secs(1)).await;
-    let conn = crate::raw_conn(&url).await;
-    let mut raw = conn.clone();
     let get = |key: String| {
         let mut conn = conn.clone();
         async move { conn.get::<_, Option<u64>>(key).await.expect("GET") }
@@ -668,14 +676,7 @@ async fn other_processes_follow_invalidate_put_refresh_tags_and_del() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
-    let set_db = |value: u64| {
-        let mut conn = conn.clone();
-        async move {
-            let _: () = conn.set("db:1", value).await.expect("SET db");
-        }
-    };
 
-    set_db(1).await;
     all_follow(1, "every child to serve 1 from its first level".into()).await;
 
     set_db(2).await;

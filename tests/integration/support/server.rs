@@ -92,6 +92,8 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) -> bool {
+        // A restart must not read the previous run's "ready" line.
+        let _ = std::fs::remove_file(self.dir.join("redis.log"));
         let child = Command::new(redis_server_binary())
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -114,13 +116,21 @@ impl RedisServer {
                 self.child = None;
                 return false;
             }
-            if self.ping() {
+            // Another test's server may answer on the port while ours fails to bind: only
+            // our own log saying it listens makes the answer ours.
+            if self.logged_ready() && self.ping() {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
         self.kill();
         false
+    }
+
+    /// Whether this server's own log says it accepts connections.
+    fn logged_ready(&self) -> bool {
+        std::fs::read_to_string(self.dir.join("redis.log"))
+            .is_ok_and(|log| log.contains("Ready to accept connections"))
     }
 
     /// Whether the server answers PING right now.

@@ -234,7 +234,7 @@ fn spec_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     quote! {{
-        static __CACHE_METRICS: #p::FnMetrics = #p::FnMetrics::new();
+        static __CACHE_TELEMETRY: #p::FnTelemetry = #p::FnTelemetry::new();
         #p::FnSpec {
             name: #name,
             version: #version,
@@ -250,7 +250,7 @@ fn spec_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
             lock_wait: #lock_wait,
             max_load: #max_load,
             l1: #l1,
-            metrics: &__CACHE_METRICS,
+            telemetry: &__CACHE_TELEMETRY,
         }
     }}
 }

@@ -91,8 +91,9 @@ impl Cache {
     }
 
     /// Shuts the cache's background work down before the process exits: stops following
-    /// Redis's invalidations (the first level is off from here on) and waits for every
-    /// pending write, as [`wait_for_writes`](Self::wait_for_writes) does.
+    /// Redis's invalidations (the first level is off from here on), waits for every pending
+    /// write, as [`wait_for_writes`](Self::wait_for_writes) does, then sends the fleet
+    /// counters one last time and stops their periodic flush.
     ///
     /// The installed default cache lives in a static and is never dropped, so call this at the
     /// end of a graceful shutdown. Calls made afterwards still work, against Redis only; writes
@@ -113,6 +114,10 @@ impl Cache {
             level.stop();
         }
         self.wait_for_writes().await;
+        self.inner().telemetry.stop();
+        if let Err(err) = self.flush_telemetry().await {
+            tracing::debug!(namespace = self.namespace(), error = %err, "last fleet counters not flushed");
+        }
     }
 
     /// Waits until every write this cache runs in the background has finished: fills that

@@ -29,6 +29,9 @@ use crate::{
 /// | [`l1_capacity`](Self::l1_capacity) | 64 MiB (functions with `l1 = true`, single node) |
 /// | [`l1_max_entries`](Self::l1_max_entries) | 100,000 |
 /// | [`l1_liveness`](Self::l1_liveness) | 1 s |
+/// | [`fleet_telemetry`](Self::fleet_telemetry) | `true` (single node) |
+/// | [`telemetry_interval`](Self::telemetry_interval) | 5 s |
+/// | [`record_keys`](Self::record_keys) | `false` |
 ///
 /// ```
 /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -60,6 +63,14 @@ pub struct CacheBuilder {
     fill_in_background: bool,
     batch_lookups: bool,
     l1: FirstLevelOptions,
+    telemetry: TelemetryOptions,
+}
+
+#[derive(Debug, Clone)]
+struct TelemetryOptions {
+    fleet: bool,
+    interval: Duration,
+    record_keys: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +110,11 @@ impl Default for CacheBuilder {
                 liveness: first_level::DEFAULT_LIVENESS,
                 set: false,
                 deaf: false,
+            },
+            telemetry: TelemetryOptions {
+                fleet: true,
+                interval: Duration::from_secs(5),
+                record_keys: false,
             },
         }
     }
@@ -273,6 +289,30 @@ impl CacheBuilder {
         self
     }
 
+    /// Whether this process's per-function counts and hot keys are sent to Redis, so
+    /// `redis-cached stats` and `hot` can show the fleet's. One pipeline every
+    /// [`telemetry_interval`](Self::telemetry_interval) into expiring keys under
+    /// `{namespace};`, never on a call's path. Single-node Redis only (a cluster keeps them in
+    /// the process: [`Cache::stats`] and the `metrics` facade).
+    pub fn fleet_telemetry(mut self, yes: bool) -> Self {
+        self.telemetry.fleet = yes;
+        self
+    }
+
+    /// How often the fleet counters are sent (at least 100 ms). A process that dies loses at
+    /// most this much of its counts.
+    pub fn telemetry_interval(mut self, every: Duration) -> Self {
+        self.telemetry.interval = every;
+        self
+    }
+
+    /// Whether `tracing` spans and logs carry entry keys. Off by default: keys hold argument
+    /// values (emails, tokens); spans and metrics carry the function name only.
+    pub fn record_keys(mut self, yes: bool) -> Self {
+        self.telemetry.record_keys = yes;
+        self
+    }
+
     /// Checks the options and builds the [`Cache`].
     ///
     /// Errors with [`Error::Config`] for a malformed URL or an invalid option. An unreachable
@@ -319,14 +359,21 @@ impl CacheBuilder {
             },
             self.namespace.clone(),
         );
-        Ok(Cache::from_inner(Inner::new(
+        let fleet = self.telemetry.fleet && conn.redis_connection().is_some();
+        let telemetry = crate::telemetry::Telemetry::new(self.telemetry.record_keys, fleet);
+        let cache = Cache::from_inner(Inner::new(
             conn,
             self.namespace,
             self.default_ttl,
             self.max_value_size,
             self.fill_in_background,
             first_level,
-        )))
+            telemetry,
+        ));
+        if fleet {
+            crate::telemetry::fleet::start(&cache, self.telemetry.interval);
+        }
+        Ok(cache)
     }
 
     fn validate(&self) -> Result<(), Error> {
@@ -342,6 +389,11 @@ impl CacheBuilder {
         if self.default_ttl.is_zero() {
             return Err(Error::Config(
                 "default_ttl must be greater than zero".into(),
+            ));
+        }
+        if self.telemetry.interval < Duration::from_millis(100) {
+            return Err(Error::Config(
+                "telemetry_interval must be at least 100 ms".into(),
             ));
         }
         if self.operation_timeout.is_zero() {

@@ -8,7 +8,7 @@ use crate::{
     CacheBuilder, Error, Stats,
     connection::{Connection, ConnectionEvent},
     first_level::FirstLevel,
-    stats::Counters,
+    telemetry::Telemetry,
 };
 
 /// A cache: where entries live and how calls to it behave.
@@ -55,13 +55,11 @@ pub(crate) struct Inner {
     pub(crate) namespace: String,
     pub(crate) default_ttl: Duration,
     pub(crate) max_value_size: usize,
-    pub(crate) counters: Counters,
+    pub(crate) telemetry: Telemetry,
     pub(crate) flights: Arc<crate::read::flight::Flights>,
     /// Whether a load's fill runs after its caller has its value.
     pub(crate) fill_in_background: bool,
     pub(crate) background: crate::background::Background,
-    /// Last load time per function, for the default `lock_wait`.
-    pub(crate) load_times: std::sync::Mutex<std::collections::HashMap<&'static str, Duration>>,
     /// The first level (single-node Redis only).
     pub(crate) first_level: Option<Arc<FirstLevel>>,
 }
@@ -74,17 +72,17 @@ impl Inner {
         max_value_size: usize,
         fill_in_background: bool,
         first_level: Option<Arc<FirstLevel>>,
+        telemetry: Telemetry,
     ) -> Self {
         Inner {
             conn,
             namespace,
             default_ttl,
             max_value_size,
-            counters: Counters::default(),
+            telemetry,
             flights: Arc::default(),
             fill_in_background,
             background: Default::default(),
-            load_times: std::sync::Mutex::default(),
             first_level,
         }
     }
@@ -110,6 +108,15 @@ impl Cache {
 
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
+    }
+
+    /// A reference that does not keep the cache alive (for its background tasks).
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    pub(crate) fn upgrade(weak: &std::sync::Weak<Inner>) -> Option<Cache> {
+        weak.upgrade().map(|inner| Cache { inner })
     }
 
     /// Makes this cache the process-wide default used by `#[redis_cached]` functions that name
@@ -155,9 +162,11 @@ impl Cache {
     /// Counters since this cache was built.
     pub fn stats(&self) -> Stats {
         let first_level = self.inner.first_level.as_ref().map(|l1| l1.stats());
-        self.inner
-            .counters
-            .snapshot(self.inner.conn.counts(), first_level.unwrap_or_default())
+        Stats::sum(
+            &self.inner.telemetry,
+            self.inner.conn.counts(),
+            first_level.unwrap_or_default(),
+        )
     }
 
     /// Invalidates tags: every entry carrying one of them misses from now on, in one round trip
@@ -263,23 +272,5 @@ impl Cache {
     /// The connection every store operation goes through.
     pub(crate) fn conn(&self) -> &Connection {
         &self.inner.conn
-    }
-
-    pub(crate) fn last_load_time(&self, function: &'static str) -> Option<Duration> {
-        let times = self
-            .inner
-            .load_times
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        times.get(function).copied()
-    }
-
-    pub(crate) fn record_load_time(&self, function: &'static str, took: Duration) {
-        let mut times = self
-            .inner
-            .load_times
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        times.insert(function, took);
     }
 }

@@ -11,7 +11,7 @@ use crate::{
     key::{self, ArgsKey},
     read::{Keys, drop_entry, encode, put_entry},
     spec::FnSpec,
-    stats::bump,
+    telemetry::Event,
 };
 
 /// `NAME_put`: stores a known value under the function's key (write-through), with its tags'
@@ -40,7 +40,7 @@ pub async fn put<T: Serialize + ?Sized>(
     };
     cache.changing_entry(&keys.entry, store).await?;
     cache.inner().flights.detach(&keys.entry);
-    bump(&cache.inner().counters.stores);
+    cache.record(spec, Event::Stored);
     Ok(())
 }
 

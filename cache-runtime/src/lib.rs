@@ -19,15 +19,18 @@ pub mod key;
 mod read;
 pub mod shape;
 mod spec;
-mod stats;
 mod store;
+mod telemetry;
 
 pub use builder::CacheBuilder;
 pub use cache::Cache;
 pub use connection::{ConnectionEvent, MINIMUM_REDIS};
 pub use error::Error;
 pub use redis;
-pub use stats::Stats;
+pub use telemetry::{
+    Stats,
+    fleet::{BUCKET as TELEMETRY_BUCKET, KEEP as TELEMETRY_KEEP},
+};
 
 /// Items for generated code only. Not part of the public API: may change in any release.
 #[doc(hidden)]
@@ -42,6 +45,6 @@ pub mod private {
             ProbeSharedError, ProbeUnsharedError, Res, ResOpt, Shape, ShapeProbe, require_plain,
         },
         spec::{FnSpec, IntoTtl},
-        stats::FnMetrics,
+        telemetry::FnTelemetry,
     };
 }

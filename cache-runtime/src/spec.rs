@@ -45,15 +45,11 @@ pub struct FnSpec {
     pub max_load: Option<Duration>,
     /// `l1 = true` with `l1_ttl` and `l1_outage`; `None` without a first level.
     pub l1: Option<crate::first_level::FirstLevelSpec>,
-    /// The function's metric handles (a `static` in generated code).
-    pub metrics: &'static crate::stats::FnMetrics,
+    /// The function's telemetry (a `static` in generated code).
+    pub telemetry: &'static crate::telemetry::FnTelemetry,
 }
 
 impl FnSpec {
-    pub(crate) fn metrics(&self) -> &crate::stats::MetricHandles {
-        self.metrics.handles(self.name)
-    }
-
     pub(crate) fn ttl(&self, cache: &Cache) -> Duration {
         self.ttl.unwrap_or(cache.inner().default_ttl)
     }
@@ -107,7 +103,7 @@ impl FnSpec {
     pub(crate) fn lock_wait(&self, cache: &Cache) -> Duration {
         self.lock_wait.unwrap_or_else(|| {
             cache
-                .last_load_time(self.name)
+                .last_load_time(self)
                 .map_or(LOCK_WAIT_MAX, |load| {
                     load.saturating_mul(2).clamp(LOCK_WAIT_MIN, LOCK_WAIT_MAX)
                 })

@@ -105,7 +105,7 @@ async fn run(contender: &str, n: u64) {
 /// Sizes of a cached call's future and of the runtime's lookup future: what every call moves.
 fn print_future_sizes() {
     use redis_cached::__private as p;
-    static METRICS: p::FnMetrics = p::FnMetrics::new();
+    static TELEMETRY: p::FnTelemetry = p::FnTelemetry::new();
     let spec = p::FnSpec {
         name: "sizes",
         version: 1,
@@ -121,7 +121,7 @@ fn print_future_sizes() {
         lock_wait: None,
         max_load: None,
         l1: None,
-        metrics: &METRICS,
+        telemetry: &TELEMETRY,
     };
     let call = cached_user(1);
     println!(

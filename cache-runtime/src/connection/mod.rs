@@ -33,7 +33,7 @@ use self::nodes::{Node, Nodes};
 pub use self::version::MINIMUM_REDIS;
 use crate::{
     Error,
-    stats::LinkCounts,
+    telemetry::LinkCounts,
     store::{Backend, StoreFuture},
 };
 

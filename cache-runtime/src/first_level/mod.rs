@@ -35,7 +35,7 @@ pub(crate) use self::epochs::Ticket;
 pub(crate) use self::tracking::Tracking;
 use crate::{
     shape::{Cacheable, Shape},
-    stats::{FirstLevelCounts, StripedCounter},
+    telemetry::FirstLevelCounts,
 };
 
 /// Default byte budget of the first level.
@@ -208,7 +208,6 @@ pub(crate) struct FirstLevel {
     entries: Moka<String, Arc<Slot>, KeyHasher>,
     epochs: Epochs,
     liveness: Liveness,
-    hits: StripedCounter,
     /// Reads not kept because something they were read under changed meanwhile.
     refused: AtomicU64,
     /// The least weight of an entry: the budget over the entry cap, so the cap holds too.
@@ -245,7 +244,6 @@ impl FirstLevel {
                 link: AtomicU64::new(0),
                 changed: tokio::sync::Notify::new(),
             },
-            hits: StripedCounter::default(),
             refused: AtomicU64::new(0),
             min_weight,
             tracking,
@@ -307,7 +305,6 @@ impl FirstLevel {
             return None;
         }
         let output = (access.take)(&*slot.value)?;
-        self.hits.bump();
         Some(output)
     }
 
@@ -405,7 +402,6 @@ impl FirstLevel {
         self.entries.run_pending_tasks();
         FirstLevelCounts {
             live: self.liveness.is_live(self.liveness.now()),
-            hits: self.hits.get(),
             refused: self.refused.load(Ordering::Relaxed),
             entries: self.entries.entry_count(),
             bytes: self.entries.weighted_size(),

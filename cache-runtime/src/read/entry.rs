@@ -8,7 +8,7 @@ use crate::{
     envelope::{self, EntryMeta},
     shape::Shape,
     spec::FnSpec,
-    stats::bump,
+    telemetry::Event,
 };
 
 /// A random token: lock owners and generations.
@@ -70,7 +70,7 @@ pub(crate) fn encode<T: serde::Serialize + ?Sized>(
         }
     });
     if bytes.is_err() {
-        bump(&cache.inner().counters.uncached);
+        cache.record(spec, Event::Uncached);
     }
     bytes
 }
@@ -97,13 +97,13 @@ pub(crate) fn encode_checked<S: Shape>(
     let bytes = match envelope::encode(spec.fingerprint, value, meta) {
         Ok(bytes) => bytes,
         Err(err) => {
-            bump(&cache.inner().counters.uncached);
+            cache.record(spec, Event::Uncached);
             return Encoded::Unusable(Error::Serialize(err));
         }
     };
     let max = cache.inner().max_value_size;
     if bytes.len() > max {
-        bump(&cache.inner().counters.uncached);
+        cache.record(spec, Event::Uncached);
         // Decoded by waiters with no size cap of their own: they asked for this value.
         return match envelope::decode::<S::Value>(spec.fingerprint, &bytes, usize::MAX) {
             Ok(_) => Encoded::Oversized(bytes),
@@ -111,7 +111,7 @@ pub(crate) fn encode_checked<S: Shape>(
         };
     }
     if let Err(reason) = decode::<S>(cache, spec, &bytes) {
-        bump(&cache.inner().counters.uncached);
+        cache.record(spec, Event::Uncached);
         tracing::warn!(
             function = spec.name,
             reason,

@@ -6,6 +6,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use tracing::Instrument;
+
 use crate::{
     Cache,
     envelope::EntryMeta,
@@ -18,7 +20,7 @@ use crate::{
     },
     shape::{Cacheable, ErrorSharing, Shape},
     spec::FnSpec,
-    stats::bump,
+    telemetry::{Event, FnId, Refusal},
     store::{FillReply, FillValue, StoredBytes},
 };
 
@@ -45,6 +47,8 @@ pub(crate) struct LoadCtx {
     pub(crate) mode: Mode,
     /// How long waiters wait for this load before loading themselves.
     pub(crate) lock_wait: Duration,
+    /// The call's span: the loader runs inside it, and its outcome is recorded on it.
+    pub(crate) span: tracing::Span,
 }
 
 /// The loader's turn: run it, store the result, tell waiters.
@@ -63,6 +67,18 @@ impl<S: Shape> Load<'_, S> {
         let Some(ctx) = ctx else {
             return loader.await;
         };
+        let span = ctx.span.clone();
+        Self::run_cached(spec, sharing, ctx, loader)
+            .instrument(span)
+            .await
+    }
+
+    async fn run_cached<F: Future<Output = S::Output>>(
+        spec: &FnSpec,
+        sharing: Option<ErrorSharing<S::Output>>,
+        ctx: LoadCtx,
+        loader: F,
+    ) -> S::Output {
         let started = Instant::now();
         if let Some(leader) = &ctx.leader {
             leader.set_deadline(crate::read::later(ctx.lock_wait));
@@ -75,16 +91,22 @@ impl<S: Shape> Load<'_, S> {
         let output = Box::pin(renewing(&ctx.cache, spec, &ctx.keys, lock, loader)).await;
         let load_time = started.elapsed();
         let cache = &ctx.cache;
-        cache.record_load_time(spec.name, load_time);
-        bump(&cache.inner().counters.loads);
-        spec.metrics().loads.increment(1);
-        spec.metrics().load_seconds.record(load_time.as_secs_f64());
+        cache.record(spec, Event::Loaded(load_time));
 
+        let outcome = match (&ctx.fill, &ctx.mode) {
+            (_, Mode::Refresh) => "refreshed",
+            (Fill::Nothing, _) => "fallback",
+            _ => "loaded",
+        };
         let (value, ttl, stale, delete) = match S::cacheable(&output) {
-            Cacheable::Skip => return Box::pin(failed::<S>(ctx, spec, sharing, output)).await,
+            Cacheable::Skip => {
+                ctx.span.record("outcome", "failed");
+                return Box::pin(failed::<S>(ctx, spec, sharing, output)).await;
+            }
             Cacheable::Value(v) => (Some(v), spec.jittered(spec.ttl(cache)), spec.stale, false),
             Cacheable::Negative => (None, spec.none_ttl(cache), Duration::ZERO, !spec.cache_none),
         };
+        ctx.span.record("outcome", outcome);
         if matches!(ctx.fill, Fill::Nothing)
             && !matches!(ctx.mode, Mode::Refresh)
             && !ctx.leader.as_ref().is_some_and(LeaderGuard::has_waiters)
@@ -116,17 +138,17 @@ impl<S: Shape> Load<'_, S> {
             && cache.conn().is_network()
             && matches!(ctx.mode, Mode::Miss)
             && matches!(ctx.fill, Fill::Store(_));
-        let name = spec.name;
+        let function = spec.id();
         if background {
             // The caller has its value; the fill (and the waiters' wake-up) need not delay it.
             // The flight stays open until the fill lands, so callers arriving meanwhile join it.
             let cache = cache.clone();
-            let settling = Box::pin(settle(ctx, name, encoded, written));
+            let settling = Box::pin(settle(ctx, function, encoded, written));
             if let Err(settling) = cache.start_write(settling) {
                 settling.await;
             }
         } else {
-            Box::pin(settle(ctx, name, encoded, written)).await;
+            Box::pin(settle(ctx, function, encoded, written)).await;
         }
         output
     }
@@ -142,7 +164,7 @@ struct Written {
 }
 
 /// Writes a load's entry, then hands the outcome to the flight's waiters.
-async fn settle(mut ctx: LoadCtx, function: &'static str, encoded: Encoded, written: Written) {
+async fn settle(mut ctx: LoadCtx, function: FnId, encoded: Encoded, written: Written) {
     let fill = std::mem::replace(&mut ctx.fill, Fill::Nothing);
     // A refresh whose value cannot be stored must not leave the old entry to be served (and
     // refreshed again on every stale hit): it deletes it under the same checks.
@@ -164,7 +186,7 @@ async fn settle(mut ctx: LoadCtx, function: &'static str, encoded: Encoded, writ
         (None, None) => None,
     };
     let (valid_at, unverified, stored) = match (fill, write) {
-        (Fill::Store(claim), Some(value)) => store(&ctx, claim, value, &written).await,
+        (Fill::Store(claim), Some(value)) => store(&ctx, function, claim, value, &written).await,
         // Nothing to write: the claim's lock guard releases the lock.
         (Fill::Store(_), None) => (written.started, false, Ok(())),
         (Fill::Check(claim), _) => {
@@ -174,7 +196,7 @@ async fn settle(mut ctx: LoadCtx, function: &'static str, encoded: Encoded, writ
         (Fill::Nothing, _) => (written.started, true, Err(crate::Error::Unavailable)),
     };
     if let Err(err) = &stored {
-        tracing::debug!(function, key = ctx.keys.entry, error = %err, "entry not stored");
+        tracing::debug!(function = function.name, error = %err, "entry not stored");
     }
     if matches!(ctx.mode, Mode::Refresh) {
         // Whatever was read here before the new value landed is outdated.
@@ -199,6 +221,7 @@ async fn settle(mut ctx: LoadCtx, function: &'static str, encoded: Encoded, writ
 /// else its load's start), whether that could not be checked, and how storing went.
 async fn store(
     ctx: &LoadCtx,
+    function: FnId,
     claim: Claim,
     value: FillValue<'_>,
     written: &Written,
@@ -210,7 +233,6 @@ async fn store(
         ..
     } = claim;
     let conn = ctx.cache.conn();
-    let counters = &ctx.cache.inner().counters;
     let sent = Instant::now();
     let entry_keys = ctx.keys.entry_keys();
     let token = lock.as_ref().map(|l| l.token());
@@ -232,20 +254,19 @@ async fn store(
         Err(err) => return (written.started, true, Err(err)),
     };
     let refused = match (filled, versions) {
-        (FillReply::RefusedLock, _) => &counters.fills_refused_lock,
-        (FillReply::RefusedGeneration, _) => &counters.fills_refused_generation,
+        (FillReply::RefusedLock, _) => Refusal::Lock,
+        (FillReply::RefusedGeneration, _) => Refusal::Generation,
         (FillReply::Stored, Ok(versions)) if tags_current(&tag_versions, &versions) => {
-            bump(&counters.stores);
+            ctx.cache.record_for(function, Event::Stored);
             return (sent, false, Ok(()));
         }
         // A tag changed meanwhile, or its versions could not be read (fail closed): the stored
         // entry recorded the old versions and will miss.
-        (FillReply::Stored, _) => &counters.fills_refused_tags,
+        (FillReply::Stored, _) => Refusal::Tags,
     };
     // An invalidation (or another process's load) overtook this one: the value was current at
     // its load's start, which only waiters that joined before then may rely on.
-    bump(refused);
-    bump(&counters.fills_rejected);
+    ctx.cache.record_for(function, Event::FillRefused(refused));
     (written.started, false, Ok(()))
 }
 
@@ -292,11 +313,9 @@ async fn failed<S: Shape>(
     match std::mem::replace(&mut ctx.mode, Mode::Miss) {
         Mode::Refresh => refresh::record(Ok(())),
         Mode::Revalidate { stale, foreground } => {
-            bump(&ctx.cache.inner().counters.stale_if_error);
-            spec.metrics().errors.increment(1);
+            ctx.cache.record(spec, Event::StaleIfError);
             tracing::warn!(
                 function = spec.name,
-                key = ctx.keys.entry,
                 "refresh failed; the stale value stays"
             );
             if foreground && let Ok((stale_output, _)) = decode::<S>(&ctx.cache, spec, &stale) {

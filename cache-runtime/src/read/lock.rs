@@ -22,7 +22,7 @@ use crate::{
     },
     shape::Shape,
     spec::FnSpec,
-    stats::bump,
+    telemetry::Event,
     store::{EntryChange, StoredBytes},
 };
 
@@ -309,10 +309,9 @@ pub(crate) async fn lead<S: Shape>(
         loop {
             if started.elapsed() >= lock_wait {
                 // Load here without storing (the lock holder will), checked for waiters.
-                bump(&cache.inner().counters.lock_timeouts);
+                cache.record(spec, Event::LockTimedOut);
                 tracing::debug!(
                     function = spec.name,
-                    key = keys.entry,
                     ?lock_wait,
                     "lock wait elapsed; loading without the lock"
                 );
@@ -331,7 +330,7 @@ pub(crate) async fn lead<S: Shape>(
             if let Some(bytes) = current
                 && let Some(output) = usable::<S>(cache, spec, &bytes, &versions)
             {
-                bump(&cache.inner().counters.lock_waits);
+                cache.record(spec, Event::LockWaited);
                 let loaded = Loaded {
                     bytes: bytes.to_vec().into(),
                     valid_at: sent,

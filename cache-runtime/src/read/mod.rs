@@ -54,8 +54,9 @@ use crate::{
     key::{self, ArgsKey},
     shape::{ErrorSharing, Shape},
     spec::FnSpec,
-    stats::bump,
+    telemetry::{Event, Level},
 };
+use tracing::Instrument;
 
 /// The default cache for a function without `cache = EXPR`.
 pub fn default_cache() -> Option<Cache> {
@@ -138,15 +139,13 @@ pub fn first_level_hit<S: Shape>(
         spec.name,
         spec.version,
         key_args,
-        |key| level.get(access, l1_spec, key, false),
+        |key| {
+            let output = level.get(access, l1_spec, key, false)?;
+            cache.record(spec, Event::Hit(Level::First, key));
+            Some(output)
+        },
     );
-    match hit {
-        Some(output) => {
-            spec.metrics().l1_hits.increment(1);
-            Ok(output)
-        }
-        None => Err(args),
-    }
+    hit.ok_or(args)
 }
 
 /// Everything before the loader: first level, lookup, single-flight, lock, waiting.
@@ -182,7 +181,7 @@ pub async fn begin<'a, S: Shape>(
     let args = match args {
         Ok(args) => args,
         Err(err) => {
-            bump(&cache.inner().counters.uncached);
+            cache.record(spec, Event::Uncached);
             tracing::warn!(function = spec.name, error = %err, "arguments do not encode to a key; running uncached");
             if refreshing {
                 refresh::record(Err(err));
@@ -193,7 +192,9 @@ pub async fn begin<'a, S: Shape>(
 
     let keys = Keys::new(&cache, spec, &args, &tags);
     if refreshing {
-        return Box::pin(for_refresh(cache, spec, keys, sharing)).await;
+        let span = call_span(&cache, spec, &keys, "refresh");
+        return Box::pin(for_refresh(cache, spec, keys, sharing, span.clone()).instrument(span))
+            .await;
     }
     // The first level (generated code asked it already, with `first_level_hit`): the ticket
     // this call's Redis read will be kept under.
@@ -227,15 +228,27 @@ pub async fn begin<'a, S: Shape>(
             }
             Lookup::Refresh(state, output, bytes) => {
                 // Boxed, like the other cold paths, to keep the hit's future small.
-                return Box::pin(revalidate::start(
-                    &cache, spec, state, output, bytes, keys, can_spawn,
-                ))
-                .await;
+                let call = match state {
+                    crate::freshness::Freshness::Stale => "stale",
+                    _ => "early",
+                };
+                let span = call_span(&cache, spec, &keys, call);
+                let start = revalidate::start(
+                    &cache,
+                    spec,
+                    state,
+                    output,
+                    bytes,
+                    keys,
+                    can_spawn,
+                    span.clone(),
+                );
+                return Box::pin(start.instrument(span)).await;
             }
             Lookup::Miss => true,
         },
         Err(err) => {
-            spec.metrics().errors.increment(1);
+            cache.record(spec, Event::StoreFailed);
             // With `l1_outage`, the first level answers while Redis does not (unreachable, or
             // kept away by the open breaker; not an error reply from a live server).
             if let (Some(candidate), Some(level)) = (&first_level, cache.first_level())
@@ -244,14 +257,33 @@ pub async fn begin<'a, S: Shape>(
             {
                 let (access, l1_spec) = (candidate.access, candidate.spec);
                 if let Some(output) = level.get(access, l1_spec, &keys.entry, true) {
-                    spec.metrics().l1_hits.increment(1);
+                    cache.record(spec, Event::Hit(Level::First, &keys.entry));
                     return Begin::Done(output);
                 }
             }
             false
         }
     };
-    Box::pin(miss(cache, spec, keys, sharing, reachable, started)).await
+    let span = call_span(&cache, spec, &keys, "miss");
+    let miss = miss(cache, spec, keys, sharing, reachable, started, span.clone());
+    Box::pin(miss.instrument(span)).await
+}
+
+/// The span of a call that does more than hit: `call` says why (`miss`, `stale`, `early`,
+/// `refresh`), `outcome` what came of it. It carries the entry key only with
+/// `CacheBuilder::record_keys` (keys hold argument values).
+fn call_span(cache: &Cache, spec: &FnSpec, keys: &Keys, call: &'static str) -> tracing::Span {
+    let span = tracing::info_span!(
+        "redis_cached",
+        function = spec.name,
+        call,
+        outcome = tracing::field::Empty,
+        key = tracing::field::Empty,
+    );
+    if cache.inner().telemetry.record_keys {
+        span.record("key", keys.entry.as_str());
+    }
+    span
 }
 
 /// `NAME_refresh`: a new generation (earlier loads can no longer fill), then load and store.
@@ -260,6 +292,7 @@ async fn for_refresh<'a, S: Shape>(
     spec: &'a FnSpec,
     keys: Keys,
     sharing: Option<ErrorSharing<S::Output>>,
+    span: tracing::Span,
 ) -> Begin<'a, S> {
     // This process stops serving the old value before Redis is asked (and again once the new
     // one is stored, in `load`).
@@ -284,6 +317,7 @@ async fn for_refresh<'a, S: Shape>(
             fill,
             mode: Mode::Refresh,
             lock_wait,
+            span,
         }),
     })
 }
@@ -296,6 +330,7 @@ async fn miss<'a, S: Shape>(
     sharing: Option<ErrorSharing<S::Output>>,
     mut reachable: bool,
     started: Instant,
+    span: tracing::Span,
 ) -> Begin<'a, S> {
     let flights = cache.inner().flights.clone();
     let lock_wait = spec.lock_wait(&cache);
@@ -311,7 +346,10 @@ async fn miss<'a, S: Shape>(
                     Waited::Done(outcome) => {
                         match receive::<S>(&cache, spec, &keys, outcome, sharing.as_ref(), started)
                         {
-                            Received::Output(output) => return Begin::Done(output),
+                            Received::Output(output) => {
+                                span.record("outcome", "joined");
+                                return Begin::Done(output);
+                            }
                             Received::Alone => break,
                             Received::Regroup => {
                                 reachable =
@@ -334,6 +372,7 @@ async fn miss<'a, S: Shape>(
             match Box::pin(lead::<S>(&cache, spec, &leader, &keys, lock_wait)).await {
                 Led::Done(output, loaded) => {
                     leader.finish(Outcome::Value(loaded));
+                    span.record("outcome", "joined");
                     return Begin::Done(output);
                 }
                 Led::Load(fill) => fill,
@@ -349,6 +388,7 @@ async fn miss<'a, S: Shape>(
             fill,
             mode: Mode::Miss,
             lock_wait,
+            span,
         };
         return Begin::Load(Load {
             spec,
@@ -357,6 +397,7 @@ async fn miss<'a, S: Shape>(
         });
     }
     // Load by ourselves, at once, without storing: never a queue behind other callers.
+    span.record("outcome", "alone");
     Begin::Load(Load {
         spec,
         sharing,
@@ -388,7 +429,7 @@ fn receive<S: Shape>(
             if loaded.valid_at < started {
                 if !loaded.unverified {
                     // Redis answers: read again.
-                    bump(&cache.inner().counters.outcomes_rejected);
+                    cache.record(spec, Event::OutcomeRejected);
                     return Received::Regroup;
                 }
                 // Nothing could be checked. While every node of the entry and its tags is
@@ -399,7 +440,7 @@ fn receive<S: Shape>(
                 let keys = std::iter::once(keys.entry.as_str())
                     .chain(keys.tags.iter().map(String::as_str));
                 if !cache.conn().is_down(keys) {
-                    bump(&cache.inner().counters.outcomes_rejected);
+                    cache.record(spec, Event::OutcomeRejected);
                     return Received::RegroupUnclaimed;
                 }
             }

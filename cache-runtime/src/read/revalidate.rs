@@ -15,7 +15,7 @@ use crate::{
     },
     shape::Shape,
     spec::FnSpec,
-    stats::bump,
+    telemetry::{Event, Level, MissReason},
     store::{Read, StoredBytes},
 };
 
@@ -30,16 +30,6 @@ pub(crate) enum Lookup<T> {
     Miss,
 }
 
-fn record_hit(cache: &Cache, spec: &FnSpec) {
-    bump(&cache.inner().counters.hits);
-    spec.metrics().hits.increment(1);
-}
-
-pub(crate) fn record_miss(cache: &Cache, spec: &FnSpec) {
-    bump(&cache.inner().counters.misses);
-    spec.metrics().misses.increment(1);
-}
-
 /// Classifies a lookup: fresh, due for a refresh, or a miss (counted).
 pub(crate) fn classify<S: Shape>(
     cache: &Cache,
@@ -48,7 +38,7 @@ pub(crate) fn classify<S: Shape>(
     read: Read,
 ) -> Lookup<S::Output> {
     let Some(bytes) = read.current else {
-        record_miss(cache, spec);
+        cache.record(spec, Event::Miss(MissReason::Absent, &keys.entry));
         return Lookup::Miss;
     };
     match decode::<S>(cache, spec, &bytes) {
@@ -66,7 +56,7 @@ pub(crate) fn classify<S: Shape>(
                 .min(crate::store::MAX_EXPIRY.saturating_sub(meta.ttl));
             match freshness::classify(read.ttl, stale, meta.load_time, spec.early_refresh, u) {
                 Freshness::Fresh => {
-                    record_hit(cache, spec);
+                    cache.record(spec, Event::Hit(Level::Store, &keys.entry));
                     // With `early_refresh`, a first-level entry ends before XFetch would
                     // usually fire (-ln u > 3 in 95% of draws), so Redis is read again and
                     // the refresh can happen.
@@ -84,20 +74,17 @@ pub(crate) fn classify<S: Shape>(
         }
         Ok(_) => {
             // A tag was invalidated since this entry was loaded.
-            bump(&cache.inner().counters.tag_misses);
-            record_miss(cache, spec);
+            cache.record(spec, Event::Miss(MissReason::TagInvalidated, &keys.entry));
             Lookup::Miss
         }
         Err(reason) => {
             // A miss: the load that follows overwrites the entry.
-            bump(&cache.inner().counters.decode_errors);
+            cache.record(spec, Event::Miss(MissReason::Undecodable, &keys.entry));
             tracing::debug!(
                 function = spec.name,
-                key = keys.entry,
                 reason,
                 "undecodable entry treated as a miss"
             );
-            record_miss(cache, spec);
             Lookup::Miss
         }
     }
@@ -114,31 +101,36 @@ pub(crate) async fn start<'a, S: Shape>(
     bytes: StoredBytes,
     keys: Keys,
     can_spawn: bool,
+    span: tracing::Span,
 ) -> Begin<'a, S> {
-    record_hit(cache, spec);
+    cache.record(spec, Event::Hit(Level::Store, &keys.entry));
     if state == Freshness::Stale {
-        bump(&cache.inner().counters.stale_serves);
-        spec.metrics().stale.increment(1);
+        cache.record(spec, Event::StaleServed);
     }
     let Some(leader) = cache
         .inner()
         .flights
         .try_lead(&keys.entry, crate::read::within_operations(cache, 2))
     else {
+        span.record("outcome", "stale");
         return Begin::Done(output);
     };
     let claimed = match claim(cache, spec, &keys, spec.lock).await {
         Ok(claimed) if claimed.locked || !spec.lock => claimed,
         // Another process is refreshing, or Redis is failing: serve what we have.
-        _ => return Begin::Done(output),
+        _ => {
+            span.record("outcome", "stale");
+            return Begin::Done(output);
+        }
     };
     // A refresh may have landed between our read and the claim (its fill freed the lock): then
     // the entry changed, and there is nothing left to refresh. The claim's guard unlocks.
     if claimed.current.as_deref() != Some(&*bytes) {
         drop(leader);
+        span.record("outcome", "stale");
         return Begin::Done(output);
     }
-    bump(&cache.inner().counters.refreshes);
+    cache.record(spec, Event::RefreshStarted);
     let ctx = LoadCtx {
         cache: cache.clone(),
         keys,
@@ -149,6 +141,7 @@ pub(crate) async fn start<'a, S: Shape>(
             foreground: !can_spawn,
         },
         lock_wait: spec.lock_wait(cache),
+        span,
     };
     if can_spawn {
         return Begin::Refresh(Refresh { output, spec, ctx });

@@ -1,5 +1,4 @@
-//! Counters: per-`Cache` atomics read by [`Cache::stats`](crate::Cache::stats), and
-//! per-function metrics through the `metrics` facade.
+//! [`Stats`]: a cache's totals, summed from its functions' counts when read.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -79,7 +78,6 @@ pub struct Stats {
 #[derive(Default)]
 pub(crate) struct FirstLevelCounts {
     pub(crate) live: bool,
-    pub(crate) hits: u64,
     pub(crate) refused: u64,
     pub(crate) entries: u64,
     pub(crate) bytes: u64,
@@ -91,27 +89,6 @@ pub(crate) struct LinkCounts {
     pub(crate) timeouts: u64,
     pub(crate) breaker_opened: u64,
     pub(crate) breaker_rejections: u64,
-}
-
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub(crate) hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
-    pub(crate) loads: AtomicU64,
-    pub(crate) stores: AtomicU64,
-    pub(crate) decode_errors: AtomicU64,
-    pub(crate) uncached: AtomicU64,
-    pub(crate) lock_waits: AtomicU64,
-    pub(crate) lock_timeouts: AtomicU64,
-    pub(crate) fills_rejected: AtomicU64,
-    pub(crate) fills_refused_lock: AtomicU64,
-    pub(crate) fills_refused_generation: AtomicU64,
-    pub(crate) fills_refused_tags: AtomicU64,
-    pub(crate) outcomes_rejected: AtomicU64,
-    pub(crate) tag_misses: AtomicU64,
-    pub(crate) stale_serves: AtomicU64,
-    pub(crate) refreshes: AtomicU64,
-    pub(crate) stale_if_error: AtomicU64,
 }
 
 /// A counter bumped from every thread on a hot path: one slot per thread (by a number each
@@ -147,98 +124,50 @@ impl StripedCounter {
     }
 }
 
-pub(crate) fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
-}
-
-impl Counters {
-    pub(crate) fn snapshot(&self, link: LinkCounts, l1: FirstLevelCounts) -> Stats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+impl Stats {
+    /// The totals of `telemetry`'s functions, with what the connection and the first level
+    /// count.
+    pub(crate) fn sum(
+        telemetry: &super::Telemetry,
+        link: LinkCounts,
+        l1: FirstLevelCounts,
+    ) -> Stats {
+        use super::Counter as C;
+        let mut totals = [0u64; C::ALL.len()];
+        for function in telemetry.functions() {
+            for counter in C::ALL {
+                totals[counter as usize] += function.get(counter);
+            }
+        }
+        let get = |c: C| totals[c as usize];
+        let refused = [C::FillsRefusedLock, C::FillsRefusedGeneration, C::FillsRefusedTags];
         Stats {
-            hits: get(&self.hits),
-            misses: get(&self.misses),
-            loads: get(&self.loads),
-            stores: get(&self.stores),
-            decode_errors: get(&self.decode_errors),
+            hits: get(C::Hits),
+            misses: get(C::Misses),
+            loads: get(C::Loads),
+            stores: get(C::Stores),
+            decode_errors: get(C::DecodeErrors),
             backend_errors: link.backend_errors,
             timeouts: link.timeouts,
             breaker_opened: link.breaker_opened,
             breaker_rejections: link.breaker_rejections,
-            uncached: get(&self.uncached),
-            lock_waits: get(&self.lock_waits),
-            lock_timeouts: get(&self.lock_timeouts),
-            fills_rejected: get(&self.fills_rejected),
-            fills_refused_lock: get(&self.fills_refused_lock),
-            fills_refused_generation: get(&self.fills_refused_generation),
-            fills_refused_tags: get(&self.fills_refused_tags),
-            outcomes_rejected: get(&self.outcomes_rejected),
-            tag_misses: get(&self.tag_misses),
-            stale_serves: get(&self.stale_serves),
-            refreshes: get(&self.refreshes),
-            stale_if_error: get(&self.stale_if_error),
-            l1_hits: l1.hits,
+            uncached: get(C::Uncached),
+            lock_waits: get(C::LockWaits),
+            lock_timeouts: get(C::LockTimeouts),
+            fills_rejected: refused.into_iter().map(get).sum(),
+            fills_refused_lock: get(C::FillsRefusedLock),
+            fills_refused_generation: get(C::FillsRefusedGeneration),
+            fills_refused_tags: get(C::FillsRefusedTags),
+            outcomes_rejected: get(C::OutcomesRejected),
+            tag_misses: get(C::TagMisses),
+            stale_serves: get(C::StaleServes),
+            refreshes: get(C::Refreshes),
+            stale_if_error: get(C::StaleIfError),
+            l1_hits: get(C::L1Hits),
             l1_live: l1.live,
             l1_refused: l1.refused,
             l1_entries: l1.entries,
             l1_bytes: l1.bytes,
         }
     }
-}
-
-/// One function's metric handles, registered with the `metrics` recorder on the function's
-/// first call and reused after that (registering on every call cost a measurable share of a
-/// hit). Install your `metrics` recorder before the first cached call.
-pub struct FnMetrics {
-    handles: std::sync::OnceLock<MetricHandles>,
-}
-
-pub(crate) struct MetricHandles {
-    pub(crate) hits: metrics::Counter,
-    pub(crate) l1_hits: metrics::Counter,
-    pub(crate) misses: metrics::Counter,
-    pub(crate) loads: metrics::Counter,
-    pub(crate) errors: metrics::Counter,
-    pub(crate) stale: metrics::Counter,
-    pub(crate) load_seconds: metrics::Histogram,
-}
-
-impl std::fmt::Debug for FnMetrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FnMetrics")
-            .field("registered", &self.handles.get().is_some())
-            .finish()
-    }
-}
-
-impl FnMetrics {
-    /// Empty; generated code keeps one in a `static` per function.
-    #[allow(clippy::new_without_default)]
-    pub const fn new() -> Self {
-        FnMetrics {
-            handles: std::sync::OnceLock::new(),
-        }
-    }
-
-    pub(crate) fn handles(&self, function: &'static str) -> &MetricHandles {
-        self.handles.get_or_init(|| MetricHandles {
-            hits: metrics::counter!(metric::HITS, "function" => function),
-            l1_hits: metrics::counter!(metric::L1_HITS, "function" => function),
-            misses: metrics::counter!(metric::MISSES, "function" => function),
-            loads: metrics::counter!(metric::LOADS, "function" => function),
-            errors: metrics::counter!(metric::ERRORS, "function" => function),
-            stale: metrics::counter!(metric::STALE, "function" => function),
-            load_seconds: metrics::histogram!(metric::LOAD_SECONDS, "function" => function),
-        })
-    }
-}
-
-/// Per-function metric names (through the `metrics` facade, labelled `function`).
-pub(crate) mod metric {
-    pub(crate) const HITS: &str = "redis_cached_hits_total";
-    pub(crate) const L1_HITS: &str = "redis_cached_l1_hits_total";
-    pub(crate) const MISSES: &str = "redis_cached_misses_total";
-    pub(crate) const LOADS: &str = "redis_cached_loads_total";
-    pub(crate) const ERRORS: &str = "redis_cached_errors_total";
-    pub(crate) const STALE: &str = "redis_cached_stale_serves_total";
-    pub(crate) const LOAD_SECONDS: &str = "redis_cached_load_seconds";
 }

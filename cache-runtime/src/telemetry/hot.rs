@@ -1,0 +1,110 @@
+//! Hot keys: a fixed-memory top-K per function (Space-Saving, Metwally et al. 2005), fed by a
+//! sample of reads.
+//!
+//! One read in [`SAMPLE`] is offered (a thread-local draw; the other reads pay that draw
+//! only). The sketch keeps [`CAPACITY`] keys; a key not held replaces the least counted one
+//! and inherits its count, which is that key's error bound. A key's estimate never
+//! undercounts, and overcounts by at most the least count when it entered. Every key with more
+//! than `offered / CAPACITY` samples is held. Scaled by [`SAMPLE`] when flushed.
+
+use std::{collections::HashMap, sync::Mutex};
+
+/// One read in this many is offered to the sketch.
+pub(crate) const SAMPLE: u32 = 16;
+/// Keys held per function per process.
+pub(crate) const CAPACITY: usize = 64;
+
+/// The sketch of one function, since its last flush.
+#[derive(Default)]
+pub(crate) struct HotKeys {
+    counts: HashMap<Box<str>, Estimate>,
+}
+
+/// A held key's count and its error bound (the count it inherited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Estimate {
+    pub(crate) count: u64,
+    pub(crate) error: u64,
+}
+
+impl HotKeys {
+    /// Offers `key` to `sketch` for one read in [`SAMPLE`].
+    pub(crate) fn sample(sketch: &Mutex<HotKeys>, key: &str) {
+        if fastrand::u32(..SAMPLE) != 0 {
+            return;
+        }
+        sketch.lock().unwrap_or_else(|p| p.into_inner()).offer(key);
+    }
+
+    /// Counts one occurrence of `key`.
+    pub(crate) fn offer(&mut self, key: &str) {
+        if let Some(estimate) = self.counts.get_mut(key) {
+            estimate.count += 1;
+            return;
+        }
+        if self.counts.len() < CAPACITY {
+            self.counts
+                .insert(key.into(), Estimate { count: 1, error: 0 });
+            return;
+        }
+        let Some((least, floor)) = self
+            .counts
+            .iter()
+            .min_by_key(|(_, e)| e.count)
+            .map(|(k, e)| (k.clone(), e.count))
+        else {
+            return;
+        };
+        self.counts.remove(&least);
+        self.counts.insert(
+            key.into(),
+            Estimate {
+                count: floor + 1,
+                error: floor,
+            },
+        );
+    }
+
+    /// The held keys and their estimates, emptying the sketch (each flush sends one interval).
+    pub(crate) fn take(&mut self) -> Vec<(Box<str>, Estimate)> {
+        let mut keys: Vec<_> = self.counts.drain().collect();
+        keys.sort_by(|a, b| b.1.count.cmp(&a.1.count));
+        keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_heavy_hitters_of_a_skewed_stream_are_held_first() {
+        let mut sketch = HotKeys::default();
+        // Five hot keys (3,000 to 800 reads, gaps wider than n / CAPACITY), 200 warm keys
+        // of 20 reads and 5,000 cold keys of one.
+        let hot = [3_000u64, 2_400, 1_800, 1_200, 800];
+        let mut stream = Vec::new();
+        for (i, reads) in hot.iter().enumerate() {
+            stream.extend(std::iter::repeat_n(format!("k{i}"), *reads as usize));
+        }
+        for i in 0..200 {
+            stream.extend(std::iter::repeat_n(format!("warm{i}"), 20));
+        }
+        for i in 0..5_000 {
+            stream.push(format!("cold{i}"));
+        }
+        fastrand::seed(7);
+        fastrand::shuffle(&mut stream);
+        for key in &stream {
+            sketch.offer(key);
+        }
+        let top: Vec<_> = sketch.take().into_iter().take(5).collect();
+        let names: Vec<&str> = top.iter().map(|(k, _)| &**k).collect();
+        assert_eq!(names, ["k0", "k1", "k2", "k3", "k4"]);
+        for (key, estimate) in &top {
+            let truth = hot[key[1..].parse::<usize>().unwrap()];
+            assert!(estimate.count >= truth, "{key} undercounted");
+            assert!(estimate.count - estimate.error <= truth, "{key} past its bound");
+        }
+    }
+}

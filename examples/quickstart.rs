@@ -87,7 +87,7 @@ async fn main() -> Result<(), redis_cached::Error> {
     println!("key: {}", get_user_key(42));
 
     // Entries are stored in the background; let pending stores land before exiting.
-    cache.wait_for_writes().await;
+    cache.shutdown().await;
     let stats = cache.stats();
     println!(
         "hits {}, misses {}, loader runs {}, redis errors {}",

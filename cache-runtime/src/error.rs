@@ -52,6 +52,11 @@ pub enum Error {
     #[error("the load this call waited for failed")]
     LoadFailed,
 
+    /// A key given to an operator action is not an entry key of this cache's namespace (or
+    /// holds a glob character: actions take exact keys only).
+    #[error("not an entry key of this namespace: {0}")]
+    NotAnEntryKey(String),
+
     /// The Redis server is older than the oldest version this library supports
     /// ([`MINIMUM_REDIS`](crate::MINIMUM_REDIS)): the cache runs uncached against it.
     #[error(

@@ -102,11 +102,9 @@ impl FnSpec {
     /// `lock_wait`, or twice this function's last load time in `cache`'s process, bounded.
     pub(crate) fn lock_wait(&self, cache: &Cache) -> Duration {
         self.lock_wait.unwrap_or_else(|| {
-            cache
-                .last_load_time(self)
-                .map_or(LOCK_WAIT_MAX, |load| {
-                    load.saturating_mul(2).clamp(LOCK_WAIT_MIN, LOCK_WAIT_MAX)
-                })
+            cache.last_load_time(self).map_or(LOCK_WAIT_MAX, |load| {
+                load.saturating_mul(2).clamp(LOCK_WAIT_MIN, LOCK_WAIT_MAX)
+            })
         })
     }
 

@@ -33,8 +33,8 @@ use self::nodes::{Node, Nodes};
 pub use self::version::MINIMUM_REDIS;
 use crate::{
     Error,
-    telemetry::LinkCounts,
     store::{Backend, StoreFuture},
+    telemetry::LinkCounts,
 };
 
 /// How the breaker behaves; from the builder.

@@ -31,6 +31,16 @@ impl Keys {
         }
     }
 
+    /// The keys of an entry known by its key alone (an operator's invalidation), without tags.
+    pub(crate) fn for_entry(entry: String) -> Keys {
+        Keys {
+            entry,
+            lock: OnceLock::new(),
+            generation: OnceLock::new(),
+            tags: Vec::new(),
+        }
+    }
+
     pub(crate) fn lock(&self) -> &str {
         self.lock.get_or_init(|| format!("{}:lock", self.entry))
     }

@@ -20,8 +20,8 @@ use crate::{
     },
     shape::{Cacheable, ErrorSharing, Shape},
     spec::FnSpec,
-    telemetry::{Event, FnId, Refusal},
     store::{FillReply, FillValue, StoredBytes},
+    telemetry::{Event, FnId, Refusal},
 };
 
 /// What kind of load this is.

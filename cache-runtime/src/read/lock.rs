@@ -22,8 +22,8 @@ use crate::{
     },
     shape::Shape,
     spec::FnSpec,
-    telemetry::Event,
     store::{EntryChange, StoredBytes},
+    telemetry::Event,
 };
 
 /// A lock this load holds, or is taking. Dropped while armed, it releases by token (in a
@@ -204,6 +204,26 @@ async fn new_generation(
     change: EntryChange<'_>,
 ) -> Result<(), Error> {
     let ttl = generation_ttl(cache, spec);
+    write_generation(cache, keys, generation, ttl, change).await
+}
+
+/// An operator's invalidation of an entry known by its key alone (the function's TTL unknown:
+/// its generation lives `generation_ttl`).
+pub(crate) async fn drop_entry_by_key(
+    cache: &Cache,
+    keys: &Keys,
+    generation_ttl: Duration,
+) -> Result<(), Error> {
+    write_generation(cache, keys, &new_token(), generation_ttl, EntryChange::Drop).await
+}
+
+async fn write_generation(
+    cache: &Cache,
+    keys: &Keys,
+    generation: &str,
+    ttl: Duration,
+    change: EntryChange<'_>,
+) -> Result<(), Error> {
     cache
         .conn()
         .new_generation(&keys.entry_keys(), generation, ttl, change)

@@ -38,7 +38,7 @@ use std::{
 pub(crate) use self::entry::encode;
 pub(crate) use self::keys::Keys;
 pub use self::load::Load;
-pub(crate) use self::lock::{drop_entry, put_entry};
+pub(crate) use self::lock::{drop_entry, drop_entry_by_key, put_entry};
 pub use self::refresh::refresh;
 pub use self::revalidate::Refresh;
 use self::{

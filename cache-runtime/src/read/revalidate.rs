@@ -15,8 +15,8 @@ use crate::{
     },
     shape::Shape,
     spec::FnSpec,
-    telemetry::{Event, Level, MissReason},
     store::{Read, StoredBytes},
+    telemetry::{Event, Level, MissReason},
 };
 
 /// What a lookup found.

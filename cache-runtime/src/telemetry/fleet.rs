@@ -102,8 +102,12 @@ impl Flushed {
                 *before = *now;
             }
             if load_micros > sent.load_micros {
-                pipe.hincr(&stats, format!("{name}|load_us"), load_micros - sent.load_micros)
-                    .ignore();
+                pipe.hincr(
+                    &stats,
+                    format!("{name}|load_us"),
+                    load_micros - sent.load_micros,
+                )
+                .ignore();
             }
             sent.load_micros = load_micros;
             let hot = function
@@ -182,8 +186,7 @@ impl Cache {
             &telemetry.process,
             now_ms,
         );
-        match tokio::time::timeout(self.conn().timeout(), pipe.query_async::<()>(&mut conn)).await
-        {
+        match tokio::time::timeout(self.conn().timeout(), pipe.query_async::<()>(&mut conn)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(Error::from(err)),
             Err(_) => Err(Error::Timeout(self.conn().timeout())),

@@ -120,7 +120,6 @@ pub(crate) fn load_bucket(took: Duration) -> usize {
 }
 
 /// The smallest load time of a bucket, in microseconds.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn bucket_floor_micros(bucket: usize) -> u64 {
     let (exponent, fraction) = (bucket / 4, (bucket % 4) as u64);
     if exponent >= 2 {
@@ -280,9 +279,7 @@ pub(crate) struct MetricHandles {
 impl MetricHandles {
     fn register(function: &'static str) -> Self {
         let counter = |name: &'static str| metrics::counter!(name, "function" => function);
-        let refused = |reason: &'static str| {
-            metrics::counter!(names::FILLS_REFUSED, "function" => function, "reason" => reason)
-        };
+        let refused = |reason: &'static str| metrics::counter!(names::FILLS_REFUSED, "function" => function, "reason" => reason);
         MetricHandles {
             hits: metrics::counter!(names::HITS, "function" => function, "level" => "redis"),
             l1_hits: metrics::counter!(names::HITS, "function" => function, "level" => "l1"),
@@ -337,7 +334,10 @@ mod tests {
             last = bucket;
             let floor = bucket_floor_micros(bucket);
             assert!(floor <= micros, "{micros} µs in a bucket from {floor}");
-            assert!(micros * 4 < floor * 5 + 4, "{micros} µs in a bucket from {floor}");
+            assert!(
+                micros * 4 < floor * 5 + 4,
+                "{micros} µs in a bucket from {floor}"
+            );
         }
     }
 }

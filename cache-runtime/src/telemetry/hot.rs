@@ -68,7 +68,7 @@ impl HotKeys {
     /// The held keys and their estimates, emptying the sketch (each flush sends one interval).
     pub(crate) fn take(&mut self) -> Vec<(Box<str>, Estimate)> {
         let mut keys: Vec<_> = self.counts.drain().collect();
-        keys.sort_by(|a, b| b.1.count.cmp(&a.1.count));
+        keys.sort_by_key(|k| std::cmp::Reverse(k.1.count));
         keys
     }
 }
@@ -104,7 +104,10 @@ mod tests {
         for (key, estimate) in &top {
             let truth = hot[key[1..].parse::<usize>().unwrap()];
             assert!(estimate.count >= truth, "{key} undercounted");
-            assert!(estimate.count - estimate.error <= truth, "{key} past its bound");
+            assert!(
+                estimate.count - estimate.error <= truth,
+                "{key} past its bound"
+            );
         }
     }
 }

@@ -10,18 +10,18 @@
 //! [`FnTelemetry`] finds the counts of the first cache that served the function without a
 //! lock (most processes have one cache), others through the cache's registry.
 
-mod function;
 pub(crate) mod fleet;
+pub(crate) mod function;
 pub(crate) mod hot;
 pub(crate) mod names;
 mod stats;
 
 use std::time::Duration;
 
-pub(crate) use self::function::{Counter, FnCounts};
 pub use self::function::FnTelemetry;
-pub(crate) use self::stats::{FirstLevelCounts, LinkCounts, StripedCounter};
+pub(crate) use self::function::{Counter, FnCounts};
 pub use self::stats::Stats;
+pub(crate) use self::stats::{FirstLevelCounts, LinkCounts, StripedCounter};
 use crate::{Cache, spec::FnSpec};
 
 /// Where a hit was answered.
@@ -198,7 +198,11 @@ impl Cache {
                 counts.record(&event);
             });
         function.telemetry.handles(function.name).record(&event);
-        tracing::trace!(function = function.name, event = event.name(), "redis_cached");
+        tracing::trace!(
+            function = function.name,
+            event = event.name(),
+            "redis_cached"
+        );
     }
 
     /// The last load time of `function` in this cache, for the default `lock_wait`.

@@ -140,7 +140,11 @@ impl Stats {
             }
         }
         let get = |c: C| totals[c as usize];
-        let refused = [C::FillsRefusedLock, C::FillsRefusedGeneration, C::FillsRefusedTags];
+        let refused = [
+            C::FillsRefusedLock,
+            C::FillsRefusedGeneration,
+            C::FillsRefusedTags,
+        ];
         Stats {
             hits: get(C::Hits),
             misses: get(C::Misses),

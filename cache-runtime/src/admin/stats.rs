@@ -1,0 +1,287 @@
+//! Fleet statistics and hot keys: the buckets every process flushed, summed over a window.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::{Duration, SystemTime},
+};
+
+use serde::Serialize;
+
+use super::Admin;
+use crate::{
+    Error,
+    telemetry::{
+        Counter,
+        fleet::{BUCKET, bucket_of, hot_key, processes_key, stats_key},
+        function::{LOAD_BUCKETS, bucket_floor_micros},
+    },
+};
+
+/// A namespace's counts over a window, summed over every process that reported.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct FleetStats {
+    /// The namespace.
+    pub namespace: String,
+    /// The window, in seconds (whole stats buckets of 10 s, the current one included).
+    pub window_secs: u64,
+    /// Processes whose last flush falls in the window.
+    pub processes: usize,
+    /// Per function, busiest first.
+    pub functions: Vec<FunctionStats>,
+}
+
+/// One function's counts over a window, summed over the fleet.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct FunctionStats {
+    /// The function's stable name.
+    pub function: String,
+    /// Calls answered by a level or a load: `hits + l1_hits + misses`.
+    pub calls: u64,
+    /// Hits from Redis.
+    pub hits: u64,
+    /// Hits from the processes' first levels.
+    pub l1_hits: u64,
+    /// Lookups that found nothing usable.
+    pub misses: u64,
+    /// Loader runs.
+    pub loads: u64,
+    /// Store failures seen by calls.
+    pub errors: u64,
+    /// `(hits + l1_hits) / calls`; 0 without calls.
+    pub hit_rate: f64,
+    /// `l1_hits / (hits + l1_hits)`; 0 without hits.
+    pub l1_share: f64,
+    /// Calls per second over the window.
+    pub calls_per_sec: f64,
+    /// Loads per second over the window.
+    pub loads_per_sec: f64,
+    /// Median load time in milliseconds (within 19%), if any load ran.
+    pub load_p50_ms: Option<f64>,
+    /// 99th-percentile load time in milliseconds (within 19%), if any load ran.
+    pub load_p99_ms: Option<f64>,
+    /// Every counter by name (`stale_serves`, `fills_refused_generation`, ...).
+    pub counts: BTreeMap<String, u64>,
+}
+
+/// A hot key of a function, over a window, merged over the fleet.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct HotKey {
+    /// The function.
+    pub function: String,
+    /// The entry key.
+    pub key: String,
+    /// Estimated reads (sampled 1 in 16 and scaled; Space-Saving never undercounts a held key).
+    pub reads: u64,
+    /// How much `reads` may overcount: the sum of every process's and interval's bound.
+    pub error: u64,
+}
+
+impl Admin<'_> {
+    /// The stats buckets of the last `window`, oldest first.
+    fn buckets(window: Duration) -> Vec<u64> {
+        let now = SystemTime::now();
+        let last = bucket_of(now);
+        let first = bucket_of(now.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH));
+        (first.max(last.saturating_sub(400))..=last).collect()
+    }
+
+    /// Every field of every stats bucket of the window, summed.
+    async fn summed_fields(&self, window: Duration) -> Result<HashMap<String, u64>, Error> {
+        let mut conn = self.connection()?;
+        let namespace = self.cache.namespace();
+        let mut pipe = redis::pipe();
+        for bucket in Self::buckets(window) {
+            pipe.hgetall(stats_key(namespace, bucket));
+        }
+        let buckets: Vec<HashMap<String, u64>> = self.pipeline(&mut conn, &pipe).await?;
+        let mut sums = HashMap::new();
+        for (field, value) in buckets.into_iter().flatten() {
+            *sums.entry(field).or_insert(0) += value;
+        }
+        Ok(sums)
+    }
+
+    /// Whether any process has reported to this namespace within [`TELEMETRY_KEEP`]
+    /// (the namespace is in use).
+    ///
+    /// [`TELEMETRY_KEEP`]: crate::TELEMETRY_KEEP
+    pub async fn has_reporters(&self) -> Result<bool, Error> {
+        let mut conn = self.connection()?;
+        let key = processes_key(self.cache.namespace());
+        let count: u64 = self.query(&mut conn, redis::cmd("HLEN").arg(&key)).await?;
+        Ok(count > 0)
+    }
+
+    /// The fleet's per-function counts over the last `window` (rounded up to whole 10 s
+    /// buckets). Counts are exact once every process has flushed (every
+    /// `CacheBuilder::telemetry_interval`); a process that died lost at most its last interval.
+    pub async fn stats(&self, window: Duration) -> Result<FleetStats, Error> {
+        let buckets = Self::buckets(window);
+        let window_secs = buckets.len() as u64 * BUCKET.as_secs();
+        let sums = self.summed_fields(window).await?;
+        let mut by_function: HashMap<&str, HashMap<&str, u64>> = HashMap::new();
+        for (field, value) in &sums {
+            if let Some((function, counter)) = field.rsplit_once('|') {
+                by_function
+                    .entry(function)
+                    .or_default()
+                    .insert(counter, *value);
+            }
+        }
+        let mut functions: Vec<FunctionStats> = by_function
+            .into_iter()
+            .map(|(function, fields)| function_stats(function, &fields, window_secs))
+            .collect();
+        functions.sort_by(|a, b| b.calls.cmp(&a.calls).then(a.function.cmp(&b.function)));
+
+        let mut conn = self.connection()?;
+        let reporters: HashMap<String, u64> = self
+            .query(
+                &mut conn,
+                redis::cmd("HGETALL").arg(processes_key(self.cache.namespace())),
+            )
+            .await?;
+        let since = SystemTime::now()
+            .checked_sub(window + BUCKET)
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        Ok(FleetStats {
+            namespace: self.cache.namespace().to_owned(),
+            window_secs,
+            processes: reporters.values().filter(|at| **at >= since).count(),
+            functions,
+        })
+    }
+
+    /// The `top` hottest keys of each function over the last `window`, merged over the fleet,
+    /// hottest first.
+    pub async fn hot(&self, window: Duration, top: usize) -> Result<Vec<HotKey>, Error> {
+        let sums = self.summed_fields(window).await?;
+        let mut functions: Vec<&str> = sums
+            .keys()
+            .filter_map(|field| field.rsplit_once('|').map(|(f, _)| f))
+            .collect();
+        functions.sort_unstable();
+        functions.dedup();
+        let namespace = self.cache.namespace();
+        let buckets = Self::buckets(window);
+        let mut pipe = redis::pipe();
+        for function in &functions {
+            let keys: Vec<String> = buckets
+                .iter()
+                .map(|b| hot_key(namespace, *b, function))
+                .collect();
+            pipe.cmd("ZUNION")
+                .arg(keys.len())
+                .arg(&keys)
+                .arg("WITHSCORES");
+        }
+        let mut conn = self.connection()?;
+        let unions: Vec<Vec<(String, f64)>> = self.pipeline(&mut conn, &pipe).await?;
+        let mut hot = Vec::new();
+        for (function, union) in functions.iter().zip(unions) {
+            let error = sums
+                .get(&format!("{function}|hot_error"))
+                .copied()
+                .unwrap_or(0);
+            let mut keys = union;
+            keys.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            hot.extend(keys.into_iter().take(top).map(|(key, reads)| HotKey {
+                function: (*function).to_owned(),
+                key,
+                reads: reads as u64,
+                error,
+            }));
+        }
+        hot.sort_by(|a, b| b.reads.cmp(&a.reads).then(a.key.cmp(&b.key)));
+        Ok(hot)
+    }
+}
+
+fn function_stats(function: &str, fields: &HashMap<&str, u64>, window_secs: u64) -> FunctionStats {
+    let get = |counter: Counter| fields.get(counter.name()).copied().unwrap_or(0);
+    let (hits, l1_hits, misses) = (
+        get(Counter::Hits),
+        get(Counter::L1Hits),
+        get(Counter::Misses),
+    );
+    let calls = hits + l1_hits + misses;
+    let ratio = |part: u64, whole: u64| {
+        if whole == 0 {
+            0.0
+        } else {
+            part as f64 / whole as f64
+        }
+    };
+    let loads = get(Counter::Loads);
+    let mut load_times = [0u64; LOAD_BUCKETS];
+    for (i, slot) in load_times.iter_mut().enumerate() {
+        *slot = fields
+            .get(format!("load_b{i}").as_str())
+            .copied()
+            .unwrap_or(0);
+    }
+    let per_sec = |n: u64| n as f64 / window_secs.max(1) as f64;
+    FunctionStats {
+        function: function.to_owned(),
+        calls,
+        hits,
+        l1_hits,
+        misses,
+        loads,
+        errors: get(Counter::Errors),
+        hit_rate: ratio(hits + l1_hits, calls),
+        l1_share: ratio(l1_hits, hits + l1_hits),
+        calls_per_sec: per_sec(calls),
+        loads_per_sec: per_sec(loads),
+        load_p50_ms: percentile(&load_times, 0.50),
+        load_p99_ms: percentile(&load_times, 0.99),
+        counts: Counter::ALL
+            .iter()
+            .map(|c| (c.name().to_owned(), get(*c)))
+            .collect(),
+    }
+}
+
+/// The `q` quantile of bucketed load times, in ms: the geometric middle of its bucket.
+fn percentile(buckets: &[u64; LOAD_BUCKETS], q: f64) -> Option<f64> {
+    let total: u64 = buckets.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (i, count) in buckets.iter().enumerate() {
+        seen += count;
+        if seen >= rank {
+            let low = bucket_floor_micros(i) as f64;
+            let high = bucket_floor_micros(i + 1) as f64;
+            return Some((low * high).sqrt() / 1000.0);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::function::load_bucket;
+
+    #[test]
+    fn percentiles_of_bucketed_load_times_are_within_a_fifth() {
+        let mut buckets = [0u64; LOAD_BUCKETS];
+        for ms in 1..=100u64 {
+            buckets[load_bucket(Duration::from_millis(ms))] += 1;
+        }
+        let p50 = percentile(&buckets, 0.5).unwrap();
+        let p99 = percentile(&buckets, 0.99).unwrap();
+        assert!((40.0..=60.0).contains(&p50), "p50 {p50}");
+        assert!((80.0..=120.0).contains(&p99), "p99 {p99}");
+        assert_eq!(percentile(&[0; LOAD_BUCKETS], 0.5), None);
+    }
+}

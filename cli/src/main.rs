@@ -1,0 +1,188 @@
+//! `redis-cached`: the fleet's view of a redis-cached namespace for operators, read from the
+//! counters and hot keys every process flushes to Redis, and audited invalidation.
+//!
+//! ```text
+//! redis-cached --url redis://cache:6379 --namespace myapp stats --window 5m
+//! redis-cached -n myapp hot --top 5
+//! redis-cached -n myapp memory
+//! redis-cached -n myapp watch
+//! redis-cached -n myapp invalidate --tag org:42
+//! ```
+
+mod args;
+mod render;
+
+use std::{
+    io::{BufRead, IsTerminal, Write},
+    process::ExitCode,
+};
+
+use cache_runtime::{Cache, Error};
+use clap::Parser;
+
+use crate::args::{Cli, Command, Invalidate};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("redis-cached: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> Result<(), String> {
+    let cache = Cache::builder()
+        .url(&cli.url)
+        .namespace(&cli.namespace)
+        // This process only reads: it must not count itself among the reporters.
+        .fleet_telemetry(false)
+        .operation_timeout(std::time::Duration::from_secs(2))
+        .build()
+        .await
+        .map_err(|err| err.to_string())?;
+    let admin = cache.admin();
+    let failed = |err: Error| explain(&cli.url, err);
+    let out = match &cli.command {
+        Command::Stats(window) => {
+            let stats = admin.stats(window.window).await.map_err(failed)?;
+            print(cli, &stats, render::stats)
+        }
+        Command::Hot { window, top } => {
+            let hot = admin.hot(window.window, *top).await.map_err(failed)?;
+            print(cli, &hot, |h| render::hot(h))
+        }
+        Command::Memory { sample } => {
+            let report = admin.memory(*sample).await.map_err(failed)?;
+            print(cli, &report, render::memory)
+        }
+        Command::Audit { count } => {
+            let records = admin.audit_log(*count).await.map_err(failed)?;
+            print(cli, &records, |r| render::audit(r))
+        }
+        Command::Watch { window, every } => {
+            loop {
+                let stats = admin.stats(window.window).await.map_err(failed)?;
+                if cli.json {
+                    println!("{}", serde_json::to_string(&stats).unwrap_or_default());
+                } else {
+                    // Clear the screen and draw from its top, like `top`.
+                    print!("\x1b[2J\x1b[H{}", render::stats(&stats));
+                    let _ = std::io::stdout().flush();
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(*every) => {}
+                    _ = tokio::signal::ctrl_c() => break,
+                }
+            }
+            String::new()
+        }
+        Command::Invalidate(invalidate) => {
+            self::invalidate(cli, &cache, invalidate).await?;
+            String::new()
+        }
+    };
+    print!("{out}");
+    Ok(())
+}
+
+fn print<T: serde::Serialize + ?Sized>(
+    cli: &Cli,
+    value: &T,
+    table: impl Fn(&T) -> String,
+) -> String {
+    if cli.json {
+        serde_json::to_string_pretty(value).unwrap_or_default() + "\n"
+    } else {
+        table(value)
+    }
+}
+
+async fn invalidate(cli: &Cli, cache: &Cache, invalidate: &Invalidate) -> Result<(), String> {
+    let admin = cache.admin();
+    let failed = |err: Error| explain(&cli.url, err);
+    if !admin.has_reporters().await.map_err(failed)? {
+        return Err(format!(
+            "no process has reported to namespace {:?} in the last hour; refusing to invalidate \
+             (check --namespace, and that the services run with fleet telemetry on)",
+            cli.namespace
+        ));
+    }
+    let what = match (&invalidate.targets.key, invalidate.targets.tags.as_slice()) {
+        (Some(key), _) => format!("the entry {key}"),
+        (None, tags) => format!("every entry tagged {}", tags.join(", ")),
+    };
+    if !invalidate.yes {
+        if !std::io::stdin().is_terminal() {
+            return Err("not on a terminal: pass --yes to invalidate without confirmation".into());
+        }
+        print!("Invalidate {what} in namespace {:?}? [y/N] ", cli.namespace);
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Err("not confirmed; nothing invalidated".into());
+        }
+    }
+    let who = operator();
+    let done = match &invalidate.targets.key {
+        Some(key) => admin.invalidate_key(key, &who).await,
+        None => admin.invalidate_tags(&invalidate.targets.tags, &who).await,
+    };
+    done.map_err(failed)?;
+    if cli.json {
+        println!("{}", serde_json::json!({ "invalidated": what, "by": who }));
+    } else {
+        println!("invalidated {what} (recorded as {who})");
+    }
+    Ok(())
+}
+
+/// Who runs this: `$USER@host`.
+fn operator() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown-host".into());
+    format!("{user}@{host}")
+}
+
+/// An error with what the operator should check; the URL without its password.
+fn explain(url: &str, err: Error) -> String {
+    let url = redact(url);
+    match err {
+        Error::Backend(_) | Error::Timeout(_) | Error::Unavailable => {
+            format!("cannot reach Redis at {url}: {err}")
+        }
+        err => err.to_string(),
+    }
+}
+
+/// `redis://user:secret@host` → `redis://user:***@host`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => format!("{scheme}://***@{host}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(super::redact("redis://u:pw@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(super::redact("redis://:pw@h"), "redis://:***@h");
+        assert_eq!(super::redact("redis://h:6379"), "redis://h:6379");
+    }
+}

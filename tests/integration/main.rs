@@ -15,6 +15,7 @@ mod read_through;
 mod round_trips;
 mod stampede;
 mod support;
+mod telemetry;
 
 use std::{
     sync::atomic::{AtomicUsize, Ordering},

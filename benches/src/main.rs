@@ -115,6 +115,21 @@ async fn main() {
     if let Ok(url) = std::env::var(first_level::CHILD_ENV) {
         return first_level::lag_child(url).await;
     }
+    // What a production service runs: a `fmt` subscriber at INFO and a Prometheus recorder.
+    // Installed before the first cached call, so the functions' metric handles use it.
+    let _prometheus = if std::env::var_os("BENCH_TELEMETRY").is_some() {
+        tracing_subscriber::fmt()
+            .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+            .with_writer(std::io::stderr)
+            .init();
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("install the Prometheus recorder");
+        println!("(with a fmt subscriber at INFO and a Prometheus recorder installed)");
+        Some(handle)
+    } else {
+        None
+    };
     let (server, cache, memory) = setup().await;
     let url = server.url();
     let client = redis::Client::open(url.as_str()).expect("client");

@@ -214,10 +214,19 @@ async fn spans_and_metrics_carry_names_and_outcomes_and_no_key() {
     // A hit: nothing at INFO.
     let (_, hit) = seen_at(tracing::Level::INFO, cache.scope(by_email(email.clone()))).await;
     assert_eq!(hit, Vec::<String>::new());
-    // At TRACE, the hit is an event with its name.
+    // Hits are counted only, even at TRACE; other events are TRACE events with their names.
     let (_, traced) = seen_at(tracing::Level::TRACE, cache.scope(by_email(email.clone()))).await;
+    assert_eq!(traced, Vec::<String>::new());
+    let (_, traced) = seen_at(tracing::Level::TRACE, async {
+        cache.scope(by_email("bob@example.com".into())).await;
+        cache.wait_for_writes().await;
+    })
+    .await;
     let text = traced.join("\n");
-    assert!(text.contains("event=\"hit\""), "{text}");
+    assert!(
+        text.contains("event=\"miss\"") && text.contains("event=\"load\""),
+        "{text}"
+    );
     // A refresh: its own span.
     let (_, refreshed) = seen_at(tracing::Level::INFO, async {
         cache
@@ -233,7 +242,10 @@ async fn spans_and_metrics_carry_names_and_outcomes_and_no_key() {
     );
 
     for line in miss.iter().chain(&hit).chain(&traced).chain(&refreshed) {
-        assert!(!line.contains("alice"), "a key reached tracing: {line}");
+        assert!(
+            !line.contains("alice") && !line.contains("bob"),
+            "a key reached tracing: {line}"
+        );
     }
     let metrics = counters("telemetry::by_email");
     let get = |name: &str, labels: &[&str]| {
@@ -247,18 +259,18 @@ async fn spans_and_metrics_carry_names_and_outcomes_and_no_key() {
     );
     assert_eq!(
         get("redis_cached_misses_total", &[]),
-        Some(1),
+        Some(2),
         "{metrics:?}"
     );
-    assert_eq!(get("redis_cached_loads_total", &[]), Some(2), "{metrics:?}");
+    assert_eq!(get("redis_cached_loads_total", &[]), Some(3), "{metrics:?}");
     assert_eq!(
         get("redis_cached_load_seconds", &[]),
-        Some(2),
+        Some(3),
         "{metrics:?}"
     );
     assert_eq!(
         get("redis_cached_stores_total", &[]),
-        Some(2),
+        Some(3),
         "{metrics:?}"
     );
     for (name, labels) in metrics.keys() {

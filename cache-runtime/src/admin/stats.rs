@@ -73,7 +73,8 @@ pub struct HotKey {
     pub function: String,
     /// The entry key.
     pub key: String,
-    /// Estimated reads (sampled 1 in 16 and scaled; Space-Saving never undercounts a held key).
+    /// Estimated reads (from samples of 1 in 16 Redis reads and 1 in 64 first-level hits, each
+    /// counted for the reads it stands for).
     pub reads: u64,
     /// How much `reads` may overcount: the sum of every process's and interval's bound.
     pub error: u64,

@@ -119,35 +119,6 @@ struct Slot {
     weight: u32,
 }
 
-/// Hashes first-level keys with XXH3 under a per-process seed: cheaper than SipHash for short
-/// keys, and not predictable from outside the process.
-#[derive(Clone)]
-struct KeyHasher(u64);
-
-impl std::hash::BuildHasher for KeyHasher {
-    type Hasher = KeyHash;
-
-    fn build_hasher(&self) -> KeyHash {
-        KeyHash(self.0)
-    }
-}
-
-struct KeyHash(u64);
-
-impl std::hash::Hasher for KeyHash {
-    fn write(&mut self, bytes: &[u8]) {
-        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
-    }
-
-    fn write_u8(&mut self, byte: u8) {
-        self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 /// Whether the invalidation stream is confirmed live, on a monotonic clock of nanoseconds.
 struct Liveness {
     base: Instant,
@@ -205,7 +176,7 @@ impl Liveness {
 
 /// The first level of one cache.
 pub(crate) struct FirstLevel {
-    entries: Moka<String, Arc<Slot>, KeyHasher>,
+    entries: Moka<String, Arc<Slot>, crate::key::KeyHasher>,
     epochs: Epochs,
     liveness: Liveness,
     /// Reads not kept because something they were read under changed meanwhile.
@@ -231,7 +202,7 @@ impl FirstLevel {
         let entries = Moka::builder()
             .max_capacity(capacity)
             .weigher(|_key: &String, slot: &Arc<Slot>| slot.weight)
-            .build_with_hasher(KeyHasher(fastrand::u64(..)));
+            .build_with_hasher(crate::key::KeyHasher::random());
         Arc::new(FirstLevel {
             entries,
             epochs: Epochs::default(),

@@ -13,6 +13,8 @@
 use serde::Serialize;
 
 mod encoder;
+mod hasher;
+pub(crate) use hasher::KeyHasher;
 
 use self::encoder::{KeyEncoder, write_quoted};
 

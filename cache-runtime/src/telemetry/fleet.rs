@@ -21,7 +21,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use super::{Counter, FnCounts, function::LOAD_BUCKETS, hot::SAMPLE};
+use super::{Counter, FnCounts, function::LOAD_BUCKETS};
 use crate::{Cache, Error, cache::Inner};
 
 /// The width of a stats bucket.
@@ -117,14 +117,13 @@ impl Flushed {
                 .take();
             if !hot.is_empty() {
                 let key = hot_key(namespace, bucket, name);
-                let scale = u64::from(SAMPLE);
                 let error = hot.iter().map(|(_, e)| e.error).max().unwrap_or(0);
                 for (entry, estimate) in &hot {
-                    pipe.zincr(&key, &**entry, estimate.count * scale).ignore();
+                    pipe.zincr(&key, &**entry, estimate.count).ignore();
                 }
                 pipe.expire(&key, keep).ignore();
                 if error > 0 {
-                    pipe.hincr(&stats, format!("{name}|hot_error"), error * scale)
+                    pipe.hincr(&stats, format!("{name}|hot_error"), error)
                         .ignore();
                 }
             }

@@ -7,7 +7,11 @@ use std::sync::{
 };
 use std::time::Duration;
 
-use super::{Event, Level, MissReason, Refusal, Telemetry, hot::HotKeys, names};
+use super::{
+    Event, Level, MissReason, Refusal, Telemetry,
+    hot::{self, HotKeys},
+    names,
+};
 use crate::telemetry::StripedCounter;
 
 /// A function's counters, in one cache. Monotonic since the cache was built; the fleet flush
@@ -81,6 +85,7 @@ impl Counter {
         }
     }
 
+    #[inline]
     fn of(event: &Event<'_>) -> Option<Counter> {
         Some(match event {
             Event::Hit(Level::Store, _) => Counter::Hits,
@@ -176,18 +181,19 @@ impl FnCounts {
         }
     }
 
+    #[inline]
     pub(crate) fn record(&self, event: &Event<'_>) {
         match event {
             Event::Hit(Level::First, key) => {
                 self.l1_hits.bump();
-                HotKeys::sample(&self.hot, key);
+                HotKeys::sample(&self.hot, key, hot::FIRST_LEVEL_HIT);
                 return;
             }
             Event::Hit(Level::Store, key) | Event::Miss(MissReason::Absent, key) => {
-                HotKeys::sample(&self.hot, key);
+                HotKeys::sample(&self.hot, key, hot::REDIS_READ);
             }
             Event::Miss(reason, key) => {
-                HotKeys::sample(&self.hot, key);
+                HotKeys::sample(&self.hot, key, hot::REDIS_READ);
                 let also = match reason {
                     MissReason::TagInvalidated => Counter::TagMisses,
                     _ => Counter::DecodeErrors,
@@ -236,6 +242,7 @@ impl FnTelemetry {
     }
 
     /// Runs `f` on `function`'s counts in `telemetry`'s cache.
+    #[inline(always)]
     pub(crate) fn with_counts<R>(
         &self,
         telemetry: &Telemetry,
@@ -298,6 +305,7 @@ impl MetricHandles {
         }
     }
 
+    #[inline]
     pub(crate) fn record(&self, event: &Event<'_>) {
         let counter = match event {
             Event::Hit(Level::Store, _) => &self.hits,

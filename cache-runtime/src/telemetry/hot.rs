@@ -1,23 +1,36 @@
 //! Hot keys: a fixed-memory top-K per function (Space-Saving, Metwally et al. 2005), fed by a
 //! sample of reads.
 //!
-//! One read in [`SAMPLE`] is offered (a thread-local draw; the other reads pay that draw
-//! only). The sketch keeps [`CAPACITY`] keys; a key not held replaces the least counted one
-//! and inherits its count, which is that key's error bound. A key's estimate never
-//! undercounts, and overcounts by at most the least count when it entered. Every key with more
-//! than `offered / CAPACITY` samples is held. Scaled by [`SAMPLE`] when flushed.
+//! A Redis read is sampled once in 16, a first-level hit (far cheaper, so the sample's cost
+//! weighs more) once in 64 (`thread::sampled`, a countdown: the other reads pay a decrement);
+//! each sample counts for the reads it stands for. The sketch keeps [`CAPACITY`] keys; a key
+//! not held replaces the least counted one and inherits its count, which is that key's error
+//! bound. A held key's estimate never undercounts its sampled reads, and overcounts by at most
+//! the least count when it entered. Every key with more than `total / CAPACITY` sampled reads
+//! is held.
 
 use std::{collections::HashMap, sync::Mutex};
 
-/// One read in this many is offered to the sketch.
-pub(crate) const SAMPLE: u32 = 16;
+use crate::key::KeyHasher;
+
+/// Sampling cost of a Redis read and of a first-level hit, in `thread::SAMPLE_UNITS`
+/// (one sample every 64 units): one in 16 Redis reads, one in 64 first-level hits.
+pub(crate) const REDIS_READ: i32 = 4;
+pub(crate) const FIRST_LEVEL_HIT: i32 = 1;
 /// Keys held per function per process.
 pub(crate) const CAPACITY: usize = 64;
 
 /// The sketch of one function, since its last flush.
-#[derive(Default)]
 pub(crate) struct HotKeys {
-    counts: HashMap<Box<str>, Estimate>,
+    counts: HashMap<Box<str>, Estimate, KeyHasher>,
+}
+
+impl Default for HotKeys {
+    fn default() -> Self {
+        HotKeys {
+            counts: HashMap::with_capacity_and_hasher(CAPACITY, KeyHasher::random()),
+        }
+    }
 }
 
 /// A held key's count and its error bound (the count it inherited).
@@ -28,23 +41,34 @@ pub(crate) struct Estimate {
 }
 
 impl HotKeys {
-    /// Offers `key` to `sketch` for one read in [`SAMPLE`].
-    pub(crate) fn sample(sketch: &Mutex<HotKeys>, key: &str) {
-        if fastrand::u32(..SAMPLE) != 0 {
+    /// Offers `key` to `sketch` when this read (of sampling `cost`) is sampled, counted for
+    /// the reads the sample stands for.
+    #[inline]
+    pub(crate) fn sample(sketch: &Mutex<HotKeys>, key: &str, cost: i32) {
+        if !super::thread::sampled(cost) {
             return;
         }
-        sketch.lock().unwrap_or_else(|p| p.into_inner()).offer(key);
+        let reads = (super::thread::SAMPLE_UNITS / cost) as u64;
+        sketch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .offer(key, reads);
     }
 
-    /// Counts one occurrence of `key`.
-    pub(crate) fn offer(&mut self, key: &str) {
+    /// Counts `reads` occurrences of `key`.
+    pub(crate) fn offer(&mut self, key: &str, reads: u64) {
         if let Some(estimate) = self.counts.get_mut(key) {
-            estimate.count += 1;
+            estimate.count += reads;
             return;
         }
         if self.counts.len() < CAPACITY {
-            self.counts
-                .insert(key.into(), Estimate { count: 1, error: 0 });
+            self.counts.insert(
+                key.into(),
+                Estimate {
+                    count: reads,
+                    error: 0,
+                },
+            );
             return;
         }
         let Some((least, floor)) = self
@@ -59,7 +83,7 @@ impl HotKeys {
         self.counts.insert(
             key.into(),
             Estimate {
-                count: floor + 1,
+                count: floor + reads,
                 error: floor,
             },
         );
@@ -96,7 +120,7 @@ mod tests {
         fastrand::seed(7);
         fastrand::shuffle(&mut stream);
         for key in &stream {
-            sketch.offer(key);
+            sketch.offer(key, 1);
         }
         let top: Vec<_> = sketch.take().into_iter().take(5).collect();
         let names: Vec<&str> = top.iter().map(|(k, _)| &**k).collect();

@@ -3,7 +3,8 @@
 //!
 //! - [`Cache::stats`](crate::Cache::stats), this process's totals;
 //! - the `metrics` facade, per function ([`names`] lists every metric);
-//! - `tracing`, at `TRACE` (spans for calls that do work are opened by the read path);
+//! - `tracing`, at `TRACE` for every event but hits, which are counted only (spans for calls
+//!   that do work are opened by the read path);
 //! - the fleet counters and hot keys that [`fleet`] flushes to Redis every few seconds.
 //!
 //! Per function and cache, counts live in a [`FnCounts`]; the generated `static`
@@ -15,6 +16,7 @@ pub(crate) mod function;
 pub(crate) mod hot;
 pub(crate) mod names;
 mod stats;
+mod thread;
 
 use std::time::Duration;
 
@@ -186,11 +188,14 @@ impl FnSpec {
 
 impl Cache {
     /// Records one event of a call of `spec`'s function: counts, metrics, trace.
+    #[inline]
     pub(crate) fn record(&self, spec: &FnSpec, event: Event<'_>) {
         self.record_for(spec.id(), event);
     }
 
-    /// [`record`](Self::record) for a function known by its [`FnId`].
+    /// [`record`](Self::record) for a function known by its [`FnId`]. Inlined, so the
+    /// dispatch on a constant event folds away at each call site (a hit is a few adds).
+    #[inline(always)]
     pub(crate) fn record_for(&self, function: FnId, event: Event<'_>) {
         function
             .telemetry
@@ -198,11 +203,15 @@ impl Cache {
                 counts.record(&event);
             });
         function.telemetry.handles(function.name).record(&event);
-        tracing::trace!(
-            function = function.name,
-            event = event.name(),
-            "redis_cached"
-        );
+        // Hits are counted only: even a disabled event's level check is a measurable share of
+        // a first-level hit.
+        if !matches!(event, Event::Hit(..)) {
+            tracing::trace!(
+                function = function.name,
+                event = event.name(),
+                "redis_cached"
+            );
+        }
     }
 
     /// The last load time of `function` in this cache, for the default `lock_wait`.

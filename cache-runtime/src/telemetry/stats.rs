@@ -110,13 +110,11 @@ impl Default for StripedCounter {
 }
 
 impl StripedCounter {
+    #[inline]
     pub(crate) fn bump(&self) {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        thread_local! {
-            static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
-        }
-        let slot = SLOT.with(|slot| *slot) % 16;
-        self.slots[slot].0.fetch_add(1, Ordering::Relaxed);
+        self.slots[super::thread::slot() % 16]
+            .0
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn get(&self) -> u64 {

@@ -91,5 +91,8 @@ async fn main() -> Result<(), redis_cached::Error> {
         "first level: {} entries, {} bytes, stream live: {}",
         stats.l1_entries, stats.l1_bytes, stats.l1_live
     );
+    // Stop following invalidations and send this process's counts (`redis-cached stats`).
+    here.shutdown().await;
+    elsewhere.shutdown().await;
     Ok(())
 }

@@ -155,11 +155,17 @@ fn operator() -> String {
 /// An error with what the operator should check; the URL without its password.
 fn explain(url: &str, err: Error) -> String {
     let url = redact(url);
-    match err {
-        Error::Backend(_) | Error::Timeout(_) | Error::Unavailable => {
-            format!("cannot reach Redis at {url}: {err}")
+    let unreachable = match &err {
+        Error::Backend(e) => {
+            e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped()
         }
-        err => err.to_string(),
+        Error::Timeout(_) | Error::Unavailable => true,
+        _ => false,
+    };
+    if unreachable {
+        format!("cannot reach Redis at {url}: {err}")
+    } else {
+        format!("{err} (Redis at {url})")
     }
 }
 

@@ -65,7 +65,7 @@ pub fn stats(stats: &FleetStats) -> String {
         })
         .collect();
     let mut out = format!(
-        "namespace {}: {} process(es) reporting, last {} s\n\n",
+        "namespace {}: {} cache(s) reporting, last {} s\n\n",
         stats.namespace, stats.processes, stats.window_secs
     );
     if rows.is_empty() {

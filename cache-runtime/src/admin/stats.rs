@@ -169,6 +169,9 @@ impl Admin<'_> {
             .collect();
         functions.sort_unstable();
         functions.dedup();
+        if functions.is_empty() {
+            return Ok(Vec::new());
+        }
         let namespace = self.cache.namespace();
         let buckets = Self::buckets(window);
         let mut pipe = redis::pipe();

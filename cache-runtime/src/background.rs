@@ -120,6 +120,70 @@ impl Cache {
         }
     }
 
+    /// Sends this process's fleet counters and hot keys now (they are also sent every
+    /// `CacheBuilder::telemetry_interval`, and by [`shutdown`](Self::shutdown)). Nothing to
+    /// send without Redis (the embedded store) or on a cluster.
+    ///
+    /// # Errors
+    ///
+    /// When Redis is unreachable: what this flush carried is lost (at most one interval).
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let cache = cache_runtime::Cache::builder().url("mem://").build().await?;
+    /// cache.flush_telemetry().await?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn flush_telemetry(&self) -> Result<(), crate::Error> {
+        let telemetry = &self.inner().telemetry;
+        let Some(mut conn) = self.redis_connection().filter(|_| telemetry.fleet) else {
+            return Ok(());
+        };
+        if self.is_degraded() {
+            return Err(crate::Error::Unavailable);
+        }
+        // One flush at a time: each sends what changed since the one before.
+        let mut flushed = telemetry.flushed.lock().await;
+        let pipe = flushed.pipeline(
+            self.namespace(),
+            &telemetry.functions(),
+            &telemetry.process,
+            std::time::SystemTime::now(),
+        );
+        let timeout = self.conn().timeout();
+        match tokio::time::timeout(timeout, pipe.query_async::<()>(&mut conn)).await {
+            Ok(reply) => reply.map_err(crate::Error::from),
+            Err(_) => Err(crate::Error::Timeout(timeout)),
+        }
+    }
+
+    /// Flushes the fleet counters every `every` until the cache is dropped or shut down.
+    pub(crate) fn start_telemetry_flush(&self, every: std::time::Duration) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = self.downgrade();
+        runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(cache) = Cache::upgrade(&weak) else {
+                    return;
+                };
+                if cache.inner().telemetry.is_stopped() {
+                    return;
+                }
+                if let Err(err) = cache.flush_telemetry().await {
+                    tracing::debug!(namespace = cache.namespace(), error = %err, "fleet counters not flushed");
+                }
+            }
+        });
+    }
+
     /// Waits until every write this cache runs in the background has finished: fills that
     /// follow loads, refreshes of stale entries, lock releases.
     ///

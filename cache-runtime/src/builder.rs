@@ -371,7 +371,7 @@ impl CacheBuilder {
             telemetry,
         ));
         if fleet {
-            crate::telemetry::fleet::start(&cache, self.telemetry.interval);
+            cache.start_telemetry_flush(self.telemetry.interval);
         }
         Ok(cache)
     }

@@ -269,6 +269,22 @@ impl Cache {
         }
     }
 
+    /// Records one event of a call of `spec`'s function (see [`crate::telemetry`]).
+    #[inline]
+    pub(crate) fn record(&self, spec: &crate::spec::FnSpec, event: crate::telemetry::Event<'_>) {
+        self.inner.telemetry.record(spec.id(), event);
+    }
+
+    /// [`record`](Self::record) for a function known by its id (background work).
+    #[inline]
+    pub(crate) fn record_for(
+        &self,
+        function: crate::telemetry::FnId,
+        event: crate::telemetry::Event<'_>,
+    ) {
+        self.inner.telemetry.record(function, event);
+    }
+
     /// The connection every store operation goes through.
     pub(crate) fn conn(&self) -> &Connection {
         &self.inner.conn

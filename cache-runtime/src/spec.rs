@@ -50,6 +50,14 @@ pub struct FnSpec {
 }
 
 impl FnSpec {
+    /// This function, as telemetry records it.
+    pub(crate) fn id(&self) -> crate::telemetry::FnId {
+        crate::telemetry::FnId {
+            name: self.name,
+            telemetry: self.telemetry,
+        }
+    }
+
     pub(crate) fn ttl(&self, cache: &Cache) -> Duration {
         self.ttl.unwrap_or(cache.inner().default_ttl)
     }
@@ -102,9 +110,13 @@ impl FnSpec {
     /// `lock_wait`, or twice this function's last load time in `cache`'s process, bounded.
     pub(crate) fn lock_wait(&self, cache: &Cache) -> Duration {
         self.lock_wait.unwrap_or_else(|| {
-            cache.last_load_time(self).map_or(LOCK_WAIT_MAX, |load| {
-                load.saturating_mul(2).clamp(LOCK_WAIT_MIN, LOCK_WAIT_MAX)
-            })
+            cache
+                .inner()
+                .telemetry
+                .last_load_time(self.id())
+                .map_or(LOCK_WAIT_MAX, |load| {
+                    load.saturating_mul(2).clamp(LOCK_WAIT_MIN, LOCK_WAIT_MAX)
+                })
         })
     }
 

@@ -1,7 +1,7 @@
 //! Fleet counters: every few seconds each process sends what its functions counted since its
-//! last flush, in one pipeline, into expiring keys of the namespace. Nothing is sent on the
-//! call path. Readers (`redis-cached stats`, [`crate::admin`]) sum the buckets of a window
-//! over every process.
+//! last flush, in one pipeline (built here, sent by `Cache::flush_telemetry`), into expiring
+//! keys of the namespace. Nothing is sent on the call path. Readers (`redis-cached stats`,
+//! [`crate::admin`]) sum the buckets of a window over every process.
 //!
 //! Layout (outside the `{ns}:` prefix the first level tracks, so a flush invalidates nothing):
 //!
@@ -17,12 +17,10 @@
 
 use std::{
     collections::HashMap,
-    sync::Weak,
     time::{Duration, SystemTime},
 };
 
 use super::{Counter, FnCounts, function::LOAD_BUCKETS};
-use crate::{Cache, Error, cache::Inner};
 
 /// The width of a stats bucket.
 pub const BUCKET: Duration = Duration::from_secs(10);
@@ -65,15 +63,19 @@ struct Sent {
 }
 
 impl Flushed {
-    /// The commands that send what changed since the last call, into `bucket`.
-    fn pipeline(
+    /// The commands that send what changed since the last call, into the bucket of `now`.
+    pub(crate) fn pipeline(
         &mut self,
         namespace: &str,
         functions: &[std::sync::Arc<FnCounts>],
-        bucket: u64,
         process: &str,
-        now_ms: u64,
+        now: SystemTime,
     ) -> redis::Pipeline {
+        let bucket = bucket_of(now);
+        let now_ms = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
         let keep = KEEP.as_secs() as i64;
         let stats = stats_key(namespace, bucket);
         let mut pipe = redis::pipe();
@@ -145,75 +147,4 @@ pub(crate) fn process_name(cache_id: u64) -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "host".to_owned());
     format!("{host}:{}:{cache_id}", std::process::id())
-}
-
-impl Cache {
-    /// Sends this process's fleet counters and hot keys now (they are also sent every
-    /// `CacheBuilder::telemetry_interval`, and by [`shutdown`](Self::shutdown)). Nothing to
-    /// send without Redis (the embedded store) or on a cluster.
-    ///
-    /// # Errors
-    ///
-    /// When Redis is unreachable: what this flush carried is lost (at most one interval).
-    ///
-    /// ```
-    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    /// # rt.block_on(async {
-    /// let cache = cache_runtime::Cache::builder().url("mem://").build().await?;
-    /// cache.flush_telemetry().await?;
-    /// # Ok::<(), cache_runtime::Error>(())
-    /// # }).unwrap();
-    /// ```
-    pub async fn flush_telemetry(&self) -> Result<(), Error> {
-        let telemetry = &self.inner().telemetry;
-        let Some(mut conn) = self.redis_connection().filter(|_| telemetry.fleet) else {
-            return Ok(());
-        };
-        if self.is_degraded() {
-            return Err(Error::Unavailable);
-        }
-        let mut flushed = telemetry.flushed.lock().await;
-        let now = SystemTime::now();
-        let now_ms = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
-        let pipe = flushed.pipeline(
-            self.namespace(),
-            &telemetry.functions(),
-            bucket_of(now),
-            &telemetry.process,
-            now_ms,
-        );
-        match tokio::time::timeout(self.conn().timeout(), pipe.query_async::<()>(&mut conn)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(Error::from(err)),
-            Err(_) => Err(Error::Timeout(self.conn().timeout())),
-        }
-    }
-}
-
-/// Flushes `cache` every `every` until it is dropped or shut down.
-pub(crate) fn start(cache: &Cache, every: Duration) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    let weak: Weak<Inner> = cache.downgrade();
-    runtime.spawn(async move {
-        let mut ticks = tokio::time::interval(every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticks.tick().await;
-        loop {
-            ticks.tick().await;
-            let Some(cache) = Cache::upgrade(&weak) else {
-                return;
-            };
-            if cache.inner().telemetry.is_stopped() {
-                return;
-            }
-            if let Err(err) = cache.flush_telemetry().await {
-                tracing::debug!(namespace = cache.namespace(), error = %err, "fleet counters not flushed");
-            }
-        }
-    });
 }

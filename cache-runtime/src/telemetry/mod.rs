@@ -24,7 +24,6 @@ pub use self::function::FnTelemetry;
 pub(crate) use self::function::{Counter, FnCounts};
 pub use self::stats::Stats;
 pub(crate) use self::stats::{FirstLevelCounts, LinkCounts, StripedCounter};
-use crate::{Cache, spec::FnSpec};
 
 /// Where a hit was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,34 +173,17 @@ impl Telemetry {
 #[derive(Clone, Copy)]
 pub(crate) struct FnId {
     pub(crate) name: &'static str,
-    telemetry: &'static FnTelemetry,
+    pub(crate) telemetry: &'static FnTelemetry,
 }
 
-impl FnSpec {
-    pub(crate) fn id(&self) -> FnId {
-        FnId {
-            name: self.name,
-            telemetry: self.telemetry,
-        }
-    }
-}
-
-impl Cache {
-    /// Records one event of a call of `spec`'s function: counts, metrics, trace.
-    #[inline]
-    pub(crate) fn record(&self, spec: &FnSpec, event: Event<'_>) {
-        self.record_for(spec.id(), event);
-    }
-
-    /// [`record`](Self::record) for a function known by its [`FnId`]. Inlined, so the
+impl Telemetry {
+    /// Records one event of a call of `function`: counts, metrics, trace. Inlined, so the
     /// dispatch on a constant event folds away at each call site (a hit is a few adds).
     #[inline(always)]
-    pub(crate) fn record_for(&self, function: FnId, event: Event<'_>) {
+    pub(crate) fn record(&self, function: FnId, event: Event<'_>) {
         function
             .telemetry
-            .with_counts(&self.inner().telemetry, function.name, |counts| {
-                counts.record(&event);
-            });
+            .with_counts(self, function.name, |counts| counts.record(&event));
         function.telemetry.handles(function.name).record(&event);
         // Hits are counted only: even a disabled event's level check is a measurable share of
         // a first-level hit.
@@ -214,9 +196,10 @@ impl Cache {
         }
     }
 
-    /// The last load time of `function` in this cache, for the default `lock_wait`.
-    pub(crate) fn last_load_time(&self, spec: &FnSpec) -> Option<Duration> {
-        spec.telemetry
-            .with_counts(&self.inner().telemetry, spec.name, FnCounts::last_load_time)
+    /// The last load time of `function` here, for the default `lock_wait`.
+    pub(crate) fn last_load_time(&self, function: FnId) -> Option<Duration> {
+        function
+            .telemetry
+            .with_counts(self, function.name, FnCounts::last_load_time)
     }
 }

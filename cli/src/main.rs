@@ -52,8 +52,14 @@ async fn run(cli: &Cli) -> Result<(), String> {
             print(cli, &stats, render::stats)
         }
         Command::Hot { window, top } => {
-            let hot = admin.hot(window.window, *top).await.map_err(failed)?;
-            print(cli, &hot, |h| render::hot(h))
+            let sampled = admin.hot(window.window, *top).await.map_err(failed)?;
+            let server = admin.server_hot_keys().await.map_err(failed)?;
+            let hot = serde_json::json!({ "sampled": sampled, "server": server });
+            if cli.json {
+                serde_json::to_string_pretty(&hot).unwrap_or_default() + "\n"
+            } else {
+                render::hot(&sampled, &server, *top)
+            }
         }
         Command::Memory { sample } => {
             let report = admin.memory(*sample).await.map_err(failed)?;

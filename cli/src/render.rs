@@ -1,6 +1,6 @@
 //! Tables for people; `--json` prints the library's report types instead.
 
-use cache_runtime::admin::{AuditRecord, FleetStats, HotKey, MemoryReport};
+use cache_runtime::admin::{AuditRecord, FleetStats, HotKey, MemoryReport, ServerHotKeys};
 
 /// Left-aligned first column, right-aligned others, two spaces apart.
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -81,22 +81,57 @@ pub fn stats(stats: &FleetStats) -> String {
     )
 }
 
-pub fn hot(keys: &[HotKey]) -> String {
-    if keys.is_empty() {
-        return "no hot keys sampled in this window\n".into();
+pub fn hot(keys: &[HotKey], server: &ServerHotKeys, top: usize) -> String {
+    let mut out = if keys.is_empty() {
+        "no hot keys sampled in this window\n".to_owned()
+    } else {
+        let rows: Vec<Vec<String>> = keys
+            .iter()
+            .map(|k| {
+                vec![
+                    k.key.clone(),
+                    k.function.clone(),
+                    k.reads.to_string(),
+                    format!("±{}", k.error),
+                ]
+            })
+            .collect();
+        table(&["key", "function", "reads (est.)", "error"], &rows)
+    };
+    out.push_str("\nserver (HOTKEYS): ");
+    match server {
+        ServerHotKeys::Unsupported => {
+            out.push_str("not available on this server (Redis 8.6+, Valkey 9.2+)\n")
+        }
+        ServerHotKeys::NoSession => out.push_str(
+            "no tracking session (an operator starts one with HOTKEYS START; it costs the server)\n",
+        ),
+        ServerHotKeys::Keys {
+            active,
+            by_cpu_time_us,
+            by_net_bytes,
+        } => {
+            out.push_str(if *active {
+                "session running\n"
+            } else {
+                "last session\n"
+            });
+            let rows: Vec<Vec<String>> = by_cpu_time_us
+                .iter()
+                .take(top)
+                .map(|(key, us)| vec![key.clone(), format!("{us} µs CPU")])
+                .chain(
+                    by_net_bytes
+                        .iter()
+                        .take(top)
+                        .map(|(key, bytes)| vec![key.clone(), format!("{bytes} B net")]),
+                )
+                .collect();
+            out.push_str(&table(&["key", "server measure"], &rows));
+        }
+        _ => out.push_str("not understood\n"),
     }
-    let rows: Vec<Vec<String>> = keys
-        .iter()
-        .map(|k| {
-            vec![
-                k.key.clone(),
-                k.function.clone(),
-                k.reads.to_string(),
-                format!("±{}", k.error),
-            ]
-        })
-        .collect();
-    table(&["key", "function", "reads (est.)", "error"], &rows)
+    out
 }
 
 pub fn memory(report: &MemoryReport) -> String {

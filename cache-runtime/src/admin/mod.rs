@@ -16,7 +16,7 @@ use redis::aio::ConnectionManager;
 pub use self::{
     invalidate::AuditRecord,
     memory::{FunctionMemory, MemoryReport},
-    stats::{FleetStats, FunctionStats, HotKey},
+    stats::{FleetStats, FunctionStats, HotKey, ServerHotKeys},
 };
 use crate::{Cache, Error};
 

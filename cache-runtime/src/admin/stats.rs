@@ -80,7 +80,65 @@ pub struct HotKey {
     pub error: u64,
 }
 
+/// What the server itself reports as hot (Redis 8.6+ and Valkey 9.2+ `HOTKEYS GET`), shown
+/// beside the sampled hot keys: the keys of this namespace with the most CPU time and network
+/// bytes in the server's most recent tracking session.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ServerHotKeys {
+    /// The server has no `HOTKEYS` command.
+    Unsupported,
+    /// No tracking session has run (an operator starts one with `HOTKEYS START`).
+    NoSession,
+    /// The most recent session's keys of this namespace.
+    Keys {
+        /// Whether the session is still running.
+        active: bool,
+        /// Keys by CPU time, in microseconds, hottest first.
+        by_cpu_time_us: Vec<(String, u64)>,
+        /// Keys by network bytes, hottest first.
+        by_net_bytes: Vec<(String, u64)>,
+    },
+}
+
 impl Admin<'_> {
+    /// The server's own hot keys of this namespace, if it tracks them (`HOTKEYS GET`; this
+    /// never starts a session, which costs the server and is an operator's decision).
+    pub async fn server_hot_keys(&self) -> Result<ServerHotKeys, Error> {
+        let mut conn = self.connection()?;
+        let reply: Result<Option<redis::HotkeysResponse>, Error> = self
+            .query(&mut conn, redis::cmd("HOTKEYS").arg("GET"))
+            .await;
+        let response = match reply {
+            Ok(Some(response)) => response,
+            Ok(None) => return Ok(ServerHotKeys::NoSession),
+            Err(Error::Backend(err))
+                if err
+                    .to_string()
+                    .to_ascii_lowercase()
+                    .contains("unknown command") =>
+            {
+                return Ok(ServerHotKeys::Unsupported);
+            }
+            Err(err) => return Err(err),
+        };
+        let prefix = format!("{}:", self.cache.namespace());
+        let ours = |entries: Option<Vec<redis::HotKeyEntry>>| -> Vec<(String, u64)> {
+            entries
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| e.key.starts_with(&prefix))
+                .map(|e| (e.key, e.value))
+                .collect()
+        };
+        Ok(ServerHotKeys::Keys {
+            active: response.tracking_active,
+            by_cpu_time_us: ours(response.by_cpu_time_us),
+            by_net_bytes: ours(response.by_net_bytes),
+        })
+    }
+
     /// The stats buckets of the last `window`, oldest first.
     fn buckets(window: Duration) -> Vec<u64> {
         let now = SystemTime::now();

@@ -152,7 +152,8 @@ impl Cache {
             &telemetry.process,
             std::time::SystemTime::now(),
         );
-        let timeout = self.conn().timeout();
+        // Off every call's path: a deadline of its own, not the calls' operation timeout.
+        let timeout = self.conn().timeout().max(std::time::Duration::from_secs(2));
         match tokio::time::timeout(timeout, pipe.query_async::<()>(&mut conn)).await {
             Ok(reply) => reply.map_err(crate::Error::from),
             Err(_) => Err(crate::Error::Timeout(timeout)),
@@ -162,6 +163,11 @@ impl Cache {
     /// Flushes the fleet counters every `every` until the cache is dropped or shut down.
     pub(crate) fn start_telemetry_flush(&self, every: std::time::Duration) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(
+                namespace = self.namespace(),
+                "built outside a Tokio runtime: fleet counters are sent only by \
+                 flush_telemetry() and shutdown()"
+            );
             return;
         };
         let weak = self.downgrade();

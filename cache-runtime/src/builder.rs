@@ -84,11 +84,52 @@ struct FirstLevelOptions {
     deaf: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Target {
     Url(String),
     #[cfg(feature = "cluster")]
     Cluster(Vec<String>),
+}
+
+/// Shows URLs without their passwords.
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Url(url) => f.debug_tuple("Url").field(&redact_url(url)).finish(),
+            #[cfg(feature = "cluster")]
+            Target::Cluster(urls) => f
+                .debug_tuple("Cluster")
+                .field(&urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>())
+                .finish(),
+        }
+    }
+}
+
+/// `url` with its password (if any) replaced by `***`, for messages and `Debug` output:
+/// `redis://user:secret@host` becomes `redis://user:***@host`.
+///
+/// ```
+/// assert_eq!(
+///     cache_runtime::redact_url("redis://ops:s3cret@cache:6379/0"),
+///     "redis://ops:***@cache:6379/0"
+/// );
+/// assert_eq!(cache_runtime::redact_url("redis://cache:6379"), "redis://cache:6379");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(at) => rest.split_at(at),
+        None => (rest, ""),
+    };
+    let Some((credentials, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+        None => format!("{scheme}://***@{host}{path}"),
+    }
 }
 
 impl Default for CacheBuilder {
@@ -436,11 +477,12 @@ impl CacheBuilder {
         .any(|scheme| url.starts_with(scheme))
         {
             return Err(Error::Config(format!(
-                "unsupported cache url {url:?}: expected redis://, rediss://, redis+unix:// or mem://"
+                "unsupported cache url {:?}: expected redis://, rediss://, redis+unix:// or mem://",
+                redact_url(url)
             )));
         }
         let info = redis::IntoConnectionInfo::into_connection_info(url)
-            .map_err(|e| Error::Config(format!("invalid redis url {url:?}: {e}")))?;
+            .map_err(|e| Error::Config(format!("invalid redis url {:?}: {e}", redact_url(url))))?;
         // Requests are small and latency-bound: do not let Nagle hold them back.
         let tcp = info.tcp_settings().clone().set_nodelay(true);
         let info = info.set_tcp_settings(tcp);
@@ -449,9 +491,9 @@ impl CacheBuilder {
             .clone()
             .set_protocol(redis::ProtocolVersion::RESP3);
         let tracking = redis::Client::open(info.clone().set_redis_settings(resp3))
-            .map_err(|e| Error::Config(format!("invalid redis url {url:?}: {e}")))?;
+            .map_err(|e| Error::Config(format!("invalid redis url {:?}: {e}", redact_url(url))))?;
         let client = redis::Client::open(info)
-            .map_err(|e| Error::Config(format!("invalid redis url {url:?}: {e}")))?;
+            .map_err(|e| Error::Config(format!("invalid redis url {:?}: {e}", redact_url(url))))?;
         // Bounded retries with a per-process random minimum delay: the manager's own backoff
         // jitter is the same sequence in every process (see docs/decisions.md). No response
         // timeout of its own: every operation already runs under our deadline, which also
@@ -501,5 +543,31 @@ impl CacheBuilder {
             client.get_pending_async_connection_with_config(config),
             first_host.into(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod password_tests {
+    use super::*;
+
+    #[test]
+    fn passwords_stay_out_of_debug_output_and_errors() {
+        let url = "redis://ops:s3cret@cache:6379/not-a-db";
+        let builder = Cache::builder().url(url);
+        assert!(!format!("{builder:?}").contains("s3cret"));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let err = runtime
+            .block_on(builder.build())
+            .expect_err("a database that is not a number");
+        let message = err.to_string();
+        assert!(message.contains("ops:***@cache"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+        assert_eq!(redact_url("redis://:pw@h"), "redis://:***@h");
+        assert_eq!(
+            redact_url("rediss://u:p@h:1/2?x=y@z"),
+            "rediss://u:***@h:1/2?x=y@z"
+        );
     }
 }

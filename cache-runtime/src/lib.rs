@@ -23,7 +23,7 @@ mod spec;
 mod store;
 mod telemetry;
 
-pub use builder::CacheBuilder;
+pub use builder::{CacheBuilder, redact_url};
 pub use cache::Cache;
 pub use connection::{ConnectionEvent, MINIMUM_REDIS};
 pub use error::Error;

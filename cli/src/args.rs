@@ -94,6 +94,10 @@ pub struct Invalidate {
     /// Do not ask for confirmation (required when not on a terminal).
     #[arg(long, short)]
     pub yes: bool,
+    /// Invalidate even when no process has reported to the namespace in the last hour
+    /// (services running with fleet telemetry off, or a mistyped --namespace).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `250ms`, `30s`, `5m`, `1h`, or whole seconds.
@@ -106,11 +110,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let number: u64 = number
         .parse()
         .map_err(|_| format!("{text:?} is not a duration like 30s, 5m or 1h"))?;
+    let scaled = |by: u64| {
+        number
+            .checked_mul(by)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("{text:?} is too long"))
+    };
     let duration = match unit {
         "" | "s" => Duration::from_secs(number),
         "ms" => Duration::from_millis(number),
-        "m" => Duration::from_secs(number * 60),
-        "h" => Duration::from_secs(number * 3600),
+        "m" => scaled(60)?,
+        "h" => scaled(3600)?,
         _ => return Err(format!("{text:?}: the unit must be ms, s, m or h")),
     };
     if duration.is_zero() {
@@ -130,5 +140,6 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("18446744073709551615h").is_err());
     }
 }

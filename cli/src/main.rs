@@ -43,7 +43,7 @@ async fn run(cli: &Cli) -> Result<(), String> {
         .operation_timeout(std::time::Duration::from_secs(2))
         .build()
         .await
-        .map_err(|err| err.to_string())?;
+        .map_err(|err| explain(&cli.url, err))?;
     let admin = cache.admin();
     let failed = |err: Error| explain(&cli.url, err);
     let out = match &cli.command {
@@ -70,18 +70,25 @@ async fn run(cli: &Cli) -> Result<(), String> {
             print(cli, &records, |r| render::audit(r))
         }
         Command::Watch { window, every } => {
+            let interrupted = tokio::signal::ctrl_c();
+            tokio::pin!(interrupted);
             loop {
-                let stats = admin.stats(window.window).await.map_err(failed)?;
+                let shown = match admin.stats(window.window).await {
+                    Ok(stats) if cli.json => serde_json::to_string(&stats).unwrap_or_default(),
+                    Ok(stats) => render::stats(&stats),
+                    // One failed read is shown and the next refresh tries again.
+                    Err(err) => format!("{}\n", explain(&cli.url, err)),
+                };
                 if cli.json {
-                    println!("{}", serde_json::to_string(&stats).unwrap_or_default());
+                    println!("{}", shown.trim_end());
                 } else {
                     // Clear the screen and draw from its top, like `top`.
-                    print!("\x1b[2J\x1b[H{}", render::stats(&stats));
+                    print!("\x1b[2J\x1b[H{shown}");
                     let _ = std::io::stdout().flush();
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(*every) => {}
-                    _ = tokio::signal::ctrl_c() => break,
+                    _ = &mut interrupted => break,
                 }
             }
             String::new()
@@ -110,10 +117,10 @@ fn print<T: serde::Serialize + ?Sized>(
 async fn invalidate(cli: &Cli, cache: &Cache, invalidate: &Invalidate) -> Result<(), String> {
     let admin = cache.admin();
     let failed = |err: Error| explain(&cli.url, err);
-    if !admin.has_reporters().await.map_err(failed)? {
+    if !invalidate.force && !admin.has_reporters().await.map_err(failed)? {
         return Err(format!(
             "no process has reported to namespace {:?} in the last hour; refusing to invalidate \
-             (check --namespace, and that the services run with fleet telemetry on)",
+             (check --namespace; --force if its services run with fleet telemetry off)",
             cli.namespace
         ));
     }
@@ -125,8 +132,9 @@ async fn invalidate(cli: &Cli, cache: &Cache, invalidate: &Invalidate) -> Result
         if !std::io::stdin().is_terminal() {
             return Err("not on a terminal: pass --yes to invalidate without confirmation".into());
         }
-        print!("Invalidate {what} in namespace {:?}? [y/N] ", cli.namespace);
-        let _ = std::io::stdout().flush();
+        // On stderr: stdout stays the command's output (`--json`).
+        eprint!("Invalidate {what} in namespace {:?}? [y/N] ", cli.namespace);
+        let _ = std::io::stderr().flush();
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
@@ -134,15 +142,28 @@ async fn invalidate(cli: &Cli, cache: &Cache, invalidate: &Invalidate) -> Result
         }
     }
     let who = operator();
-    let done = match &invalidate.targets.key {
-        Some(key) => admin.invalidate_key(key, &who).await,
-        None => admin.invalidate_tags(&invalidate.targets.tags, &who).await,
+    let existed = match &invalidate.targets.key {
+        Some(key) => admin.invalidate_key(key, &who).await.map_err(failed)?,
+        None => {
+            admin
+                .invalidate_tags(&invalidate.targets.tags, &who)
+                .await
+                .map_err(failed)?;
+            true
+        }
     };
-    done.map_err(failed)?;
     if cli.json {
-        println!("{}", serde_json::json!({ "invalidated": what, "by": who }));
-    } else {
+        println!(
+            "{}",
+            serde_json::json!({ "invalidated": what, "by": who, "entry_existed": existed })
+        );
+    } else if existed {
         println!("invalidated {what} (recorded as {who})");
+    } else {
+        println!(
+            "no entry was cached at that key (check the function's version and arguments); \
+             loads in flight for it were refused anyway (recorded as {who})"
+        );
     }
     Ok(())
 }
@@ -160,7 +181,7 @@ fn operator() -> String {
 
 /// An error with what the operator should check; the URL without its password.
 fn explain(url: &str, err: Error) -> String {
-    let url = redact(url);
+    let url = cache_runtime::redact_url(url);
     let unreachable = match &err {
         Error::Backend(e) => {
             e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped()
@@ -172,29 +193,5 @@ fn explain(url: &str, err: Error) -> String {
         format!("cannot reach Redis at {url}: {err}")
     } else {
         format!("{err} (Redis at {url})")
-    }
-}
-
-/// `redis://user:secret@host` → `redis://user:***@host`.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((credentials, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match credentials.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => format!("{scheme}://***@{host}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn passwords_never_reach_messages() {
-        assert_eq!(super::redact("redis://u:pw@h:1/0"), "redis://u:***@h:1/0");
-        assert_eq!(super::redact("redis://:pw@h"), "redis://:***@h");
-        assert_eq!(super::redact("redis://h:6379"), "redis://h:6379");
     }
 }

@@ -92,11 +92,11 @@ pub fn hot(keys: &[HotKey], server: &ServerHotKeys, top: usize) -> String {
                     k.key.clone(),
                     k.function.clone(),
                     k.reads.to_string(),
-                    format!("±{}", k.error),
+                    format!("+{}", k.error),
                 ]
             })
             .collect();
-        table(&["key", "function", "reads (est.)", "error"], &rows)
+        table(&["key", "function", "reads (est.)", "overcount ≤"], &rows)
     };
     out.push_str("\nserver (HOTKEYS): ");
     match server {
@@ -128,6 +128,9 @@ pub fn hot(keys: &[HotKey], server: &ServerHotKeys, top: usize) -> String {
                 )
                 .collect();
             out.push_str(&table(&["key", "server measure"], &rows));
+        }
+        ServerHotKeys::Unavailable { reason } => {
+            out.push_str(&format!("not available ({reason})\n"))
         }
         _ => out.push_str("not understood\n"),
     }

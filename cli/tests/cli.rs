@@ -301,7 +301,12 @@ async fn invalidate_during_a_load_keeps_its_old_value_out() {
 
     let audit = json(cli(&server, &["audit", "--json"]));
     let record = &audit[0];
-    assert_eq!(record["what"], format!("invalidate key {key}"), "{audit:#}");
+    // The load had not stored anything yet: said so, and its fill refused all the same.
+    assert_eq!(
+        record["what"],
+        format!("invalidate key {key} (no entry was there)"),
+        "{audit:#}"
+    );
     assert_eq!(record["outcome"], "ok");
 }
 
@@ -322,10 +327,6 @@ async fn invalidate_refuses_what_it_should() {
             "not an entry key",
         ),
         (
-            vec!["invalidate", "--key", "fleet:cli::row:v0:{*}", "--yes"],
-            "not an entry key",
-        ),
-        (
             vec!["invalidate", "--key", "fleet:cli::row:v0:{1}:lock", "--yes"],
             "not an entry key",
         ),
@@ -335,6 +336,27 @@ async fn invalidate_refuses_what_it_should() {
         assert!(!output.status.success(), "{args:?} succeeded");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
+    // Keys are exact, never patterns: `*` matches nothing but itself.
+    cache.scope(row(1)).await;
+    cache.wait_for_writes().await;
+    let star = cli(
+        &server,
+        &["invalidate", "--key", "fleet:cli::row:v0:{*}", "--yes"],
+    );
+    assert!(
+        star.status.success(),
+        "{}",
+        String::from_utf8_lossy(&star.stderr)
+    );
+    assert!(String::from_utf8_lossy(&star.stdout).contains("no entry was cached"));
+    let row_key = cache.scope(async { row_key(1) }).await;
+    let mut conn = server.conn().await;
+    let still: bool = redis::cmd("EXISTS")
+        .arg(&row_key)
+        .query_async(&mut conn)
+        .await
+        .expect("EXISTS");
+    assert!(still, "a pattern-looking key touched another entry");
     let tags = cli(&server, &["invalidate", "--tag", "org:1", "--yes"]);
     assert!(
         tags.status.success(),

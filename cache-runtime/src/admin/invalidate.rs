@@ -35,21 +35,24 @@ pub struct AuditRecord {
 impl Admin<'_> {
     /// Invalidates one entry by its exact key (`{namespace}:{function}:v{N}:{{args}}`, as
     /// `redis-cached hot` or `NAME_key` show it): every process stops serving it, and loads in
-    /// flight cannot store theirs. Recorded in the audit stream as done by `who`.
+    /// flight cannot store theirs. Recorded in the audit stream as done by `who`. Returns
+    /// whether an entry was there (a new generation is written either way, so a load in flight
+    /// is refused even when the entry was not stored yet).
     ///
     /// # Errors
     ///
-    /// [`Error::NotAnEntryKey`] for a key outside the namespace, a lock, generation or tag
-    /// key, or one holding a glob character; a store error when Redis cannot be reached.
-    pub async fn invalidate_key(&self, key: &str, who: &str) -> Result<(), Error> {
+    /// [`Error::NotAnEntryKey`] for a key outside the namespace or a lock, generation or tag
+    /// key; a store error when Redis cannot be reached.
+    pub async fn invalidate_key(&self, key: &str, who: &str) -> Result<bool, Error> {
         let prefix = format!("{}:", self.cache.namespace());
-        let entry = key
+        let is_entry = key
             .strip_prefix(&prefix)
-            .filter(|rest| !rest.starts_with("tag:") && function_of(rest).is_some())
-            .filter(|_| !key.contains(['*', '?', '[']));
-        if entry.is_none() {
+            .is_some_and(|rest| !rest.starts_with("tag:{") && function_of(rest).is_some());
+        if !is_entry {
             return Err(Error::NotAnEntryKey(key.to_owned()));
         }
+        let mut conn = self.connection()?;
+        let existed: bool = self.query(&mut conn, redis::cmd("EXISTS").arg(key)).await?;
         let keys = Keys::for_entry(key.to_owned());
         self.cache.inner().flights.detach(&keys.entry);
         let done = self
@@ -59,9 +62,13 @@ impl Admin<'_> {
                 drop_entry_by_key(self.cache, &keys, GENERATION_TTL),
             )
             .await;
-        self.audit(who, format!("invalidate key {key}"), &done)
-            .await;
-        done
+        let what = if existed {
+            format!("invalidate key {key}")
+        } else {
+            format!("invalidate key {key} (no entry was there)")
+        };
+        self.audit(who, what, &done).await;
+        done.map(|()| existed)
     }
 
     /// Invalidates tags ([`Cache::invalidate_tags`](crate::Cache::invalidate_tags)), recorded

@@ -19,7 +19,7 @@ pub struct MemoryReport {
     pub keys: u64,
     /// Per function, largest first.
     pub functions: Vec<FunctionMemory>,
-    /// Tag keys (`{namespace}:tag:*`).
+    /// Tag keys (`{namespace}:tag:{...}`).
     pub tag_keys: u64,
     /// Lock and generation keys (`...:lock`, `...:gen`).
     pub lock_keys: u64,
@@ -63,7 +63,7 @@ impl Admin<'_> {
         let mut conn = self.connection()?;
         let namespace = self.cache.namespace();
         let prefix = format!("{namespace}:");
-        let tag_prefix = format!("{namespace}:tag:");
+        let tag_prefix = format!("{namespace}:tag:{{");
         let mut cursor: u64 = 0;
         let mut keys = 0u64;
         let (mut tag_keys, mut lock_keys) = (0u64, 0u64);

@@ -12,7 +12,7 @@ use crate::{
     Error,
     telemetry::{
         Counter,
-        fleet::{BUCKET, bucket_of, hot_key, processes_key, stats_key},
+        fleet::{BUCKET, KEEP, bucket_of, hot_key, processes_key, stats_key},
         function::{LOAD_BUCKETS, bucket_floor_micros},
     },
 };
@@ -23,7 +23,8 @@ use crate::{
 pub struct FleetStats {
     /// The namespace.
     pub namespace: String,
-    /// The window, in seconds (whole stats buckets of 10 s, the current one included).
+    /// The time the counts cover, in seconds: from the start of the window's first 10 s
+    /// bucket to now.
     pub window_secs: u64,
     /// Processes whose last flush falls in the window.
     pub processes: usize,
@@ -91,6 +92,11 @@ pub enum ServerHotKeys {
     Unsupported,
     /// No tracking session has run (an operator starts one with `HOTKEYS START`).
     NoSession,
+    /// The server refused or answered in a shape this version does not read.
+    Unavailable {
+        /// What the server said.
+        reason: String,
+    },
     /// The most recent session's keys of this namespace.
     Keys {
         /// Whether the session is still running.
@@ -168,18 +174,30 @@ impl Admin<'_> {
     ///
     /// [`TELEMETRY_KEEP`]: crate::TELEMETRY_KEEP
     pub async fn has_reporters(&self) -> Result<bool, Error> {
-        let mut conn = self.connection()?;
-        let key = processes_key(self.cache.namespace());
-        let count: u64 = self.query(&mut conn, redis::cmd("HLEN").arg(&key)).await?;
-        Ok(count > 0)
+        Ok(self.reporters_since(KEEP).await? > 0)
     }
 
-    /// The fleet's per-function counts over the last `window` (rounded up to whole 10 s
-    /// buckets). Counts are exact once every process has flushed (every
-    /// `CacheBuilder::telemetry_interval`); a process that died lost at most its last interval.
+    /// Caches whose last flush is at most `ago` old.
+    async fn reporters_since(&self, ago: Duration) -> Result<u64, Error> {
+        let mut conn = self.connection()?;
+        let since = unix_ms(SystemTime::now().checked_sub(ago));
+        let key = processes_key(self.cache.namespace());
+        self.query(
+            &mut conn,
+            redis::cmd("ZCOUNT").arg(&key).arg(since).arg("+inf"),
+        )
+        .await
+    }
+
+    /// The fleet's per-function counts over the last `window` (from the start of its first
+    /// 10 s bucket to now; rates are over that time). Counts are exact once every process has
+    /// flushed (every `CacheBuilder::telemetry_interval`); a process that died lost at most its
+    /// last interval.
     pub async fn stats(&self, window: Duration) -> Result<FleetStats, Error> {
         let buckets = Self::buckets(window);
-        let window_secs = buckets.len() as u64 * BUCKET.as_secs();
+        let first_start = buckets.first().copied().unwrap_or(0) * BUCKET.as_secs();
+        let now_secs = unix_ms(Some(SystemTime::now())) / 1000;
+        let window_secs = now_secs.saturating_sub(first_start).max(1);
         let sums = self.summed_fields(window).await?;
         let mut by_function: HashMap<&str, HashMap<&str, u64>> = HashMap::new();
         for (field, value) in &sums {
@@ -196,23 +214,10 @@ impl Admin<'_> {
             .collect();
         functions.sort_by(|a, b| b.calls.cmp(&a.calls).then(a.function.cmp(&b.function)));
 
-        let mut conn = self.connection()?;
-        let reporters: HashMap<String, u64> = self
-            .query(
-                &mut conn,
-                redis::cmd("HGETALL").arg(processes_key(self.cache.namespace())),
-            )
-            .await?;
-        let since = SystemTime::now()
-            .checked_sub(window + BUCKET)
-            .unwrap_or(SystemTime::UNIX_EPOCH)
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
         Ok(FleetStats {
             namespace: self.cache.namespace().to_owned(),
             window_secs,
-            processes: reporters.values().filter(|at| **at >= since).count(),
+            processes: self.reporters_since(window + BUCKET).await? as usize,
             functions,
         })
     }
@@ -263,6 +268,12 @@ impl Admin<'_> {
         hot.sort_by(|a, b| b.reads.cmp(&a.reads).then(a.key.cmp(&b.key)));
         Ok(hot)
     }
+}
+
+/// Milliseconds since the Unix epoch (0 for none or before it).
+fn unix_ms(time: Option<SystemTime>) -> u64 {
+    time.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn function_stats(function: &str, fields: &HashMap<&str, u64>, window_secs: u64) -> FunctionStats {

@@ -143,7 +143,8 @@ impl<S: Shape> Load<'_, S> {
             // The caller has its value; the fill (and the waiters' wake-up) need not delay it.
             // The flight stays open until the fill lands, so callers arriving meanwhile join it.
             let cache = cache.clone();
-            let settling = Box::pin(settle(ctx, function, encoded, written));
+            let span = ctx.span.clone();
+            let settling = Box::pin(settle(ctx, function, encoded, written).instrument(span));
             if let Err(settling) = cache.start_write(settling) {
                 settling.await;
             }

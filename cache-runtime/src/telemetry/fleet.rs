@@ -9,7 +9,8 @@
 //!   `{function}|{counter}` (see `Counter::name`), `{function}|load_b{i}` (load-time buckets),
 //!   `{function}|load_us` (their sum) and `{function}|hot_error` (the hot keys' error bound);
 //! - `{ns};hot:{bucket}:{function}`: a sorted set of entry keys scored by estimated reads;
-//! - `{ns};procs`: a hash of reporting processes and the time of their last flush (ms).
+//! - `{ns};procs`: a sorted set of reporting caches (`host:pid:cache`) scored by the time of
+//!   their last flush (ms); each flush trims those silent for [`KEEP`].
 //!
 //! Every key expires after [`KEEP`]. A flush that fails loses what it carried (at most one
 //! interval); while the breaker keeps calls away from Redis no flush is tried, and the counts
@@ -45,7 +46,7 @@ pub fn hot_key(namespace: &str, bucket: u64, function: &str) -> String {
     format!("{namespace};hot:{bucket}:{function}")
 }
 
-/// The key of the hash of reporting processes.
+/// The key of the sorted set of reporting caches.
 pub fn processes_key(namespace: &str) -> String {
     format!("{namespace};procs")
 }
@@ -132,7 +133,13 @@ impl Flushed {
         }
         pipe.expire(&stats, keep).ignore();
         let processes = processes_key(namespace);
-        pipe.hset(&processes, process, now_ms).ignore();
+        pipe.zadd(&processes, process, now_ms).ignore();
+        let silent = now_ms.saturating_sub(KEEP.as_millis() as u64);
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(&processes)
+            .arg("-inf")
+            .arg(format!("({silent}"))
+            .ignore();
         pipe.expire(&processes, keep).ignore();
         pipe
     }

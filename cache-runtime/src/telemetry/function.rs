@@ -216,12 +216,18 @@ impl FnCounts {
 
 /// A function's telemetry: its metric handles (registered with the `metrics` recorder on the
 /// first call and reused, since registering on every call cost a measurable share of a hit;
-/// install your recorder before the first cached call) and its counts in the first cache that
+/// install your recorder before the first cached call) and its counts in the first caches that
 /// served it. Generated code keeps one in a `static` per function.
 pub struct FnTelemetry {
     handles: OnceLock<MetricHandles>,
-    first: OnceLock<(u64, Arc<FnCounts>)>,
+    /// The counts of the first caches that served this function, found without a lock (a
+    /// process may build a second cache: a health check's, or one rebuilt on a reload).
+    caches: [OnceLock<(u64, Arc<FnCounts>)>; LOCK_FREE_CACHES],
 }
+
+/// Caches per function whose counts are found without a lock; others go through the cache's
+/// registry (a mutex).
+const LOCK_FREE_CACHES: usize = 4;
 
 impl std::fmt::Debug for FnTelemetry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -237,7 +243,7 @@ impl FnTelemetry {
     pub const fn new() -> Self {
         FnTelemetry {
             handles: OnceLock::new(),
-            first: OnceLock::new(),
+            caches: [const { OnceLock::new() }; LOCK_FREE_CACHES],
         }
     }
 
@@ -249,14 +255,13 @@ impl FnTelemetry {
         function: &'static str,
         f: impl FnOnce(&FnCounts) -> R,
     ) -> R {
-        let (id, counts) = self
-            .first
-            .get_or_init(|| (telemetry.id, telemetry.counts(function)));
-        if *id == telemetry.id {
-            f(counts)
-        } else {
-            f(&telemetry.counts(function))
+        for slot in &self.caches {
+            let (id, counts) = slot.get_or_init(|| (telemetry.id, telemetry.counts(function)));
+            if *id == telemetry.id {
+                return f(counts);
+            }
         }
+        f(&telemetry.counts(function))
     }
 
     pub(crate) fn handles(&self, function: &'static str) -> &MetricHandles {
@@ -274,6 +279,7 @@ pub(crate) struct MetricHandles {
     load_seconds: metrics::Histogram,
     errors: metrics::Counter,
     stale: metrics::Counter,
+    stale_if_error: metrics::Counter,
     refreshes: metrics::Counter,
     stores: metrics::Counter,
     uncached: metrics::Counter,
@@ -295,6 +301,7 @@ impl MetricHandles {
             load_seconds: metrics::histogram!(names::LOAD_SECONDS, "function" => function),
             errors: counter(names::ERRORS),
             stale: counter(names::STALE_SERVES),
+            stale_if_error: counter(names::STALE_IF_ERROR),
             refreshes: counter(names::REFRESHES),
             stores: counter(names::STORES),
             uncached: counter(names::UNCACHED),
@@ -323,7 +330,8 @@ impl MetricHandles {
             Event::OutcomeRejected => &self.outcomes_rejected,
             Event::StaleServed => &self.stale,
             Event::RefreshStarted => &self.refreshes,
-            Event::StaleIfError | Event::StoreFailed => &self.errors,
+            Event::StaleIfError => &self.stale_if_error,
+            Event::StoreFailed => &self.errors,
         };
         counter.increment(1);
     }

@@ -10,8 +10,10 @@ pub(crate) const MISSES: &str = "redis_cached_misses_total";
 pub(crate) const LOADS: &str = "redis_cached_loads_total";
 /// Loader run times, in seconds (a histogram).
 pub(crate) const LOAD_SECONDS: &str = "redis_cached_load_seconds";
-/// Store failures seen by calls (a lookup that failed, a refresh answered stale).
+/// Store failures seen by calls (a lookup that failed).
 pub(crate) const ERRORS: &str = "redis_cached_errors_total";
+/// Failed refreshes (the loader failed) answered with the stale value.
+pub(crate) const STALE_IF_ERROR: &str = "redis_cached_stale_if_error_total";
 /// Hits served past their TTL, inside the `stale` window.
 pub(crate) const STALE_SERVES: &str = "redis_cached_stale_serves_total";
 /// Refreshes started by `stale` or `early_refresh`.

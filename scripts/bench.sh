@@ -3,6 +3,7 @@
 # under callgrind. Installs redis-server and valgrind when missing, like scripts/test.sh.
 #
 #   scripts/bench.sh                         everything (about 5 minutes)
+#   BENCH_TELEMETRY=1 scripts/bench.sh      with a fmt subscriber at INFO and a Prometheus recorder
 #   BENCH_ONLY=hits,throughput scripts/bench.sh   some scenarios: hits, throughput, tagged, miss,
 #                                            miss_proxy, stampede, invalidation, breaker, l1,
 #                                            l1_throughput, l1_lag, instructions

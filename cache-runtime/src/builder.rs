@@ -106,30 +106,48 @@ impl std::fmt::Debug for Target {
 }
 
 /// `url` with its password (if any) replaced by `***`, for messages and `Debug` output:
-/// `redis://user:secret@host` becomes `redis://user:***@host`.
+/// `redis://user:secret@host` becomes `redis://user:***@host`, and a `pass=` or `password=`
+/// query parameter (how `redis+unix://` URLs carry one) is blanked too. A URL that does not
+/// parse is shown as its scheme alone when it could hold a password.
 ///
 /// ```
+/// use cache_runtime::redact_url;
+///
+/// assert_eq!(redact_url("redis://ops:s3cret@cache:6379/0"), "redis://ops:***@cache:6379/0");
 /// assert_eq!(
-///     cache_runtime::redact_url("redis://ops:s3cret@cache:6379/0"),
-///     "redis://ops:***@cache:6379/0"
+///     redact_url("redis+unix:///run/redis.sock?pass=s3cret&db=1"),
+///     "redis+unix:///run/redis.sock?pass=***&db=1"
 /// );
-/// assert_eq!(cache_runtime::redact_url("redis://cache:6379"), "redis://cache:6379");
+/// assert_eq!(redact_url("redis://cache:6379"), "redis://cache:6379");
 /// ```
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let secret_query = |key: &str| matches!(key, "pass" | "password");
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+        return if url.contains('@') || url.contains("pass") {
+            format!("{scheme}://<redacted>")
+        } else {
+            url.to_owned()
+        };
     };
-    let (authority, path) = match rest.find('/') {
-        Some(at) => rest.split_at(at),
-        None => (rest, ""),
-    };
-    let Some((credentials, host)) = authority.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match credentials.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
-        None => format!("{scheme}://***@{host}{path}"),
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
     }
+    if parsed.query_pairs().any(|(key, _)| secret_query(&key)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if secret_query(&key) {
+                    "***".to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (key.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 impl Default for CacheBuilder {
@@ -528,7 +546,10 @@ impl CacheBuilder {
             .connection_timeout(timeout)
             .response_timeout(timeout)
             .build()
-            .map_err(|e| Error::Config(format!("invalid cluster nodes {nodes:?}: {e}")))?;
+            .map_err(|e| {
+                let nodes: Vec<String> = nodes.iter().map(|n| redact_url(n)).collect();
+                Error::Config(format!("invalid cluster nodes {nodes:?}: {e}"))
+            })?;
         let config = redis::cluster::ClusterConfig::new()
             .set_connection_timeout(timeout)
             .set_response_timeout(timeout);

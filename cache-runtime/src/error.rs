@@ -52,8 +52,8 @@ pub enum Error {
     #[error("the load this call waited for failed")]
     LoadFailed,
 
-    /// A key given to an operator action is not an entry key of this cache's namespace (or
-    /// holds a glob character: actions take exact keys only).
+    /// A key given to an operator action is not an entry key of this cache's namespace (a key
+    /// of another namespace, or a lock, generation, tag or telemetry key).
     #[error("not an entry key of this namespace: {0}")]
     NotAnEntryKey(String),
 

@@ -73,18 +73,24 @@ async fn run(cli: &Cli) -> Result<(), String> {
             let interrupted = tokio::signal::ctrl_c();
             tokio::pin!(interrupted);
             loop {
-                let shown = match admin.stats(window.window).await {
-                    Ok(stats) if cli.json => serde_json::to_string(&stats).unwrap_or_default(),
-                    Ok(stats) => render::stats(&stats),
-                    // One failed read is shown and the next refresh tries again.
-                    Err(err) => format!("{}\n", explain(&cli.url, err)),
+                let read = tokio::select! {
+                    read = admin.stats(window.window) => read,
+                    _ = &mut interrupted => break,
                 };
-                if cli.json {
-                    println!("{}", shown.trim_end());
-                } else {
-                    // Clear the screen and draw from its top, like `top`.
-                    print!("\x1b[2J\x1b[H{shown}");
-                    let _ = std::io::stdout().flush();
+                match read {
+                    Ok(stats) if cli.json => {
+                        println!("{}", serde_json::to_string(&stats).unwrap_or_default());
+                    }
+                    Ok(stats) => {
+                        // Clear the screen and draw from its top, like `top`.
+                        print!("\x1b[2J\x1b[H{}", render::stats(&stats));
+                        let _ = std::io::stdout().flush();
+                    }
+                    // Redis away for a moment: said on stderr, tried again at the next refresh.
+                    Err(err) if unreachable(&err) => {
+                        eprintln!("redis-cached: {}", explain(&cli.url, err));
+                    }
+                    Err(err) => return Err(explain(&cli.url, err)),
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(*every) => {}
@@ -179,19 +185,24 @@ fn operator() -> String {
     format!("{user}@{host}")
 }
 
-/// An error with what the operator should check; the URL without its password.
-fn explain(url: &str, err: Error) -> String {
-    let url = cache_runtime::redact_url(url);
-    let unreachable = match &err {
+/// Whether an error says Redis could not be reached (as opposed to a refusal or a bad option).
+fn unreachable(err: &Error) -> bool {
+    match err {
         Error::Backend(e) => {
             e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped()
         }
         Error::Timeout(_) | Error::Unavailable => true,
         _ => false,
-    };
-    if unreachable {
-        format!("cannot reach Redis at {url}: {err}")
-    } else {
-        format!("{err} (Redis at {url})")
+    }
+}
+
+/// An error with what the operator should check; the URL without its password.
+fn explain(url: &str, err: Error) -> String {
+    let url = cache_runtime::redact_url(url);
+    match err {
+        err if unreachable(&err) => format!("cannot reach Redis at {url}: {err}"),
+        // Says which URL itself, already redacted.
+        err @ Error::Config(_) => err.to_string(),
+        err => format!("{err} (Redis at {url})"),
     }
 }

@@ -52,7 +52,15 @@ impl Admin<'_> {
             return Err(Error::NotAnEntryKey(key.to_owned()));
         }
         let mut conn = self.connection()?;
-        let existed: bool = self.query(&mut conn, redis::cmd("EXISTS").arg(key)).await?;
+        let existed: bool = match self.query(&mut conn, redis::cmd("EXISTS").arg(key)).await {
+            Ok(existed) => existed,
+            Err(err) => {
+                let failed = Err(err);
+                self.audit(who, format!("invalidate key {key}"), &failed)
+                    .await;
+                return failed.map(|()| false);
+            }
+        };
         let keys = Keys::for_entry(key.to_owned());
         self.cache.inner().flights.detach(&keys.entry);
         let done = self

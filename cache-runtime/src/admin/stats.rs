@@ -127,6 +127,13 @@ impl Admin<'_> {
             {
                 return Ok(ServerHotKeys::Unsupported);
             }
+            // Not allowed (ACL, a proxy), or a reply of another shape: shown as such, never an
+            // error that would hide the sampled keys. Only a link failure is an error.
+            Err(err) if !crate::connection::is_unreachable(&err) => {
+                return Ok(ServerHotKeys::Unavailable {
+                    reason: err.to_string(),
+                });
+            }
             Err(err) => return Err(err),
         };
         let prefix = format!("{}:", self.cache.namespace());
@@ -150,7 +157,9 @@ impl Admin<'_> {
         let now = SystemTime::now();
         let last = bucket_of(now);
         let first = bucket_of(now.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH));
-        (first.max(last.saturating_sub(400))..=last).collect()
+        // No further back than the data is kept.
+        let kept = KEEP.as_secs() / BUCKET.as_secs();
+        (first.max(last.saturating_sub(kept - 1))..=last).collect()
     }
 
     /// Every field of every stats bucket of the window, summed.

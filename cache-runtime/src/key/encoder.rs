@@ -120,6 +120,8 @@ impl<'a> ser::Serializer for KeyEncoder<'a> {
     }
 
     fn serialize_f64(self, v: f64) -> Result<(), KeyError> {
+        // -0.0 == 0.0: equal arguments key equally (found by the JSON-value property test).
+        let v = if v == 0.0 { 0.0 } else { v };
         if v.is_finite() {
             // `{:?}` keeps a fractional part and round-trips, so 1.0 and 1 stay apart, and
             // starts with a digit or `-`, which no bare string does.

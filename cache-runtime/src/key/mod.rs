@@ -283,6 +283,13 @@ mod tests {
     }
 
     #[test]
+    fn zero_and_negative_zero_key_equally() {
+        assert_eq!(args(&0.0f64), args(&-0.0f64));
+        assert_eq!(args(&0.0f32), args(&-0.0f32));
+        assert_ne!(args(&0.0f64), args(&0u64));
+    }
+
+    #[test]
     fn long_keys_are_digested_stably() {
         let long = "x".repeat(500);
         let k = args(&long);

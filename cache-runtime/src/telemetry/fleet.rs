@@ -9,7 +9,7 @@
 //!   `{function}|{counter}` (see `Counter::name`), `{function}|load_b{i}` (load-time buckets),
 //!   `{function}|load_us` (their sum) and `{function}|hot_error` (the hot keys' error bound);
 //! - `{ns};hot:{bucket}:{function}`: a sorted set of entry keys scored by estimated reads;
-//! - `{ns};procs`: a sorted set of reporting caches (`host:pid:cache`) scored by the time of
+//! - `{ns};reporters`: a sorted set of reporting caches (`host:pid:cache`) scored by the time of
 //!   their last flush (ms); each flush trims those silent for [`KEEP`].
 //!
 //! Every key expires after [`KEEP`]. A flush that fails loses what it carried (at most one
@@ -48,7 +48,7 @@ pub fn hot_key(namespace: &str, bucket: u64, function: &str) -> String {
 
 /// The key of the sorted set of reporting caches.
 pub fn processes_key(namespace: &str) -> String {
-    format!("{namespace};procs")
+    format!("{namespace};reporters")
 }
 
 /// What each function's last flush sent, to send only what changed.

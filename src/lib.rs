@@ -2,7 +2,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub use cache_runtime::{Cache, CacheBuilder, ConnectionEvent, Error, MINIMUM_REDIS, Stats, redis};
+pub use cache_runtime::{
+    Cache, CacheBuilder, ConnectionEvent, Error, MINIMUM_REDIS, Stats, envelope::Compression,
+    redact_url, redis,
+};
 
 /// Turns an `async fn` into a read-through cache.
 ///

@@ -233,6 +233,7 @@ fn spec_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
         }
         None => quote!(::core::option::Option::None),
     };
+    let compression = quote!(::core::option::Option::None);
     quote! {{
         static __CACHE_TELEMETRY: #p::FnTelemetry = #p::FnTelemetry::new();
         #p::FnSpec {
@@ -250,6 +251,7 @@ fn spec_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
             lock_wait: #lock_wait,
             max_load: #max_load,
             l1: #l1,
+            compression: #compression,
             telemetry: &__CACHE_TELEMETRY,
         }
     }}

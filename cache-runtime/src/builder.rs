@@ -21,6 +21,7 @@ use crate::{
 /// | [`default_ttl`](Self::default_ttl) | 300 s |
 /// | [`operation_timeout`](Self::operation_timeout) | 250 ms |
 /// | [`max_value_size`](Self::max_value_size) | 8 MiB |
+/// | [`compression`](Self::compression) | LZ4 from 1 KiB of JSON |
 /// | [`memory_capacity`](Self::memory_capacity) | 64 MiB (embedded store only) |
 /// | [`breaker_threshold`](Self::breaker_threshold) | 3 consecutive failures |
 /// | [`breaker_open_for`](Self::breaker_open_for) | 500 ms between probes, ±25 % |
@@ -57,6 +58,7 @@ pub struct CacheBuilder {
     default_ttl: Duration,
     operation_timeout: Duration,
     max_value_size: usize,
+    compression: crate::envelope::Compression,
     memory_capacity: u64,
     breaker_threshold: u32,
     breaker_open_for: Duration,
@@ -158,6 +160,7 @@ impl Default for CacheBuilder {
             default_ttl: Duration::from_secs(300),
             operation_timeout: Duration::from_millis(250),
             max_value_size: 8 * 1024 * 1024,
+            compression: crate::envelope::Compression::DEFAULT,
             memory_capacity: 64 * 1024 * 1024,
             breaker_threshold: 3,
             breaker_open_for: Duration::from_millis(500),
@@ -219,7 +222,33 @@ impl CacheBuilder {
         self
     }
 
-    /// Largest serialized entry that is stored or accepted on read (bigger ones are not cached).
+    /// How entries' payloads are compressed, unless a function says otherwise with
+    /// `compress = ...`: LZ4 from 1 KiB of JSON by default (the fastest hit among the
+    /// settings that at least halve a 10 KB document, `docs/benchmarks.md`). Readers decode
+    /// every setting, so changing it never makes existing entries miss.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// use cache_runtime::{Cache, envelope::Compression};
+    ///
+    /// let cache = Cache::builder()
+    ///     .url("mem://")
+    ///     .compression(Compression::Zstd { over: 4096 })
+    ///     .build()
+    ///     .await?;
+    /// # let _ = cache;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn compression(mut self, compression: crate::envelope::Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Largest entry that is stored or accepted on read, counting a compressed payload at its
+    /// decompressed size (bigger ones are not cached; a compressed entry declaring more is a
+    /// miss before anything is allocated for it).
     pub fn max_value_size(mut self, bytes: usize) -> Self {
         self.max_value_size = bytes;
         self
@@ -420,7 +449,7 @@ impl CacheBuilder {
         );
         let fleet = self.telemetry.fleet && conn.redis_connection().is_some();
         let telemetry = crate::telemetry::Telemetry::new(self.telemetry.record_keys, fleet);
-        let cache = Cache::from_inner(Inner::new(
+        let mut inner = Inner::new(
             conn,
             self.namespace,
             self.default_ttl,
@@ -428,7 +457,9 @@ impl CacheBuilder {
             self.fill_in_background,
             first_level,
             telemetry,
-        ));
+        );
+        inner.compression = self.compression;
+        let cache = Cache::from_inner(inner);
         if fleet {
             cache.start_telemetry_flush(self.telemetry.interval);
         }

@@ -55,6 +55,8 @@ pub(crate) struct Inner {
     pub(crate) namespace: String,
     pub(crate) default_ttl: Duration,
     pub(crate) max_value_size: usize,
+    /// How payloads are compressed unless a function says otherwise.
+    pub(crate) compression: crate::envelope::Compression,
     pub(crate) telemetry: Telemetry,
     pub(crate) flights: Arc<crate::read::flight::Flights>,
     /// Whether a load's fill runs after its caller has its value.
@@ -79,6 +81,7 @@ impl Inner {
             namespace,
             default_ttl,
             max_value_size,
+            compression: crate::envelope::Compression::DEFAULT,
             telemetry,
             flights: Arc::default(),
             fill_in_background,

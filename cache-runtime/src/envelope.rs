@@ -5,15 +5,22 @@
 //! 0       2     magic "RC"
 //! 2       1     format version (1)
 //! 3       8     fingerprint of the return type's tokens and `version` (u64 LE)
-//! 11      1     flags (bit 0: negative result, no payload)
+//! 11      1     flags (bit 0: negative result, no payload; bits 1-2: payload compression,
+//!               0 none, 1 LZ4 block, 2 zstd frame)
 //! 12      8     ttl in milliseconds (u64 LE)
 //! 20      8     stale window in milliseconds (u64 LE)
 //! 28      4     load duration in microseconds (u32 LE, saturating)
 //! 32      2     number of tag versions n (u16 LE)
 //! 34      8n    tag versions (u64 LE each)
-//! 34+8n   ..    payload: serde_json
+//! 34+8n   ..    payload: serde_json, or when compressed its length (u32 LE) and then the
+//!               compressed JSON
 //! end-8   8     checksum: XXH3-64 of every byte before it (u64 LE)
 //! ```
+//!
+//! Readers decode every compression setting, whatever their own, so a fleet can change it
+//! without a miss storm. A compressed payload declares its length before anything is
+//! allocated for it: over the reader's size limit, it is [`DecodeError::TooLarge`] (a
+//! decompression bomb is a miss, never gigabytes of memory).
 //!
 //! Only durations are stored, never one host's timestamps: an entry's age comes from the
 //! store's own remaining TTL. Anything that does not match this layout exactly is a
@@ -30,6 +37,85 @@ const FORMAT_VERSION: u8 = 2;
 const CHECKSUM_LEN: usize = 8;
 const HEADER_LEN: usize = 34;
 const FLAG_NEGATIVE: u8 = 1;
+const COMPRESSION_SHIFT: u8 = 1;
+const COMPRESSION_MASK: u8 = 0b110;
+
+/// How payloads at or above a size threshold are compressed.
+///
+/// ```
+/// use cache_runtime::envelope::{Compression, decode, encode_compressed, EntryMeta};
+///
+/// let document = "a long, repetitive document ".repeat(100);
+/// let policy = Compression::Lz4 { over: 1024 };
+/// let bytes = encode_compressed(7, Some(&document), &EntryMeta::default(), policy).unwrap();
+/// assert!(bytes.len() < document.len() / 2);
+/// let back = decode::<String>(7, &bytes, 1 << 20).unwrap();
+/// assert_eq!(back.value.as_deref(), Some(document.as_str()));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Compression {
+    /// Payloads are stored as JSON.
+    Off,
+    /// LZ4 (block format, `lz4_flex`) for payloads of `over` bytes of JSON or more.
+    Lz4 {
+        /// The smallest payload compressed, in bytes of JSON.
+        over: usize,
+    },
+    /// zstd (level 1) for payloads of `over` bytes of JSON or more.
+    Zstd {
+        /// The smallest payload compressed, in bytes of JSON.
+        over: usize,
+    },
+}
+
+impl Compression {
+    /// The default: LZ4 from 1 KiB of JSON (chosen by measurement, `docs/benchmarks.md`).
+    pub const DEFAULT: Compression = Compression::Lz4 { over: 1024 };
+
+    fn code(self) -> u8 {
+        match self {
+            Compression::Off => 0,
+            Compression::Lz4 { .. } => 1,
+            Compression::Zstd { .. } => 2,
+        }
+    }
+
+    fn threshold(self) -> usize {
+        match self {
+            Compression::Off => usize::MAX,
+            Compression::Lz4 { over } | Compression::Zstd { over } => over,
+        }
+    }
+
+    fn compress(self, json: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            Compression::Off => None,
+            Compression::Lz4 { .. } => Some(lz4_flex::block::compress(json)),
+            Compression::Zstd { .. } => zstd::bulk::compress(json, 1).ok(),
+        }
+    }
+}
+
+/// Decompresses a payload of `code` that declares `len` bytes (checked against the limit by
+/// the caller); anything else than exactly `len` bytes is corrupt.
+fn decompress(code: u8, data: &[u8], len: usize) -> Result<Vec<u8>, DecodeError> {
+    let out = match code {
+        1 => {
+            let mut out = vec![0u8; len];
+            let written = lz4_flex::block::decompress_into(data, &mut out)
+                .map_err(|_| DecodeError::Corrupt)?;
+            out.truncate(written);
+            out
+        }
+        2 => zstd::bulk::decompress(data, len).map_err(|_| DecodeError::Corrupt)?,
+        _ => return Err(DecodeError::Corrupt),
+    };
+    if out.len() != len {
+        return Err(DecodeError::Corrupt);
+    }
+    Ok(out)
+}
 
 /// What the envelope records about an entry besides its value.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -73,11 +159,22 @@ pub enum DecodeError {
     TooLarge,
 }
 
-/// Serializes a value (or a negative result) into an envelope.
+/// Serializes a value (or a negative result) into an envelope, uncompressed.
 pub fn encode<T: Serialize + ?Sized>(
     fingerprint: u64,
     value: Option<&T>,
     meta: &EntryMeta,
+) -> Result<Vec<u8>, serde_json::Error> {
+    encode_compressed(fingerprint, value, meta, Compression::Off)
+}
+
+/// Serializes a value (or a negative result) into an envelope, its payload compressed under
+/// `compression` when that makes it smaller.
+pub fn encode_compressed<T: Serialize + ?Sized>(
+    fingerprint: u64,
+    value: Option<&T>,
+    meta: &EntryMeta,
+    compression: Compression,
 ) -> Result<Vec<u8>, serde_json::Error> {
     let tags = meta.tag_versions.len().min(u16::MAX as usize);
     let mut out = Vec::with_capacity(HEADER_LEN + 8 * tags + 64);
@@ -94,11 +191,44 @@ pub fn encode<T: Serialize + ?Sized>(
         out.extend_from_slice(&version.to_le_bytes());
     }
     if let Some(value) = value {
+        let payload_at = out.len();
         serde_json::to_writer(&mut out, value)?;
+        let json = &out[payload_at..];
+        if json.len() >= compression.threshold()
+            && let Ok(len) = u32::try_from(json.len())
+            && let Some(packed) = compression.compress(json)
+            && packed.len() + 4 < json.len()
+        {
+            out.truncate(payload_at);
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(&packed);
+            out[11] |= compression.code() << COMPRESSION_SHIFT;
+        }
     }
     let checksum = xxhash_rust::xxh3::xxh3_64(&out);
     out.extend_from_slice(&checksum.to_le_bytes());
     Ok(out)
+}
+
+/// The size an entry counts for against a size limit: its stored size, or, with a compressed
+/// payload, the size of its JSON once decompressed plus the rest of the entry (what a reader
+/// holds). Writers check this against the same limit readers decode under, so no entry is
+/// stored that every reader would refuse.
+pub fn decoded_len(bytes: &[u8]) -> usize {
+    let compressed = bytes
+        .get(11)
+        .is_some_and(|flags| flags & COMPRESSION_MASK != 0);
+    let tags = bytes
+        .get(32..34)
+        .map_or(0, |t| u16::from_le_bytes([t[0], t[1]]) as usize);
+    let payload_at = HEADER_LEN + 8 * tags;
+    match bytes.get(payload_at..payload_at + 4) {
+        Some(len) if compressed => {
+            let json = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            payload_at + json + CHECKSUM_LEN
+        }
+        _ => bytes.len(),
+    }
 }
 
 /// Decodes an envelope written for `fingerprint`.
@@ -136,9 +266,10 @@ pub fn decode<T: DeserializeOwned>(
         return Err(DecodeError::Fingerprint);
     }
     let flags = header[11];
-    if flags & !FLAG_NEGATIVE != 0 {
+    if flags & !(FLAG_NEGATIVE | COMPRESSION_MASK) != 0 {
         return Err(DecodeError::Corrupt);
     }
+    let compression = (flags & COMPRESSION_MASK) >> COMPRESSION_SHIFT;
     let tags = u16::from_le_bytes([header[32], header[33]]) as usize;
     let payload_at = HEADER_LEN + 8 * tags;
     let tag_bytes = bytes
@@ -154,12 +285,20 @@ pub fn decode<T: DeserializeOwned>(
     };
     let payload = &bytes[payload_at..];
     let value = if flags & FLAG_NEGATIVE != 0 {
-        if !payload.is_empty() {
+        if !payload.is_empty() || compression != 0 {
             return Err(DecodeError::Corrupt);
         }
         None
-    } else {
+    } else if compression == 0 {
         Some(serde_json::from_slice(payload).map_err(|e| DecodeError::Payload(e.to_string()))?)
+    } else {
+        let (len, packed) = payload.split_at_checked(4).ok_or(DecodeError::Corrupt)?;
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        if payload_at + len + CHECKSUM_LEN > max_size {
+            return Err(DecodeError::TooLarge);
+        }
+        let json = decompress(compression, packed, len)?;
+        Some(serde_json::from_slice(&json).map_err(|e| DecodeError::Payload(e.to_string()))?)
     };
     Ok(Decoded { value, meta })
 }
@@ -196,6 +335,69 @@ mod tests {
         let bytes = encode::<u8>(42, None, &meta()).expect("encode");
         let d: Decoded<u8> = decode(42, &bytes, usize::MAX).expect("decode");
         assert_eq!(d.value, None);
+    }
+
+    #[test]
+    fn every_compression_round_trips_and_reads_whatever_it_was_written_with() {
+        let document: Vec<String> = (0..200).map(|i| format!("record {i} of a list")).collect();
+        let plain = encode(42, Some(&document), &meta()).expect("encode");
+        for policy in [
+            Compression::Off,
+            Compression::Lz4 { over: 1024 },
+            Compression::Zstd { over: 1024 },
+            Compression::Lz4 { over: 1 << 30 },
+        ] {
+            let bytes = encode_compressed(42, Some(&document), &meta(), policy).expect("encode");
+            let compressed = matches!(
+                policy,
+                Compression::Lz4 { over: 1024 } | Compression::Zstd { .. }
+            );
+            assert_eq!(bytes.len() * 2 < plain.len(), compressed, "{policy:?}");
+            let d: Decoded<Vec<String>> = decode(42, &bytes, 1 << 20).expect("decode");
+            assert_eq!(d.value.as_ref(), Some(&document), "{policy:?}");
+            // Counted at its decoded size: the limit that lets a reader decode it.
+            assert_eq!(decoded_len(&bytes), plain.len(), "{policy:?}");
+            assert!(decode::<Vec<String>>(42, &bytes, plain.len()).is_ok());
+            assert_eq!(
+                decode::<Vec<String>>(42, &bytes, plain.len() - 1),
+                Err(DecodeError::TooLarge)
+            );
+            assert_eq!(d.meta, meta());
+        }
+        // Small payloads stay JSON: nothing to gain.
+        let small = encode_compressed(42, Some(&1u8), &meta(), Compression::Lz4 { over: 0 })
+            .expect("encode");
+        assert_eq!(small, encode(42, Some(&1u8), &meta()).expect("encode"));
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_too_large_before_anything_is_allocated() {
+        let zeros = vec![0u8; 4 << 20];
+        let bytes = encode_compressed(42, Some(&zeros), &meta(), Compression::Zstd { over: 1 })
+            .expect("encode");
+        assert!(bytes.len() < 64 << 10, "{} bytes", bytes.len());
+        // Stored small, declared 4 MiB of JSON and more: over a 1 MiB limit.
+        assert_eq!(
+            decode::<Vec<u8>>(42, &bytes, 1 << 20),
+            Err(DecodeError::TooLarge)
+        );
+        // A declared length that lies (forged, checksum recomputed) is corrupt, not a panic.
+        let mut forged = encode_compressed(
+            42,
+            Some(&"x".repeat(5000)),
+            &meta(),
+            Compression::Lz4 { over: 1 },
+        )
+        .expect("encode");
+        let at = HEADER_LEN + 8 * 2;
+        forged[at..at + 4].copy_from_slice(&9_000u32.to_le_bytes());
+        let body = forged.len() - CHECKSUM_LEN;
+        let checksum = xxhash_rust::xxh3::xxh3_64(&forged[..body]);
+        forged[body..].copy_from_slice(&checksum.to_le_bytes());
+        assert_eq!(
+            decode::<String>(42, &forged, 1 << 20),
+            Err(DecodeError::Corrupt)
+        );
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct FnSpec {
     pub max_load: Option<Duration>,
     /// `l1 = true` with `l1_ttl` and `l1_outage`; `None` without a first level.
     pub l1: Option<crate::first_level::FirstLevelSpec>,
+    /// `compress = ...` (with `compress_over`); `None` uses the cache's
+    /// [`compression`](crate::CacheBuilder::compression).
+    pub compression: Option<crate::envelope::Compression>,
     /// The function's telemetry (a `static` in generated code).
     pub telemetry: &'static crate::telemetry::FnTelemetry,
 }
@@ -56,6 +59,11 @@ impl FnSpec {
             name: self.name,
             telemetry: self.telemetry,
         }
+    }
+
+    /// How this function's payloads are compressed: its own setting, else the cache's.
+    pub(crate) fn compression(&self, cache: &Cache) -> crate::envelope::Compression {
+        self.compression.unwrap_or(cache.inner().compression)
     }
 
     pub(crate) fn ttl(&self, cache: &Cache) -> Duration {

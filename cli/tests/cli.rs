@@ -171,7 +171,14 @@ async fn large(id: u64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_reports_entries_of_known_sizes() {
     let server = RedisServer::start();
-    let cache = cache(&server.url()).await;
+    // Stored as written, so the payload sizes below are what Redis holds.
+    let cache = Cache::builder()
+        .url(server.url())
+        .namespace(NAMESPACE)
+        .compression(redis_cached::Compression::Off)
+        .build()
+        .await
+        .expect("build cache");
     for id in 0..50 {
         cache.scope(small(id)).await;
     }

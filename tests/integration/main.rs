@@ -3,6 +3,7 @@
 mod bad_bytes;
 mod batching;
 mod cluster;
+mod compression;
 mod expiry;
 mod fail_open;
 mod first_level;

@@ -15,7 +15,16 @@ async fn square(n: u64, #[cache(skip)] calls: &Calls) -> Option<u64> {
 #[redis_cached(ttl = 600, name = "mem::blob")]
 async fn blob(n: u64, #[cache(skip)] calls: &Calls) -> Vec<u8> {
     calls.bump();
-    vec![(n % 256) as u8; 10_000]
+    // Incompressible: the capacity is about stored bytes.
+    let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..10_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
 
 #[tokio::test]

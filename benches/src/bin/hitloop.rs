@@ -121,6 +121,7 @@ fn print_future_sizes() {
         lock_wait: None,
         max_load: None,
         l1: None,
+        compression: None,
         telemetry: &TELEMETRY,
     };
     let call = cached_user(1);

@@ -60,11 +60,13 @@ pub(crate) fn encode<T: serde::Serialize + ?Sized>(
     value: Option<&T>,
     meta: &EntryMeta,
 ) -> Result<Vec<u8>, Error> {
-    let bytes = envelope::encode(spec.fingerprint, value, meta).map_err(Error::Serialize);
+    let bytes = envelope::encode_compressed(spec.fingerprint, value, meta, spec.compression(cache))
+        .map_err(Error::Serialize);
     let bytes = bytes.and_then(|b| {
         let max = cache.inner().max_value_size;
-        if b.len() > max {
-            Err(Error::ValueTooLarge { size: b.len(), max })
+        let size = envelope::decoded_len(&b);
+        if size > max {
+            Err(Error::ValueTooLarge { size, max })
         } else {
             Ok(b)
         }
@@ -94,15 +96,16 @@ pub(crate) fn encode_checked<S: Shape>(
     value: Option<&S::Value>,
     meta: &EntryMeta,
 ) -> Encoded {
-    let bytes = match envelope::encode(spec.fingerprint, value, meta) {
-        Ok(bytes) => bytes,
-        Err(err) => {
-            cache.record(spec, Event::Uncached);
-            return Encoded::Unusable(Error::Serialize(err));
-        }
-    };
+    let bytes =
+        match envelope::encode_compressed(spec.fingerprint, value, meta, spec.compression(cache)) {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                cache.record(spec, Event::Uncached);
+                return Encoded::Unusable(Error::Serialize(err));
+            }
+        };
     let max = cache.inner().max_value_size;
-    if bytes.len() > max {
+    if envelope::decoded_len(&bytes) > max {
         cache.record(spec, Event::Uncached);
         // Decoded by waiters with no size cap of their own: they asked for this value.
         return match envelope::decode::<S::Value>(spec.fingerprint, &bytes, usize::MAX) {

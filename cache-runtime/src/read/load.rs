@@ -174,7 +174,7 @@ async fn settle(mut ctx: LoadCtx, function: FnId, encoded: Encoded, written: Wri
     let (bytes, problem) = match encoded {
         Encoded::Entry(bytes) => (Some(bytes), None),
         Encoded::Oversized(bytes) => {
-            let size = bytes.len();
+            let size = crate::envelope::decoded_len(&bytes);
             (Some(bytes), Some(crate::Error::ValueTooLarge { size, max }))
         }
         Encoded::Unusable(err) => (None, Some(err)),

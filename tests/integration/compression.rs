@@ -1,0 +1,130 @@
+//! Compressed payloads: every setting reads every other's entries (a fleet can change it
+//! without a miss), and a hostile or corrupt compressed entry is a miss.
+
+use std::time::Duration;
+
+use redis_cached::{Cache, Compression, redis_cached};
+
+use crate::{Calls, support::RedisServer};
+
+async fn cache_with(server: &RedisServer, compression: Compression) -> Cache {
+    Cache::builder()
+        .url(server.url())
+        .namespace("compression")
+        .operation_timeout(Duration::from_millis(500))
+        .compression(compression)
+        .build()
+        .await
+        .expect("build cache")
+}
+
+/// A 100-record list: about 5 KB of JSON, compressible.
+#[redis_cached(ttl = 600, name = "compression::records")]
+async fn records(page: u64, #[cache(skip)] calls: &Calls) -> Vec<(u64, String)> {
+    calls.bump();
+    (0..100)
+        .map(|i| (page * 100 + i, format!("user {i} of page {page}, active")))
+        .collect()
+}
+
+async fn stored_len(server: &RedisServer, key: &str) -> usize {
+    let bytes: Vec<u8> = redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut server.conn().await)
+        .await
+        .expect("GET");
+    bytes.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_setting_reads_every_other_settings_entries() {
+    let server = RedisServer::start();
+    let settings = [
+        Compression::Off,
+        Compression::Lz4 { over: 1024 },
+        Compression::Zstd { over: 1024 },
+    ];
+    let calls = Calls::default();
+    let mut sizes = Vec::new();
+    for (page, writer) in settings.iter().enumerate() {
+        let page = page as u64;
+        let writing = cache_with(&server, *writer).await;
+        let expected = writing.scope(records(page, &calls)).await;
+        writing.wait_for_writes().await;
+        let key = writing.scope(async move { records_key(page) }).await;
+        sizes.push(stored_len(&server, &key).await);
+        for reader in settings {
+            let reading = cache_with(&server, reader).await;
+            let loads = calls.get();
+            assert_eq!(reading.scope(records(page, &calls)).await, expected);
+            assert_eq!(
+                calls.get(),
+                loads,
+                "{reader:?} could not read what {writer:?} wrote"
+            );
+        }
+    }
+    // Off, LZ4, zstd: both compressors at least halve the list.
+    assert!(
+        sizes[1] * 2 < sizes[0] && sizes[2] * 2 < sizes[0],
+        "{sizes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_entry_declaring_too_much_or_corrupt_is_a_miss() {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .url(server.url())
+        .namespace("compression")
+        .max_value_size(64 * 1024)
+        .build()
+        .await
+        .expect("build cache");
+    let calls = Calls::default();
+    let expected = cache.scope(records(7, &calls)).await;
+    cache.wait_for_writes().await;
+    let key = cache.scope(async { records_key(7) }).await;
+    let mut conn = server.conn().await;
+    let stored: Vec<u8> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .expect("GET");
+    // Find the declared length: the payload starts after the 34-byte header (no tags).
+    assert_ne!(stored[11] & 0b110, 0, "the entry is compressed");
+    let rewrite = |declared: Option<u32>, flip: Option<usize>| {
+        let mut bytes = stored.clone();
+        if let Some(declared) = declared {
+            bytes[34..38].copy_from_slice(&declared.to_le_bytes());
+        }
+        if let Some(at) = flip {
+            bytes[at] ^= 0x5a;
+        }
+        let body = bytes.len() - 8;
+        let checksum = xxhash_rust_checksum(&bytes[..body]);
+        bytes[body..].copy_from_slice(&checksum.to_le_bytes());
+        bytes
+    };
+    for (what, bytes) in [
+        ("a declared 4 GiB", rewrite(Some(u32::MAX), None)),
+        ("a declared length that lies", rewrite(Some(100), None)),
+        ("a corrupt compressed block", rewrite(None, Some(40))),
+    ] {
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(&bytes)
+            .query_async(&mut conn)
+            .await
+            .expect("SET");
+        let loads = calls.get();
+        assert_eq!(cache.scope(records(7, &calls)).await, expected, "{what}");
+        assert_eq!(calls.get(), loads + 1, "{what} must be a miss");
+        cache.wait_for_writes().await;
+    }
+}
+
+/// The envelope's checksum (XXH3-64), so a forged entry passes it and reaches the payload.
+fn xxhash_rust_checksum(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
+}

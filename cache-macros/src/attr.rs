@@ -13,11 +13,19 @@ use crate::{ctxt::Ctxt, duration};
 
 const VALID: &str = "`ttl`, `name`, `key`, `tags`, `version`, `cache_none`, `none_ttl`, `jitter`, \
                      `stale`, `early_refresh`, `lock`, `lock_ttl`, `lock_wait`, `max_load`, `l1`, `l1_ttl`, \
-                     `l1_outage`, `cache`, `crate`";
+                     `l1_outage`, `compress`, `compress_over`, `cache`, `crate`";
 
 /// Options that later versions add; named so the error says what is missing rather than
 /// calling a documented option unknown.
-const PLANNED: &[&str] = &["codec", "compress"];
+const PLANNED: &[&str] = &["codec"];
+
+/// What `compress = "..."` accepts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Compress {
+    Off,
+    Lz4,
+    Zstd,
+}
 
 /// A TTL-like option: a literal duration, or a constant expression (`u64` seconds or `Duration`).
 pub(crate) enum TtlValue {
@@ -50,6 +58,8 @@ pub(crate) struct Options {
     pub(crate) l1: Option<Spanned<bool>>,
     pub(crate) l1_ttl: Option<Spanned<TtlValue>>,
     pub(crate) l1_outage: Option<Spanned<TtlValue>>,
+    pub(crate) compress: Option<Spanned<Compress>>,
+    pub(crate) compress_over: Option<Spanned<u64>>,
     pub(crate) cache: Option<Spanned<Expr>>,
     pub(crate) krate: Option<Spanned<Path>>,
 }
@@ -158,6 +168,34 @@ impl Options {
                              with `Cache::builder().{name}(...)`"
                         ),
                     );
+                }
+                "compress" => {
+                    let lit: LitStr =
+                        parse_expecting(input, "a string: `\"lz4\"`, `\"zstd\"` or `\"off\"`")?;
+                    let v = match lit.value().as_str() {
+                        "lz4" => Compress::Lz4,
+                        "zstd" => Compress::Zstd,
+                        "off" => Compress::Off,
+                        _ => {
+                            cx.error_spanned_by(
+                                &lit,
+                                "expected `\"lz4\"`, `\"zstd\"` or `\"off\"`",
+                            );
+                            Compress::Off
+                        }
+                    };
+                    set_once(cx, &mut options.compress, &name, v);
+                }
+                "compress_over" => {
+                    let lit: LitInt =
+                        parse_expecting(input, "a size in bytes, as in `compress_over = 4096`")?;
+                    match lit.base10_parse::<u32>() {
+                        Ok(v) => set_once(cx, &mut options.compress_over, &name, u64::from(v)),
+                        Err(_) => cx.error_spanned_by(
+                            &lit,
+                            "`compress_over` is a size in bytes that fits in a u32",
+                        ),
+                    }
                 }
                 "early_refresh" => {
                     let v = parse_beta(cx, input)?;

@@ -65,6 +65,8 @@ pub(crate) struct Plan {
     pub(crate) max_load: Option<TtlValue>,
     /// `l1 = true`, with its options.
     pub(crate) l1: Option<FirstLevelPlan>,
+    /// `compress = "..."` with `compress_over`; `None` uses the cache's setting.
+    pub(crate) compress: Option<(crate::attr::Compress, u64)>,
     /// Refreshes run in a spawned task: every argument (and the receiver) is owned.
     pub(crate) background: bool,
     /// Whether waiters may share the loader's error (subject to the compile-time probe).
@@ -202,6 +204,21 @@ pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<
         );
     }
 
+    let compressing = options
+        .compress
+        .as_ref()
+        .is_some_and(|c| c.value != crate::attr::Compress::Off);
+    if !compressing {
+        no_effect(
+            cx,
+            [(
+                "compress_over",
+                options.compress_over.as_ref().map(|o| o.span),
+            )],
+            " without `compress = \"lz4\"` or `\"zstd\"`",
+        );
+    }
+
     let (tags, tag_params) = match &options.tags {
         Some(tags) => plan_tags(cx, &tags.value, func),
         None => (Vec::new(), Vec::new()),
@@ -251,6 +268,12 @@ pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<
             ttl: options.l1_ttl.map(|t| t.value),
             outage: options.l1_outage.map(|t| t.value),
             span,
+        }),
+        compress: options.compress.map(|c| {
+            (
+                c.value,
+                options.compress_over.as_ref().map_or(1024, |o| o.value),
+            )
         }),
         background,
         share_errors,

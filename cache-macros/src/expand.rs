@@ -233,7 +233,20 @@ fn spec_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
         }
         None => quote!(::core::option::Option::None),
     };
-    let compression = quote!(::core::option::Option::None);
+    let compression = match plan.compress {
+        None => quote!(::core::option::Option::None),
+        Some((crate::attr::Compress::Off, _)) => {
+            quote!(::core::option::Option::Some(#p::Compression::Off))
+        }
+        Some((crate::attr::Compress::Lz4, over)) => {
+            let over = over as usize;
+            quote!(::core::option::Option::Some(#p::Compression::Lz4 { over: #over }))
+        }
+        Some((crate::attr::Compress::Zstd, over)) => {
+            let over = over as usize;
+            quote!(::core::option::Option::Some(#p::Compression::Zstd { over: #over }))
+        }
+    };
     quote! {{
         static __CACHE_TELEMETRY: #p::FnTelemetry = #p::FnTelemetry::new();
         #p::FnSpec {

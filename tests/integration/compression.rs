@@ -128,3 +128,46 @@ async fn a_compressed_entry_declaring_too_much_or_corrupt_is_a_miss() {
 fn xxhash_rust_checksum(bytes: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(bytes)
 }
+
+#[redis_cached(ttl = 600, name = "compression::plain", compress = "off")]
+async fn plain(page: u64, #[cache(skip)] calls: &Calls) -> Vec<(u64, String)> {
+    records(page, calls).await
+}
+
+#[redis_cached(
+    ttl = 600,
+    name = "compression::zstd",
+    compress = "zstd",
+    compress_over = 100
+)]
+async fn packed(page: u64, #[cache(skip)] calls: &Calls) -> Vec<(u64, String)> {
+    records(page, calls).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_overrides_the_caches_setting() {
+    let server = RedisServer::start();
+    let cache = cache_with(&server, Compression::Lz4 { over: 1024 }).await;
+    let calls = Calls::default();
+    cache.scope(plain(1, &calls)).await;
+    cache.scope(packed(1, &calls)).await;
+    cache.scope(records(1, &calls)).await;
+    cache.wait_for_writes().await;
+    let flags = |key: String| {
+        let server = &server;
+        async move {
+            let bytes: Vec<u8> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut server.conn().await)
+                .await
+                .expect("GET");
+            (bytes[11] & 0b110) >> 1
+        }
+    };
+    let keys = cache
+        .scope(async { (plain_key(1), packed_key(1), records_key(1)) })
+        .await;
+    assert_eq!(flags(keys.0).await, 0, "compress = \"off\" stores JSON");
+    assert_eq!(flags(keys.1).await, 2, "compress = \"zstd\" stores zstd");
+    assert_eq!(flags(keys.2).await, 1, "the cache's LZ4 otherwise");
+}

@@ -17,6 +17,7 @@ use redis_cached::Cache;
 use redis_cached_benches::*;
 
 mod first_level;
+mod payloads;
 
 const PASSES: usize = 5;
 /// Many short passes: the VM's throughput swings from one second to the next, and the median of
@@ -96,7 +97,7 @@ struct Bench {
 }
 
 /// The scenarios, by the name `BENCH_ONLY` selects them with (comma-separated).
-const SCENARIOS: [&str; 11] = [
+const SCENARIOS: [&str; 12] = [
     "hits",
     "throughput",
     "tagged",
@@ -108,6 +109,7 @@ const SCENARIOS: [&str; 11] = [
     "l1",
     "l1_throughput",
     "l1_lag",
+    "payloads",
 ];
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -172,6 +174,7 @@ async fn main() {
             "l1" => first_level::hits(&mut b).await,
             "l1_throughput" => first_level::throughput_64(&mut b).await,
             "l1_lag" => first_level::lag(&mut b, &url).await,
+            "payloads" => payload_table(&url).await,
             "breaker" => breaker(&mut b).await,
             other => unreachable!("scenario {other}"),
         }
@@ -201,6 +204,25 @@ fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// The payload table (its own columns): printed at once.
+async fn payload_table(url: &str) {
+    let rows = payloads::measure(url, 2_000).await;
+    println!();
+    println!("| payload | compression | stored bytes | vs JSON | hit p50 | decode p50 |");
+    println!("|---|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {:.2}x smaller | {:.1} µs | {:.1} µs |",
+            r.payload,
+            r.setting,
+            r.stored,
+            r.json as f64 / r.stored as f64,
+            r.hit_p50_us,
+            r.decode_us
+        );
+    }
 }
 
 /// Hot hits, one task at a time: latency of each contender.

@@ -92,9 +92,25 @@ impl Compression {
         match self {
             Compression::Off => None,
             Compression::Lz4 { .. } => Some(lz4_flex::block::compress(json)),
-            Compression::Zstd { .. } => zstd::bulk::compress(json, 1).ok(),
+            Compression::Zstd { .. } => ZSTD.with(|zstd| {
+                let mut zstd = zstd.borrow_mut();
+                let compressor = match &mut zstd.0 {
+                    Some(compressor) => compressor,
+                    slot => slot.insert(zstd::bulk::Compressor::new(1).ok()?),
+                };
+                compressor.compress(json).ok()
+            }),
         }
     }
+}
+
+thread_local! {
+    /// zstd's contexts, made once per thread: making one per call cost more than the
+    /// decompression of a 10 KB payload.
+    static ZSTD: std::cell::RefCell<(
+        Option<zstd::bulk::Compressor<'static>>,
+        Option<zstd::bulk::Decompressor<'static>>,
+    )> = const { std::cell::RefCell::new((None, None)) };
 }
 
 /// Decompresses a payload of `code` that declares `len` bytes (checked against the limit by
@@ -108,7 +124,16 @@ fn decompress(code: u8, data: &[u8], len: usize) -> Result<Vec<u8>, DecodeError>
             out.truncate(written);
             out
         }
-        2 => zstd::bulk::decompress(data, len).map_err(|_| DecodeError::Corrupt)?,
+        2 => ZSTD
+            .with(|zstd| {
+                let mut zstd = zstd.borrow_mut();
+                let decompressor = match &mut zstd.1 {
+                    Some(decompressor) => decompressor,
+                    slot => slot.insert(zstd::bulk::Decompressor::new().ok()?),
+                };
+                decompressor.decompress(data, len).ok()
+            })
+            .ok_or(DecodeError::Corrupt)?,
         _ => return Err(DecodeError::Corrupt),
     };
     if out.len() != len {

@@ -173,18 +173,19 @@ impl Options {
                     let lit: LitStr =
                         parse_expecting(input, "a string: `\"lz4\"`, `\"zstd\"` or `\"off\"`")?;
                     let v = match lit.value().as_str() {
-                        "lz4" => Compress::Lz4,
-                        "zstd" => Compress::Zstd,
-                        "off" => Compress::Off,
+                        "lz4" => Some(Compress::Lz4),
+                        "zstd" => Some(Compress::Zstd),
+                        "off" => Some(Compress::Off),
                         _ => {
                             cx.error_spanned_by(
                                 &lit,
                                 "expected `\"lz4\"`, `\"zstd\"` or `\"off\"`",
                             );
-                            Compress::Off
+                            None
                         }
                     };
-                    set_once(cx, &mut options.compress, &name, v);
+                    // An unknown algorithm is reported once, not again at `compress_over`.
+                    set_once(cx, &mut options.compress, &name, v.unwrap_or(Compress::Lz4));
                 }
                 "compress_over" => {
                     let lit: LitInt =

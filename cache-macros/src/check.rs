@@ -66,7 +66,7 @@ pub(crate) struct Plan {
     /// `l1 = true`, with its options.
     pub(crate) l1: Option<FirstLevelPlan>,
     /// `compress = "..."` with `compress_over`; `None` uses the cache's setting.
-    pub(crate) compress: Option<(crate::attr::Compress, u64)>,
+    pub(crate) compress: Option<(crate::attr::Compress, Option<u64>)>,
     /// Refreshes run in a spawned task: every argument (and the receiver) is owned.
     pub(crate) background: bool,
     /// Whether waiters may share the loader's error (subject to the compile-time probe).
@@ -269,12 +269,9 @@ pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<
             outage: options.l1_outage.map(|t| t.value),
             span,
         }),
-        compress: options.compress.map(|c| {
-            (
-                c.value,
-                options.compress_over.as_ref().map_or(1024, |o| o.value),
-            )
-        }),
+        compress: options
+            .compress
+            .map(|c| (c.value, options.compress_over.as_ref().map(|o| o.value))),
         background,
         share_errors,
         function_tag: options.tags.is_some(),

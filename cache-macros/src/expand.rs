@@ -238,13 +238,19 @@ fn spec_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
         Some((crate::attr::Compress::Off, _)) => {
             quote!(::core::option::Option::Some(#p::Compression::Off))
         }
-        Some((crate::attr::Compress::Lz4, over)) => {
-            let over = over as usize;
-            quote!(::core::option::Option::Some(#p::Compression::Lz4 { over: #over }))
-        }
-        Some((crate::attr::Compress::Zstd, over)) => {
-            let over = over as usize;
-            quote!(::core::option::Option::Some(#p::Compression::Zstd { over: #over }))
+        Some((algorithm, over)) => {
+            let over = over.map_or_else(
+                || quote!(#p::Compression::DEFAULT_OVER),
+                |over| {
+                    let over = over as usize;
+                    quote!(#over)
+                },
+            );
+            let variant = match algorithm {
+                crate::attr::Compress::Zstd => quote!(Zstd),
+                _ => quote!(Lz4),
+            };
+            quote!(::core::option::Option::Some(#p::Compression::#variant { over: #over }))
         }
     };
     quote! {{

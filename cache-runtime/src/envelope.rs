@@ -70,8 +70,12 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// The default threshold: payloads of 1 KiB of JSON or more are compressed.
+    pub const DEFAULT_OVER: usize = 1024;
     /// The default: LZ4 from 1 KiB of JSON (chosen by measurement, `docs/benchmarks.md`).
-    pub const DEFAULT: Compression = Compression::Lz4 { over: 1024 };
+    pub const DEFAULT: Compression = Compression::Lz4 {
+        over: Self::DEFAULT_OVER,
+    };
 
     fn code(self) -> u8 {
         match self {
@@ -92,14 +96,17 @@ impl Compression {
         match self {
             Compression::Off => None,
             Compression::Lz4 { .. } => Some(lz4_flex::block::compress(json)),
-            Compression::Zstd { .. } => ZSTD.with(|zstd| {
-                let mut zstd = zstd.borrow_mut();
-                let compressor = match &mut zstd.0 {
-                    Some(compressor) => compressor,
-                    slot => slot.insert(zstd::bulk::Compressor::new(1).ok()?),
-                };
-                compressor.compress(json).ok()
-            }),
+            Compression::Zstd { .. } => ZSTD
+                .try_with(|zstd| {
+                    let mut zstd = zstd.borrow_mut();
+                    let compressor = match &mut zstd.0 {
+                        Some(compressor) => compressor,
+                        slot => slot.insert(zstd::bulk::Compressor::new(1).ok()?),
+                    };
+                    compressor.compress(json).ok()
+                })
+                .ok()
+                .flatten(),
         }
     }
 }
@@ -125,7 +132,7 @@ fn decompress(code: u8, data: &[u8], len: usize) -> Result<Vec<u8>, DecodeError>
             out
         }
         2 => ZSTD
-            .with(|zstd| {
+            .try_with(|zstd| {
                 let mut zstd = zstd.borrow_mut();
                 let decompressor = match &mut zstd.1 {
                     Some(decompressor) => decompressor,
@@ -133,6 +140,8 @@ fn decompress(code: u8, data: &[u8], len: usize) -> Result<Vec<u8>, DecodeError>
                 };
                 decompressor.decompress(data, len).ok()
             })
+            .ok()
+            .flatten()
             .ok_or(DecodeError::Corrupt)?,
         _ => return Err(DecodeError::Corrupt),
     };
@@ -250,7 +259,7 @@ pub fn decoded_len(bytes: &[u8]) -> usize {
     match bytes.get(payload_at..payload_at + 4) {
         Some(len) if compressed => {
             let json = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
-            payload_at + json + CHECKSUM_LEN
+            (payload_at + CHECKSUM_LEN).saturating_add(json)
         }
         _ => bytes.len(),
     }
@@ -319,7 +328,7 @@ pub fn decode<T: DeserializeOwned>(
     } else {
         let (len, packed) = payload.split_at_checked(4).ok_or(DecodeError::Corrupt)?;
         let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        if payload_at + len + CHECKSUM_LEN > max_size {
+        if len > max_size.saturating_sub(payload_at + CHECKSUM_LEN) {
             return Err(DecodeError::TooLarge);
         }
         let json = decompress(compression, packed, len)?;

@@ -85,7 +85,7 @@ pub enum Error {
     /// The serialized value is larger than the configured maximum value size.
     #[error("value of {size} bytes exceeds the maximum value size of {max} bytes")]
     ValueTooLarge {
-        /// Size of the serialized entry.
+        /// Size of the entry, a compressed payload counted at its decompressed size.
         size: usize,
         /// The configured maximum ([`CacheBuilder::max_value_size`](crate::CacheBuilder::max_value_size)).
         max: usize,

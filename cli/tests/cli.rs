@@ -394,3 +394,41 @@ fn an_unreachable_server_is_a_clear_error_without_the_password() {
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_works_for_the_documented_acl_profiles() {
+    use support::acl::{LIBRARY_COMMANDS, OPERATOR_COMMANDS, acl_denials, acl_user};
+    let server = RedisServer::start();
+    acl_user(&server, "app", "app-pw", NAMESPACE, LIBRARY_COMMANDS).await;
+    acl_user(&server, "ops", "ops-pw", NAMESPACE, OPERATOR_COMMANDS).await;
+    let port = server.port();
+    let app = cache(&format!("redis://app:app-pw@127.0.0.1:{port}")).await;
+    for id in 0..20 {
+        app.scope(row(id)).await;
+        app.scope(row(id)).await;
+    }
+    app.wait_for_writes().await;
+    app.flush_telemetry().await.expect("flush as the app user");
+    let key = app.scope(async { row_key(3) }).await;
+    let ops_url = format!("redis://ops:ops-pw@127.0.0.1:{port}");
+    for args in [
+        vec!["stats", "--json"],
+        vec!["hot", "--json"],
+        vec!["memory", "--json"],
+        vec!["invalidate", "--key", key.as_str(), "--yes"],
+        vec!["invalidate", "--tag", "org:1", "--yes"],
+        vec!["audit", "--json"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_redis-cached"))
+            .args(["--url", &ops_url, "--namespace", NAMESPACE])
+            .args(&args)
+            .output()
+            .expect("run redis-cached");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert_eq!(acl_denials(&server).await, Vec::<String>::new());
+}

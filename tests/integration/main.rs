@@ -1,5 +1,6 @@
 //! Integration tests through the attribute, against private `redis-server` processes.
 
+mod acl;
 mod bad_bytes;
 mod batching;
 mod cluster;

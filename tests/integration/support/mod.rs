@@ -3,6 +3,7 @@
 //! Never touches the machine's shared Redis on 6379. A missing `redis-server` is a test
 //! failure with instructions, never a silent skip (`scripts/test.sh` installs it).
 
+pub mod acl;
 pub mod cluster;
 pub mod server;
 

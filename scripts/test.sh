@@ -5,8 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
-    echo "redis-server not found; installing it with apt-get" >&2
+# openssl makes the TLS tests' certificates at test time.
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1 \
+    || ! command -v openssl >/dev/null 2>&1; then
+    echo "redis-server or openssl not found; installing them with apt-get" >&2
     if ! command -v apt-get >/dev/null 2>&1; then
         echo "error: apt-get is not available; install redis-server (7.x) yourself and rerun" >&2
         exit 1
@@ -14,7 +16,7 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
     SUDO=""
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
     $SUDO apt-get update
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y redis-server
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y redis-server openssl
 fi
 
 cargo test --workspace "$@"

@@ -64,6 +64,8 @@ pub struct CacheBuilder {
     breaker_open_for: Duration,
     fill_in_background: bool,
     batch_lookups: bool,
+    /// A root certificate (PEM) to trust for `rediss://` instead of the system's.
+    tls_root_certificate: Option<Vec<u8>>,
     l1: FirstLevelOptions,
     telemetry: TelemetryOptions,
 }
@@ -105,6 +107,27 @@ impl std::fmt::Debug for Target {
                 .finish(),
         }
     }
+}
+
+/// `rediss://` needs rustls with a crypto provider installed: rustls panics at the first
+/// connection without one, so `build()` says so instead.
+fn check_tls_provider() -> Result<(), Error> {
+    #[cfg(feature = "tls-rustls")]
+    {
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            return Err(Error::Config(
+                "rediss:// needs a rustls CryptoProvider installed before build(): call \
+                 rustls::crypto::ring::default_provider().install_default() (or aws_lc_rs) at \
+                 start-up"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+    #[cfg(not(feature = "tls-rustls"))]
+    Err(Error::Config(
+        "rediss:// URLs need the `tls-rustls` feature of redis-cached".into(),
+    ))
 }
 
 /// `url` with its password (if any) replaced by `***`, for messages and `Debug` output:
@@ -166,6 +189,7 @@ impl Default for CacheBuilder {
             breaker_open_for: Duration::from_millis(500),
             fill_in_background: true,
             batch_lookups: true,
+            tls_root_certificate: None,
             l1: FirstLevelOptions {
                 capacity: first_level::DEFAULT_CAPACITY,
                 max_entries: first_level::DEFAULT_MAX_ENTRIES,
@@ -401,6 +425,25 @@ impl CacheBuilder {
         self
     }
 
+    /// Trusts this root certificate (PEM) for `rediss://` URLs instead of the system's roots:
+    /// a private CA, as managed Redis services and self-hosted TLS often use. Needs the
+    /// `tls-rustls` feature.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), cache_runtime::Error> {
+    /// let ca = std::fs::read("/etc/redis/ca.crt").expect("CA certificate");
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .url("rediss://cache.internal:6380")
+    ///     .tls_root_certificate(ca)
+    ///     .build()
+    ///     .await?;
+    /// # let _ = cache; Ok(()) }
+    /// ```
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_certificate = Some(pem.into());
+        self
+    }
+
     /// Checks the options and builds the [`Cache`].
     ///
     /// Errors with [`Error::Config`] for a malformed URL or an invalid option. An unreachable
@@ -513,6 +556,29 @@ impl CacheBuilder {
     }
 
     /// The store, and a client for the first level's invalidation stream (RESP3).
+    /// A client for `info`, trusting [`tls_root_certificate`](Self::tls_root_certificate) when
+    /// one is set.
+    fn open_client(
+        &self,
+        info: redis::ConnectionInfo,
+        tls: bool,
+        url: &str,
+    ) -> Result<redis::Client, Error> {
+        let invalid = |e: redis::RedisError| {
+            Error::Config(format!("invalid redis url {:?}: {e}", redact_url(url)))
+        };
+        #[cfg(feature = "tls-rustls")]
+        if let (true, Some(pem)) = (tls, &self.tls_root_certificate) {
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            };
+            return redis::Client::build_with_tls(info, certificates).map_err(invalid);
+        }
+        let _ = tls;
+        redis::Client::open(info).map_err(invalid)
+    }
+
     fn connect_single(&self, url: &str) -> Result<(RedisStore, redis::Client), Error> {
         if ![
             "redis://",
@@ -530,6 +596,15 @@ impl CacheBuilder {
                 redact_url(url)
             )));
         }
+        let tls = url.starts_with("rediss://") || url.starts_with("valkeys://");
+        if tls {
+            check_tls_provider()?;
+        } else if self.tls_root_certificate.is_some() {
+            return Err(Error::Config(format!(
+                "tls_root_certificate is set but {:?} is not a rediss:// URL",
+                redact_url(url)
+            )));
+        }
         let info = redis::IntoConnectionInfo::into_connection_info(url)
             .map_err(|e| Error::Config(format!("invalid redis url {:?}: {e}", redact_url(url))))?;
         // Requests are small and latency-bound: do not let Nagle hold them back.
@@ -539,10 +614,9 @@ impl CacheBuilder {
             .redis_settings()
             .clone()
             .set_protocol(redis::ProtocolVersion::RESP3);
-        let tracking = redis::Client::open(info.clone().set_redis_settings(resp3))
-            .map_err(|e| Error::Config(format!("invalid redis url {:?}: {e}", redact_url(url))))?;
-        let client = redis::Client::open(info)
-            .map_err(|e| Error::Config(format!("invalid redis url {:?}: {e}", redact_url(url))))?;
+        let open = |info: redis::ConnectionInfo| self.open_client(info, tls, url);
+        let tracking = open(info.clone().set_redis_settings(resp3))?;
+        let client = open(info)?;
         // Bounded retries with a per-process random minimum delay: the manager's own backoff
         // jitter is the same sequence in every process (see docs/decisions.md). No response
         // timeout of its own: every operation already runs under our deadline, which also

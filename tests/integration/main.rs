@@ -18,6 +18,7 @@ mod round_trips;
 mod stampede;
 mod support;
 mod telemetry;
+mod tls;
 
 use std::{
     sync::atomic::{AtomicUsize, Ordering},

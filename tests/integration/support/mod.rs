@@ -6,6 +6,7 @@
 pub mod acl;
 pub mod cluster;
 pub mod server;
+pub mod tls;
 
 use std::time::{Duration, Instant};
 

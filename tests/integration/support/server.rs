@@ -17,6 +17,8 @@ pub struct RedisServer {
     dir: PathBuf,
     child: Option<Child>,
     extra_args: Vec<String>,
+    /// Served over TLS only, with these certificates (see [`TlsFiles`]).
+    tls: Option<super::tls::TlsFiles>,
 }
 
 /// A port that is free now, with its cluster bus port (+10000) free too, below 55535.
@@ -68,6 +70,15 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments.
     pub fn start_with(extra_args: &[&str]) -> RedisServer {
+        Self::start_inner(extra_args, None)
+    }
+
+    /// Starts a server that speaks TLS only (`rediss://`), with certificates made for it.
+    pub fn start_tls() -> RedisServer {
+        Self::start_inner(&[], Some(super::tls::TlsFiles::generate()))
+    }
+
+    fn start_inner(extra_args: &[&str], tls: Option<super::tls::TlsFiles>) -> RedisServer {
         let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
         for _attempt in 0..5 {
             let port = free_port();
@@ -82,6 +93,7 @@ impl RedisServer {
                 dir,
                 child: None,
                 extra_args: extra_args.clone(),
+                tls: tls.clone(),
             };
             // The port was free a moment ago; another process may take it (retry on a new one).
             if server.spawn() {
@@ -94,8 +106,14 @@ impl RedisServer {
     fn spawn(&mut self) -> bool {
         // A restart must not read the previous run's "ready" line.
         let _ = std::fs::remove_file(self.dir.join("redis.log"));
+        let port = self.port.to_string();
+        let ports: Vec<String> = match &self.tls {
+            None => vec!["--port".into(), port],
+            Some(tls) => tls.server_args(&port),
+        };
         let child = Command::new(redis_server_binary())
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(&ports)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
@@ -118,7 +136,12 @@ impl RedisServer {
             }
             // Another test's server may answer on the port while ours fails to bind: only
             // our own log saying it listens makes the answer ours.
-            if self.logged_ready() && self.ping() {
+            let answers = match self.tls {
+                // A TLS port does not answer a plain PING: listening is enough.
+                Some(_) => TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
+                None => self.ping(),
+            };
+            if self.logged_ready() && answers {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -154,12 +177,30 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match self.tls {
+            Some(_) => format!("rediss://127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// The certificate authority of a TLS server (PEM).
+    pub fn tls_ca(&self) -> Option<Vec<u8>> {
+        self.tls.as_ref().map(super::tls::TlsFiles::ca_pem)
     }
 
     /// A plain async connection for inspecting the server from tests.
     pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
+        let client = match self.tls_ca() {
+            Some(ca) => redis::Client::build_with_tls(
+                self.url(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca),
+                },
+            ),
+            None => redis::Client::open(self.url()),
+        };
+        client
             .expect("client")
             .get_multiplexed_async_connection()
             .await

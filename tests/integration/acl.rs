@@ -75,3 +75,79 @@ async fn everything_works_for_a_user_limited_to_the_namespace_and_the_documented
         .await;
     assert!(outside.is_err(), "a key outside the namespace was readable");
 }
+
+/// Everything written by a `fmt` subscriber, shared with the test.
+#[derive(Clone, Default)]
+struct Written(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Written {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_password_appears_in_no_log_span_debug_output_or_error() {
+    const PASSWORD: &str = "pw-never-shown-7c1e";
+    let written = Written::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer({
+            let written = written.clone();
+            move || written.clone()
+        })
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut server = RedisServer::start();
+    acl_user(&server, "app", PASSWORD, "ns", LIBRARY_COMMANDS).await;
+    let url = format!("redis://app:{PASSWORD}@127.0.0.1:{}", server.port());
+    let builder = Cache::builder()
+        .url(&url)
+        .namespace("ns")
+        .operation_timeout(Duration::from_millis(300));
+    let mut shown = vec![format!("{builder:?}")];
+    let cache = builder.build().await.expect("build");
+    shown.push(format!("{cache:?}"));
+    let calls = Calls::default();
+    cache
+        .scope(async {
+            row(5, &calls).await;
+            near(5, &calls).await;
+            cache.wait_for_writes().await;
+            row(5, &calls).await;
+        })
+        .await;
+    // Failures log and return errors: none may carry the password.
+    server.kill();
+    cache
+        .scope(async {
+            for _ in 0..5 {
+                row(6, &calls).await;
+            }
+            let err = row_invalidate(6).await.expect_err("redis is down");
+            shown.push(format!("{err} {err:?}"));
+        })
+        .await;
+    shown.push(format!("{:?}", cache.stats()));
+    let bad = Cache::builder()
+        .url(format!("redis://app:{PASSWORD}@127.0.0.1:1/not-a-db"))
+        .build()
+        .await
+        .expect_err("a bad database number");
+    shown.push(format!("{bad} {bad:?}"));
+    let logs = String::from_utf8_lossy(&written.0.lock().unwrap()).into_owned();
+    assert!(
+        logs.contains("redis command failed"),
+        "the outage was logged: {logs}"
+    );
+    shown.push(logs);
+    for text in shown {
+        assert!(!text.contains(PASSWORD), "the password leaked: {text}");
+    }
+}

@@ -3,7 +3,8 @@
 #![warn(missing_docs)]
 
 pub use cache_runtime::{
-    Cache, CacheBuilder, ConnectionEvent, Error, MINIMUM_REDIS, Stats, envelope::Compression,
+    Cache, CacheBuilder, ConnectionEvent, Error, MINIMUM_REDIS, Stats,
+    envelope::{Codec, Compression},
     redact_url, redis,
 };
 

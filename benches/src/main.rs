@@ -17,6 +17,7 @@ use redis_cached::Cache;
 use redis_cached_benches::*;
 
 mod first_level;
+mod codecs;
 mod payloads;
 
 const PASSES: usize = 5;
@@ -97,7 +98,7 @@ struct Bench {
 }
 
 /// The scenarios, by the name `BENCH_ONLY` selects them with (comma-separated).
-const SCENARIOS: [&str; 12] = [
+const SCENARIOS: [&str; 13] = [
     "hits",
     "throughput",
     "tagged",
@@ -110,6 +111,7 @@ const SCENARIOS: [&str; 12] = [
     "l1_throughput",
     "l1_lag",
     "payloads",
+    "codecs",
 ];
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -175,6 +177,7 @@ async fn main() {
             "l1_throughput" => first_level::throughput_64(&mut b).await,
             "l1_lag" => first_level::lag(&mut b, &url).await,
             "payloads" => payload_table(&url).await,
+            "codecs" => codec_table(),
             "breaker" => breaker(&mut b).await,
             other => unreachable!("scenario {other}"),
         }
@@ -204,6 +207,19 @@ fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// The codec table (in process): printed at once.
+fn codec_table() {
+    println!();
+    println!("| payload | codec | bytes | encode p50 | decode p50 |");
+    println!("|---|---|---|---|---|");
+    for r in codecs::table() {
+        println!(
+            "| {} | {} | {} | {:.0} ns | {:.0} ns |",
+            r.payload, r.codec, r.bytes, r.encode_ns, r.decode_ns
+        );
+    }
 }
 
 /// The payload table (its own columns): printed at once.

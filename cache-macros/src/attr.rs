@@ -13,11 +13,18 @@ use crate::{ctxt::Ctxt, duration};
 
 const VALID: &str = "`ttl`, `name`, `key`, `tags`, `version`, `cache_none`, `none_ttl`, `jitter`, \
                      `stale`, `early_refresh`, `lock`, `lock_ttl`, `lock_wait`, `max_load`, `l1`, `l1_ttl`, \
-                     `l1_outage`, `compress`, `compress_over`, `cache`, `crate`";
+                     `l1_outage`, `compress`, `compress_over`, `codec`, `cache`, `crate`";
 
 /// Options that later versions add; named so the error says what is missing rather than
 /// calling a documented option unknown.
-const PLANNED: &[&str] = &["codec"];
+const PLANNED: &[&str] = &[];
+
+/// What `codec = "..."` accepts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CodecName {
+    Json,
+    Postcard,
+}
 
 /// What `compress = "..."` accepts.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -60,6 +67,7 @@ pub(crate) struct Options {
     pub(crate) l1_outage: Option<Spanned<TtlValue>>,
     pub(crate) compress: Option<Spanned<Compress>>,
     pub(crate) compress_over: Option<Spanned<u64>>,
+    pub(crate) codec: Option<Spanned<CodecName>>,
     pub(crate) cache: Option<Spanned<Expr>>,
     pub(crate) krate: Option<Spanned<Path>>,
 }
@@ -186,6 +194,15 @@ impl Options {
                     };
                     // An unknown algorithm is reported once, not again at `compress_over`.
                     set_once(cx, &mut options.compress, &name, v.unwrap_or(Compress::Lz4));
+                }
+                "codec" => {
+                    let lit: LitStr =
+                        parse_expecting(input, "a string: `\"json\"` or `\"postcard\"`")?;
+                    match lit.value().as_str() {
+                        "json" => set_once(cx, &mut options.codec, &name, CodecName::Json),
+                        "postcard" => set_once(cx, &mut options.codec, &name, CodecName::Postcard),
+                        _ => cx.error_spanned_by(&lit, "expected `\"json\"` or `\"postcard\"`"),
+                    }
                 }
                 "compress_over" => {
                     let lit: LitInt =

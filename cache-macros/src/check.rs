@@ -67,6 +67,8 @@ pub(crate) struct Plan {
     pub(crate) l1: Option<FirstLevelPlan>,
     /// `compress = "..."` with `compress_over`; `None` uses the cache's setting.
     pub(crate) compress: Option<(crate::attr::Compress, Option<u64>)>,
+    /// `codec = "..."`; `None` uses the cache's.
+    pub(crate) codec: Option<crate::attr::CodecName>,
     /// Refreshes run in a spawned task: every argument (and the receiver) is owned.
     pub(crate) background: bool,
     /// Whether waiters may share the loader's error (subject to the compile-time probe).
@@ -269,6 +271,7 @@ pub(crate) fn check(cx: &mut Ctxt, options: Options, func: &Function) -> Option<
             outage: options.l1_outage.map(|t| t.value),
             span,
         }),
+        codec: options.codec.map(|c| c.value),
         compress: options
             .compress
             .map(|c| (c.value, options.compress_over.as_ref().map(|o| o.value))),

@@ -253,6 +253,13 @@ fn spec_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
             quote!(::core::option::Option::Some(#p::Compression::#variant { over: #over }))
         }
     };
+    let codec = match plan.codec {
+        None => quote!(::core::option::Option::None),
+        Some(crate::attr::CodecName::Json) => quote!(::core::option::Option::Some(#p::Codec::Json)),
+        Some(crate::attr::CodecName::Postcard) => {
+            quote!(::core::option::Option::Some(#p::Codec::Postcard))
+        }
+    };
     quote! {{
         static __CACHE_TELEMETRY: #p::FnTelemetry = #p::FnTelemetry::new();
         #p::FnSpec {
@@ -271,6 +278,7 @@ fn spec_tokens(plan: &Plan, p: &TokenStream) -> TokenStream {
             max_load: #max_load,
             l1: #l1,
             compression: #compression,
+            codec: #codec,
             telemetry: &__CACHE_TELEMETRY,
         }
     }}

@@ -22,6 +22,7 @@ use crate::{
 /// | [`operation_timeout`](Self::operation_timeout) | 250 ms |
 /// | [`max_value_size`](Self::max_value_size) | 8 MiB |
 /// | [`compression`](Self::compression) | LZ4 from 1 KiB of JSON |
+/// | [`codec`](Self::codec) | JSON |
 /// | [`memory_capacity`](Self::memory_capacity) | 64 MiB (embedded store only) |
 /// | [`breaker_threshold`](Self::breaker_threshold) | 3 consecutive failures |
 /// | [`breaker_open_for`](Self::breaker_open_for) | 500 ms between probes, ±25 % |
@@ -59,6 +60,7 @@ pub struct CacheBuilder {
     operation_timeout: Duration,
     max_value_size: usize,
     compression: crate::envelope::Compression,
+    codec: crate::envelope::Codec,
     memory_capacity: u64,
     breaker_threshold: u32,
     breaker_open_for: Duration,
@@ -184,6 +186,7 @@ impl Default for CacheBuilder {
             operation_timeout: Duration::from_millis(250),
             max_value_size: 8 * 1024 * 1024,
             compression: crate::envelope::Compression::DEFAULT,
+            codec: crate::envelope::Codec::Json,
             memory_capacity: 64 * 1024 * 1024,
             breaker_threshold: 3,
             breaker_open_for: Duration::from_millis(500),
@@ -267,6 +270,28 @@ impl CacheBuilder {
     /// ```
     pub fn compression(mut self, compression: crate::envelope::Compression) -> Self {
         self.compression = compression;
+        self
+    }
+
+    /// How values are serialized, unless a function says otherwise with `codec = ...`: JSON
+    /// by default. [`Codec::Postcard`](crate::envelope::Codec::Postcard) halves entries and
+    /// decodes faster but needs a `version` bump on every change to the value's fields and
+    /// cannot carry `untagged`, `flatten` or `serde_json::Value` (see
+    /// [`Codec`](crate::envelope::Codec)). Readers decode every codec, so changing it never
+    /// makes existing entries miss.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// use cache_runtime::{Cache, envelope::Codec};
+    ///
+    /// let cache = Cache::builder().url("mem://").codec(Codec::Postcard).build().await?;
+    /// # let _ = cache;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn codec(mut self, codec: crate::envelope::Codec) -> Self {
+        self.codec = codec;
         self
     }
 
@@ -502,6 +527,7 @@ impl CacheBuilder {
             telemetry,
         );
         inner.compression = self.compression;
+        inner.codec = self.codec;
         let cache = Cache::from_inner(inner);
         if fleet {
             cache.start_telemetry_flush(self.telemetry.interval);

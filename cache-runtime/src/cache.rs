@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     pub(crate) max_value_size: usize,
     /// How payloads are compressed unless a function says otherwise.
     pub(crate) compression: crate::envelope::Compression,
+    /// How values are serialized unless a function says otherwise.
+    pub(crate) codec: crate::envelope::Codec,
     pub(crate) telemetry: Telemetry,
     pub(crate) flights: Arc<crate::read::flight::Flights>,
     /// Whether a load's fill runs after its caller has its value.
@@ -82,6 +84,7 @@ impl Inner {
             default_ttl,
             max_value_size,
             compression: crate::envelope::Compression::DEFAULT,
+            codec: crate::envelope::Codec::Json,
             telemetry,
             flights: Arc::default(),
             fill_in_background,

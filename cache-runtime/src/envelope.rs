@@ -6,14 +6,15 @@
 //! 2       1     format version (1)
 //! 3       8     fingerprint of the return type's tokens and `version` (u64 LE)
 //! 11      1     flags (bit 0: negative result, no payload; bits 1-2: payload compression,
-//!               0 none, 1 LZ4 block, 2 zstd frame)
+//!               0 none, 1 LZ4 block, 2 zstd frame; bits 3-4: payload codec, 0 JSON,
+//!               1 postcard)
 //! 12      8     ttl in milliseconds (u64 LE)
 //! 20      8     stale window in milliseconds (u64 LE)
 //! 28      4     load duration in microseconds (u32 LE, saturating)
 //! 32      2     number of tag versions n (u16 LE)
 //! 34      8n    tag versions (u64 LE each)
-//! 34+8n   ..    payload: serde_json, or when compressed its length (u32 LE) and then the
-//!               compressed JSON
+//! 34+8n   ..    payload: the value in its codec, or when compressed its length (u32 LE) and
+//!               then the compressed bytes
 //! end-8   8     checksum: XXH3-64 of every byte before it (u64 LE)
 //! ```
 //!
@@ -39,15 +40,104 @@ const HEADER_LEN: usize = 34;
 const FLAG_NEGATIVE: u8 = 1;
 const COMPRESSION_SHIFT: u8 = 1;
 const COMPRESSION_MASK: u8 = 0b110;
+const CODEC_SHIFT: u8 = 3;
+const CODEC_MASK: u8 = 0b1_1000;
+
+/// How values are serialized in entries.
+///
+/// JSON (the default) is self-describing: a struct whose fields were reordered, renamed with
+/// `#[serde(alias)]` or given defaults still decodes, and `#[serde(untagged)]`,
+/// `#[serde(flatten)]` and `serde_json::Value` work. [`Codec::Postcard`] is about half the size
+/// and decodes up to 2x faster, but is not self-describing: every change to the value's fields
+/// (order, type, added or removed) needs a `version` bump, or old entries may decode into wrong
+/// values without an error; and `untagged`, `flatten`, `skip_serializing_if`, internally
+/// tagged enums and `serde_json::Value` cannot be carried (their entries fail to decode and
+/// are misses, or fail to encode and are not cached).
+///
+/// ```
+/// use cache_runtime::envelope::{Codec, Compression, Encoding, decode, encode_with, EntryMeta};
+///
+/// let encoding = Encoding { codec: Codec::Postcard, compression: Compression::Off };
+/// let bytes = encode_with(7, Some(&(1u64, "one".to_owned())), &EntryMeta::default(), encoding)
+///     .unwrap();
+/// let back = decode::<(u64, String)>(7, &bytes, 1024).unwrap();
+/// assert_eq!(back.value, Some((1, "one".to_owned())));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Codec {
+    /// `serde_json`.
+    #[default]
+    Json,
+    /// `postcard`: compact and fast, not self-describing (see above).
+    Postcard,
+}
+
+/// How an entry's value is written: its codec and its compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encoding {
+    /// The serialization.
+    pub codec: Codec,
+    /// The compression of the serialized value.
+    pub compression: Compression,
+}
+
+impl Codec {
+    fn code(self) -> u8 {
+        match self {
+            Codec::Json => 0,
+            Codec::Postcard => 1,
+        }
+    }
+
+    fn write<T: Serialize + ?Sized>(self, out: &mut Vec<u8>, value: &T) -> Result<(), EncodeError> {
+        match self {
+            Codec::Json => serde_json::to_writer(out, value).map_err(EncodeError::Json),
+            Codec::Postcard => postcard::to_io(value, out)
+                .map(drop)
+                .map_err(|e| EncodeError::Other(e.to_string())),
+        }
+    }
+}
+
+/// Why a value could not be serialized.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// JSON refused it (a map with non-string keys, a failing `Serialize`).
+    #[error(transparent)]
+    Json(serde_json::Error),
+    /// Another codec refused it (postcard: an `untagged` or `flatten` type, a sequence of
+    /// unknown length).
+    #[error("{0}")]
+    Other(String),
+}
+
+fn read<T: DeserializeOwned>(code: u8, payload: &[u8]) -> Result<T, DecodeError> {
+    let payload_error = |e: &dyn std::fmt::Display| DecodeError::Payload(e.to_string());
+    match code {
+        0 => serde_json::from_slice(payload).map_err(|e| payload_error(&e)),
+        1 => match postcard::take_from_bytes::<T>(payload) {
+            // Every byte must be the value's: trailing bytes mean it was another value.
+            Ok((value, [])) => Ok(value),
+            Ok(_) => Err(DecodeError::Payload(
+                "trailing bytes after the value".into(),
+            )),
+            Err(e) => Err(payload_error(&e)),
+        },
+        _ => Err(DecodeError::Corrupt),
+    }
+}
 
 /// How payloads at or above a size threshold are compressed.
 ///
 /// ```
-/// use cache_runtime::envelope::{Compression, decode, encode_compressed, EntryMeta};
+/// use cache_runtime::envelope::{Codec, Compression, Encoding, decode, encode_with, EntryMeta};
 ///
 /// let document = "a long, repetitive document ".repeat(100);
 /// let policy = Compression::Lz4 { over: 1024 };
-/// let bytes = encode_compressed(7, Some(&document), &EntryMeta::default(), policy).unwrap();
+/// let encoding = Encoding { codec: Codec::Json, compression: policy };
+/// let bytes = encode_with(7, Some(&document), &EntryMeta::default(), encoding).unwrap();
 /// assert!(bytes.len() < document.len() / 2);
 /// let back = decode::<String>(7, &bytes, 1 << 20).unwrap();
 /// assert_eq!(back.value.as_deref(), Some(document.as_str()));
@@ -193,23 +283,28 @@ pub enum DecodeError {
     TooLarge,
 }
 
-/// Serializes a value (or a negative result) into an envelope, uncompressed.
+/// Serializes a value (or a negative result) into an envelope, as uncompressed JSON.
 pub fn encode<T: Serialize + ?Sized>(
     fingerprint: u64,
     value: Option<&T>,
     meta: &EntryMeta,
-) -> Result<Vec<u8>, serde_json::Error> {
-    encode_compressed(fingerprint, value, meta, Compression::Off)
+) -> Result<Vec<u8>, EncodeError> {
+    let encoding = Encoding {
+        codec: Codec::Json,
+        compression: Compression::Off,
+    };
+    encode_with(fingerprint, value, meta, encoding)
 }
 
-/// Serializes a value (or a negative result) into an envelope, its payload compressed under
-/// `compression` when that makes it smaller.
-pub fn encode_compressed<T: Serialize + ?Sized>(
+/// Serializes a value (or a negative result) into an envelope in `encoding`'s codec, its
+/// payload compressed when that makes it smaller.
+pub fn encode_with<T: Serialize + ?Sized>(
     fingerprint: u64,
     value: Option<&T>,
     meta: &EntryMeta,
-    compression: Compression,
-) -> Result<Vec<u8>, serde_json::Error> {
+    encoding: Encoding,
+) -> Result<Vec<u8>, EncodeError> {
+    let Encoding { codec, compression } = encoding;
     let tags = meta.tag_versions.len().min(u16::MAX as usize);
     let mut out = Vec::with_capacity(HEADER_LEN + 8 * tags + 64);
     out.extend_from_slice(&MAGIC);
@@ -225,8 +320,9 @@ pub fn encode_compressed<T: Serialize + ?Sized>(
         out.extend_from_slice(&version.to_le_bytes());
     }
     if let Some(value) = value {
+        out[11] |= codec.code() << CODEC_SHIFT;
         let payload_at = out.len();
-        serde_json::to_writer(&mut out, value)?;
+        codec.write(&mut out, value)?;
         let json = &out[payload_at..];
         if json.len() >= compression.threshold()
             && let Ok(len) = u32::try_from(json.len())
@@ -300,10 +396,11 @@ pub fn decode<T: DeserializeOwned>(
         return Err(DecodeError::Fingerprint);
     }
     let flags = header[11];
-    if flags & !(FLAG_NEGATIVE | COMPRESSION_MASK) != 0 {
+    if flags & !(FLAG_NEGATIVE | COMPRESSION_MASK | CODEC_MASK) != 0 {
         return Err(DecodeError::Corrupt);
     }
     let compression = (flags & COMPRESSION_MASK) >> COMPRESSION_SHIFT;
+    let codec = (flags & CODEC_MASK) >> CODEC_SHIFT;
     let tags = u16::from_le_bytes([header[32], header[33]]) as usize;
     let payload_at = HEADER_LEN + 8 * tags;
     let tag_bytes = bytes
@@ -319,20 +416,20 @@ pub fn decode<T: DeserializeOwned>(
     };
     let payload = &bytes[payload_at..];
     let value = if flags & FLAG_NEGATIVE != 0 {
-        if !payload.is_empty() || compression != 0 {
+        if !payload.is_empty() || compression != 0 || codec != 0 {
             return Err(DecodeError::Corrupt);
         }
         None
     } else if compression == 0 {
-        Some(serde_json::from_slice(payload).map_err(|e| DecodeError::Payload(e.to_string()))?)
+        Some(read(codec, payload)?)
     } else {
         let (len, packed) = payload.split_at_checked(4).ok_or(DecodeError::Corrupt)?;
         let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
         if len > max_size.saturating_sub(payload_at + CHECKSUM_LEN) {
             return Err(DecodeError::TooLarge);
         }
-        let json = decompress(compression, packed, len)?;
-        Some(serde_json::from_slice(&json).map_err(|e| DecodeError::Payload(e.to_string()))?)
+        let unpacked = decompress(compression, packed, len)?;
+        Some(read(codec, &unpacked)?)
     };
     Ok(Decoded { value, meta })
 }
@@ -350,6 +447,16 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn encode_json<T: Serialize + ?Sized>(
+        fingerprint: u64,
+        value: Option<&T>,
+        meta: &EntryMeta,
+        compression: Compression,
+    ) -> Result<Vec<u8>, EncodeError> {
+        let codec = Codec::Json;
+        encode_with(fingerprint, value, meta, Encoding { codec, compression })
+    }
 
     fn meta() -> EntryMeta {
         EntryMeta {
@@ -381,7 +488,7 @@ mod tests {
             Compression::Zstd { over: 1024 },
             Compression::Lz4 { over: 1 << 30 },
         ] {
-            let bytes = encode_compressed(42, Some(&document), &meta(), policy).expect("encode");
+            let bytes = encode_json(42, Some(&document), &meta(), policy).expect("encode");
             let compressed = matches!(
                 policy,
                 Compression::Lz4 { over: 1024 } | Compression::Zstd { .. }
@@ -399,16 +506,16 @@ mod tests {
             assert_eq!(d.meta, meta());
         }
         // Small payloads stay JSON: nothing to gain.
-        let small = encode_compressed(42, Some(&1u8), &meta(), Compression::Lz4 { over: 0 })
-            .expect("encode");
+        let small =
+            encode_json(42, Some(&1u8), &meta(), Compression::Lz4 { over: 0 }).expect("encode");
         assert_eq!(small, encode(42, Some(&1u8), &meta()).expect("encode"));
     }
 
     #[test]
     fn a_decompression_bomb_is_too_large_before_anything_is_allocated() {
         let zeros = vec![0u8; 4 << 20];
-        let bytes = encode_compressed(42, Some(&zeros), &meta(), Compression::Zstd { over: 1 })
-            .expect("encode");
+        let bytes =
+            encode_json(42, Some(&zeros), &meta(), Compression::Zstd { over: 1 }).expect("encode");
         assert!(bytes.len() < 64 << 10, "{} bytes", bytes.len());
         // Stored small, declared 4 MiB of JSON and more: over a 1 MiB limit.
         assert_eq!(
@@ -416,7 +523,7 @@ mod tests {
             Err(DecodeError::TooLarge)
         );
         // A declared length that lies (forged, checksum recomputed) is corrupt, not a panic.
-        let mut forged = encode_compressed(
+        let mut forged = encode_json(
             42,
             Some(&"x".repeat(5000)),
             &meta(),
@@ -432,6 +539,46 @@ mod tests {
             decode::<String>(42, &forged, 1 << 20),
             Err(DecodeError::Corrupt)
         );
+    }
+
+    #[test]
+    fn every_codec_round_trips_compressed_or_not_and_names_itself() {
+        #[derive(Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Row {
+            id: u64,
+            name: String,
+            tags: Vec<String>,
+        }
+        let rows: Vec<Row> = (0..100)
+            .map(|id| Row {
+                id,
+                name: format!("row {id}"),
+                tags: vec!["a".into(), "b".into()],
+            })
+            .collect();
+        for codec in [Codec::Json, Codec::Postcard] {
+            for compression in [Compression::Off, Compression::Lz4 { over: 64 }] {
+                let encoding = Encoding { codec, compression };
+                let bytes = encode_with(42, Some(&rows), &meta(), encoding).expect("encode");
+                let d: Decoded<Vec<Row>> = decode(42, &bytes, 1 << 20).expect("decode");
+                assert_eq!(d.value.as_ref(), Some(&rows), "{encoding:?}");
+            }
+        }
+        let json = encode(42, Some(&rows), &meta()).expect("json");
+        let encoding = Encoding {
+            codec: Codec::Postcard,
+            compression: Compression::Off,
+        };
+        let postcard = encode_with(42, Some(&rows), &meta(), encoding).expect("postcard");
+        assert!(
+            postcard.len() * 2 < json.len(),
+            "{} vs {}",
+            postcard.len(),
+            json.len()
+        );
+        // A postcard payload read as another type of the same fingerprint is an error, not a
+        // value: trailing bytes are refused.
+        assert!(decode::<u8>(42, &postcard, 1 << 20).is_err());
     }
 
     #[test]

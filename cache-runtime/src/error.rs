@@ -74,9 +74,9 @@ pub enum Error {
     #[error("unexpected reply from redis: {0}")]
     Protocol(String),
 
-    /// A value could not be serialized into an entry; the serde error is the source.
+    /// A value could not be serialized into an entry; the codec's error is the source.
     #[error("could not serialize the value for the cache")]
-    Serialize(#[source] serde_json::Error),
+    Serialize(#[source] crate::envelope::EncodeError),
 
     /// A key argument could not be serialized, or a value does not decode back from its entry.
     #[error("could not serialize for the cache: {0}")]

@@ -37,7 +37,7 @@ pub use telemetry::{
 #[doc(hidden)]
 pub mod private {
     pub use crate::{
-        envelope::Compression,
+        envelope::{Codec, Compression},
         first_level::{FirstLevelAccess, FirstLevelSpec, FirstLevelValue, first_level},
         helpers::{FromCacheError, evict_tags, into_error, invalidate, key_string, put},
         key::{ArgsKey, KeyBuilder},

@@ -48,6 +48,8 @@ pub struct FnSpec {
     /// `compress = ...` (with `compress_over`); `None` uses the cache's
     /// [`compression`](crate::CacheBuilder::compression).
     pub compression: Option<crate::envelope::Compression>,
+    /// `codec = ...`; `None` uses the cache's [`codec`](crate::CacheBuilder::codec).
+    pub codec: Option<crate::envelope::Codec>,
     /// The function's telemetry (a `static` in generated code).
     pub telemetry: &'static crate::telemetry::FnTelemetry,
 }
@@ -61,9 +63,13 @@ impl FnSpec {
         }
     }
 
-    /// How this function's payloads are compressed: its own setting, else the cache's.
-    pub(crate) fn compression(&self, cache: &Cache) -> crate::envelope::Compression {
-        self.compression.unwrap_or(cache.inner().compression)
+    /// How this function's values are written: its own codec and compression, else the
+    /// cache's.
+    pub(crate) fn encoding(&self, cache: &Cache) -> crate::envelope::Encoding {
+        crate::envelope::Encoding {
+            codec: self.codec.unwrap_or(cache.inner().codec),
+            compression: self.compression.unwrap_or(cache.inner().compression),
+        }
     }
 
     pub(crate) fn ttl(&self, cache: &Cache) -> Duration {

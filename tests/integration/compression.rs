@@ -171,3 +171,43 @@ async fn a_function_overrides_the_caches_setting() {
     assert_eq!(flags(keys.1).await, 2, "compress = \"zstd\" stores zstd");
     assert_eq!(flags(keys.2).await, 1, "the cache's LZ4 otherwise");
 }
+
+#[redis_cached(ttl = 600, name = "compression::binary", codec = "postcard")]
+async fn binary(page: u64, #[cache(skip)] calls: &Calls) -> Vec<(u64, String)> {
+    records(page, calls).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cache_reads_every_codec() {
+    let server = RedisServer::start();
+    let calls = Calls::default();
+    // A function's own codec, and a cache's default codec.
+    let json_cache = cache_with(&server, Compression::Off).await;
+    let expected = json_cache.scope(binary(1, &calls)).await;
+    json_cache.wait_for_writes().await;
+    let postcard_cache = Cache::builder()
+        .url(server.url())
+        .namespace("compression")
+        .codec(redis_cached::Codec::Postcard)
+        .build()
+        .await
+        .expect("build");
+    let from_default = postcard_cache.scope(records(2, &calls)).await;
+    postcard_cache.wait_for_writes().await;
+    assert_eq!(calls.get(), 2);
+    // Each written in postcard (flag bits 3-4), each read back by a cache of the other default.
+    for (page, key) in [
+        (1, json_cache.scope(async { binary_key(1) }).await),
+        (2, json_cache.scope(async { records_key(2) }).await),
+    ] {
+        let bytes: Vec<u8> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut server.conn().await)
+            .await
+            .expect("GET");
+        assert_eq!((bytes[11] >> 3) & 0b11, 1, "page {page} in postcard");
+    }
+    assert_eq!(postcard_cache.scope(binary(1, &calls)).await, expected);
+    assert_eq!(json_cache.scope(records(2, &calls)).await, from_default);
+    assert_eq!(calls.get(), 2, "both read as hits");
+}

@@ -122,6 +122,7 @@ fn print_future_sizes() {
         max_load: None,
         l1: None,
         compression: None,
+        codec: None,
         telemetry: &TELEMETRY,
     };
     let call = cached_user(1);

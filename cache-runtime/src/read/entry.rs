@@ -60,7 +60,7 @@ pub(crate) fn encode<T: serde::Serialize + ?Sized>(
     value: Option<&T>,
     meta: &EntryMeta,
 ) -> Result<Vec<u8>, Error> {
-    let bytes = envelope::encode_compressed(spec.fingerprint, value, meta, spec.compression(cache))
+    let bytes = envelope::encode_with(spec.fingerprint, value, meta, spec.encoding(cache))
         .map_err(Error::Serialize);
     let bytes = bytes.and_then(|b| {
         let max = cache.inner().max_value_size;
@@ -96,14 +96,13 @@ pub(crate) fn encode_checked<S: Shape>(
     value: Option<&S::Value>,
     meta: &EntryMeta,
 ) -> Encoded {
-    let bytes =
-        match envelope::encode_compressed(spec.fingerprint, value, meta, spec.compression(cache)) {
-            Ok(bytes) => bytes,
-            Err(err) => {
-                cache.record(spec, Event::Uncached);
-                return Encoded::Unusable(Error::Serialize(err));
-            }
-        };
+    let bytes = match envelope::encode_with(spec.fingerprint, value, meta, spec.encoding(cache)) {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            cache.record(spec, Event::Uncached);
+            return Encoded::Unusable(Error::Serialize(err));
+        }
+    };
     let max = cache.inner().max_value_size;
     if envelope::decoded_len(&bytes) > max {
         cache.record(spec, Event::Uncached);

@@ -25,4 +25,9 @@ async fn threshold_too_large(id: u64) -> u64 {
     id
 }
 
+#[redis_cached(ttl = 60, codec = "bincode")]
+async fn unknown_codec(id: u64) -> u64 {
+    id
+}
+
 fn main() {}

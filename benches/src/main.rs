@@ -226,7 +226,7 @@ fn codec_table() {
 async fn payload_table(url: &str) {
     let rows = payloads::measure(url, 2_000).await;
     println!();
-    println!("| payload | compression | stored bytes | vs JSON | hit p50 | decode p50 |");
+    println!("| payload | encoding | stored bytes | vs JSON | hit p50 | decode p50 |");
     println!("|---|---|---|---|---|---|");
     for r in rows {
         println!(

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use redis::AsyncCommands;
-use redis_cached::{Cache, Compression, redis_cached};
+use redis_cached::{Cache, Codec, Compression, redis_cached};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -123,10 +123,15 @@ pub struct PayloadRow {
 
 /// Measures every payload under every setting; `hits` hits each, interleaved by setting.
 pub async fn measure(url: &str, hits: usize) -> Vec<PayloadRow> {
+    let lz4 = Compression::Lz4 { over: 1024 };
+    let zstd = Compression::Zstd { over: 1024 };
     let settings = [
-        ("JSON (off)", Compression::Off),
-        ("lz4", Compression::Lz4 { over: 1024 }),
-        ("zstd level 1", Compression::Zstd { over: 1024 }),
+        ("JSON", Codec::Json, Compression::Off),
+        ("JSON + lz4", Codec::Json, lz4),
+        ("JSON + zstd level 1", Codec::Json, zstd),
+        ("postcard", Codec::Postcard, Compression::Off),
+        ("postcard + lz4", Codec::Postcard, lz4),
+        ("postcard + zstd level 1", Codec::Postcard, zstd),
     ];
     let mut raw = redis::Client::open(url)
         .expect("client")
@@ -136,11 +141,12 @@ pub async fn measure(url: &str, hits: usize) -> Vec<PayloadRow> {
     let mut rows = Vec::new();
     for (id, (name, payload)) in payloads().into_iter().enumerate() {
         let mut caches = Vec::new();
-        for (s, (setting_name, setting)) in settings.iter().enumerate() {
+        for (s, (setting_name, codec, compression)) in settings.iter().enumerate() {
             let cache = Cache::builder()
                 .url(url)
                 .namespace(format!("bench-payload-{s}"))
-                .compression(*setting)
+                .codec(*codec)
+                .compression(*compression)
                 .build()
                 .await
                 .expect("cache");

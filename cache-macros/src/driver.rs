@@ -56,3 +56,109 @@ pub(crate) fn redis_cached(args: TokenStream, item: TokenStream) -> TokenStream 
         expand::emit,
     )
 }
+
+#[cfg(test)]
+mod no_panic {
+    //! The attribute parser on arbitrary input: errors, never a panic (a proc-macro panic is an
+    //! unreadable compiler error). `fuzz/` has no target for it (a proc-macro crate exports
+    //! only macros), so this property test is its fuzzer, bounded for CI.
+
+    use proptest::prelude::*;
+
+    const PIECES: &[&str] = &[
+        "ttl",
+        "name",
+        "key",
+        "tags",
+        "version",
+        "cache_none",
+        "none_ttl",
+        "jitter",
+        "stale",
+        "early_refresh",
+        "lock",
+        "lock_ttl",
+        "lock_wait",
+        "max_load",
+        "l1",
+        "l1_ttl",
+        "l1_outage",
+        "compress",
+        "compress_over",
+        "codec",
+        "cache",
+        "crate",
+        "=",
+        ",",
+        "[",
+        "]",
+        "(",
+        ")",
+        "{",
+        "}",
+        "\"1h\"",
+        "\"{id}\"",
+        "\"user:{id}\"",
+        "\"{a.b}\"",
+        "\"\"",
+        "\"lz4\"",
+        "\"postcard\"",
+        "\"{\"",
+        "\"}{\"",
+        "0",
+        "1",
+        "3600",
+        "0.5",
+        "-1",
+        "1e400",
+        "99999999999999999999",
+        "true",
+        "false",
+        "self",
+        "::",
+        "x",
+        "'a",
+        "#",
+        "!",
+        "-",
+        "&",
+        "*",
+        "<",
+        ">",
+        "\"5 parsecs\"",
+        "\"{0}\"",
+        "\"{self.x}\"",
+    ];
+
+    const ITEMS: &[&str] = &[
+        "async fn f(id: u64) -> u64 { id }",
+        "async fn f(id: u64, #[cache(skip)] db: &Db) -> Result<Option<User>, E> { todo!() }",
+        "async fn f(&self, a: String, b: Vec<u8>) -> Option<String> { None }",
+        "async fn f<T: Clone>(a: T) -> T { a }",
+        "fn f() -> u64 { 1 }",
+        "async fn f() {}",
+        "struct S;",
+        "async fn f(a: impl Fn()) -> impl Sized { 1 }",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_attribute_on_any_item_is_an_error_or_an_expansion_never_a_panic(
+            pieces in proptest::collection::vec(0..PIECES.len(), 0..24),
+            item in 0..ITEMS.len(),
+        ) {
+            let args: String = pieces.iter().map(|&i| PIECES[i]).collect::<Vec<_>>().join(" ");
+            // Only what the lexer accepts reaches a proc macro.
+            let Ok(args) = args.parse::<proc_macro2::TokenStream>() else {
+                return Ok(());
+            };
+            let item = ITEMS[item].parse::<proc_macro2::TokenStream>().expect("item");
+            let expanded = std::panic::catch_unwind(|| {
+                super::redis_cached(args.clone(), item.clone()).to_string()
+            });
+            prop_assert!(expanded.is_ok(), "panicked on #[redis_cached({})] {}", args, item);
+        }
+    }
+}

@@ -581,6 +581,44 @@ mod tests {
         assert!(decode::<u8>(42, &postcard, 1 << 20).is_err());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 2_000,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// The decoder on arbitrary bytes, and on valid entries of every encoding with bytes
+        /// changed (the checksum recomputed, so the payload decoders are reached): an error or
+        /// a value, never a panic, and never past the size limit. `fuzz/` runs the same for
+        /// as long as you let it.
+        #[test]
+        fn the_decoder_never_panics(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+            flips in proptest::collection::vec((0usize..4096, proptest::prelude::any::<u8>()), 1..4),
+            setting in 0usize..6,
+        ) {
+            let _ = decode::<serde_json::Value>(42, &bytes, 1 << 16);
+            let codec = if setting < 3 { Codec::Json } else { Codec::Postcard };
+            let compression = match setting % 3 {
+                0 => Compression::Off,
+                1 => Compression::Lz4 { over: 16 },
+                _ => Compression::Zstd { over: 16 },
+            };
+            let value: Vec<(u64, String)> = (0..40).map(|i| (i, format!("v{i}"))).collect();
+            let mut entry = encode_with(42, Some(&value), &meta(), Encoding { codec, compression })
+                .expect("encode");
+            for (at, byte) in flips {
+                let len = entry.len() - CHECKSUM_LEN;
+                entry[at % len] ^= byte | 1;
+            }
+            let body = entry.len() - CHECKSUM_LEN;
+            let checksum = xxhash_rust::xxh3::xxh3_64(&entry[..body]);
+            entry[body..].copy_from_slice(&checksum.to_le_bytes());
+            let _ = decode::<Vec<(u64, String)>>(42, &entry, 1 << 16);
+            let _ = decode::<serde_json::Value>(42, &entry, 1 << 16);
+        }
+    }
+
     #[test]
     fn every_truncation_is_an_error_not_a_panic() {
         let bytes = encode(42, Some(&"hello".to_string()), &meta()).expect("encode");

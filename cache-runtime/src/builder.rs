@@ -625,6 +625,14 @@ impl CacheBuilder {
         let tls = url.starts_with("rediss://") || url.starts_with("valkeys://");
         if tls {
             check_tls_provider()?;
+            if let Some(pem) = &self.tls_root_certificate
+                && !String::from_utf8_lossy(pem).contains("-----BEGIN CERTIFICATE-----")
+            {
+                return Err(Error::Config(
+                    "tls_root_certificate holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+                        .into(),
+                ));
+            }
         } else if self.tls_root_certificate.is_some() {
             return Err(Error::Config(format!(
                 "tls_root_certificate is set but {:?} is not a rediss:// URL",
@@ -668,6 +676,20 @@ impl CacheBuilder {
     fn connect_cluster(&self, nodes: &[String]) -> Result<RedisStore, Error> {
         if nodes.is_empty() {
             return Err(Error::Config("cluster needs at least one node url".into()));
+        }
+        let tls = nodes
+            .iter()
+            .any(|n| n.starts_with("rediss://") || n.starts_with("valkeys://"));
+        if tls {
+            // rustls would panic at the first connection without a provider.
+            check_tls_provider()?;
+        }
+        if self.tls_root_certificate.is_some() {
+            return Err(Error::Config(
+                "tls_root_certificate is not supported on a cluster yet: add the CA to the \
+                 system's trust store"
+                    .into(),
+            ));
         }
         let timeout = self.operation_timeout;
         let client = redis::cluster::ClusterClient::builder(nodes.to_vec())

@@ -51,8 +51,8 @@ const CODEC_MASK: u8 = 0b1_1000;
 /// and decodes up to 2x faster, but is not self-describing: every change to the value's fields
 /// (order, type, added or removed) needs a `version` bump, or old entries may decode into wrong
 /// values without an error; and `untagged`, `flatten`, `skip_serializing_if`, internally
-/// tagged enums and `serde_json::Value` cannot be carried (their entries fail to decode and
-/// are misses, or fail to encode and are not cached).
+/// tagged enums and `serde_json::Value` cannot be carried (the cache decodes every postcard
+/// entry back when writing it and does not store a value that comes back different).
 ///
 /// ```
 /// use cache_runtime::envelope::{Codec, Compression, Encoding, decode, encode_with, EntryMeta};

@@ -16,7 +16,7 @@ use crate::{
 
 /// `NAME_put`: stores a known value under the function's key (write-through), with its tags'
 /// current versions. Starts a new generation, so loads that began earlier cannot overwrite it.
-pub async fn put<T: Serialize + ?Sized>(
+pub async fn put<T: Serialize + serde::de::DeserializeOwned>(
     cache: Option<Cache>,
     spec: &FnSpec,
     args: Result<ArgsKey, Error>,

@@ -38,6 +38,19 @@ async fn everything_works_for_a_user_limited_to_the_namespace_and_the_documented
         .await
         .expect("build");
     let calls = Calls::default();
+    // Another process holds the lock of row(9): this call waits for it (polls with MGET and
+    // EXISTS), then loads when the lock expires.
+    let lock = cache.scope(async { row_key(9) }).await + ":lock";
+    let _: () = redis::cmd("SET")
+        .arg(&lock)
+        .arg("another-process")
+        .arg("PX")
+        .arg(300)
+        .query_async(&mut server.conn().await)
+        .await
+        .expect("SET lock");
+    assert_eq!(cache.scope(row(9, &calls)).await, 18);
+    let calls = Calls::default();
     cache
         .scope(async {
             assert_eq!(row(1, &calls).await, 2);

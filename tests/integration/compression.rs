@@ -211,3 +211,43 @@ async fn every_cache_reads_every_codec() {
     assert_eq!(json_cache.scope(records(2, &calls)).await, from_default);
     assert_eq!(calls.get(), 2, "both read as hits");
 }
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Sparse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    a: Option<u8>,
+    b: u8,
+    c: Vec<u8>,
+}
+
+#[redis_cached(ttl = 600, name = "compression::sparse", codec = "postcard")]
+async fn sparse(id: u64, #[cache(skip)] calls: &Calls) -> Sparse {
+    calls.bump();
+    Sparse {
+        a: None,
+        b: id as u8,
+        c: vec![5, 0],
+    }
+}
+
+/// Postcard ignores a field `skip_serializing_if` leaves out: the bytes would decode, without
+/// an error, into another value (`a: Some(1)`, `b: 5`, `c: []`). Such values are never stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_postcard_cannot_carry_is_never_stored_as_another_value() {
+    let server = RedisServer::start();
+    let cache = cache_with(&server, Compression::Off).await;
+    let calls = Calls::default();
+    let expected = Sparse {
+        a: None,
+        b: 1,
+        c: vec![5, 0],
+    };
+    for round in 1..=3 {
+        assert_eq!(cache.scope(sparse(1, &calls)).await, expected);
+        cache.wait_for_writes().await;
+        assert_eq!(calls.get(), round, "not cached: every call loads");
+    }
+    let put = cache.scope(sparse_put(1, &expected)).await;
+    assert!(put.is_err(), "put refuses it too");
+    assert!(cache.stats().uncached >= 3);
+}

@@ -53,15 +53,46 @@ pub(crate) fn usable<S: Shape>(
         .map(|(o, _)| o)
 }
 
+/// Whether bytes in a non-self-describing codec decode back to the value they were written
+/// from. Postcard ignores a field `skip_serializing_if` left out, and the bytes then decode,
+/// without an error, into another value: so its entries are decoded back and compared with
+/// the value by their JSON form (order-insensitive for maps). JSON needs no such check.
+fn round_trips<T: serde::Serialize + serde::de::DeserializeOwned>(
+    spec: &FnSpec,
+    value: Option<&T>,
+    bytes: &[u8],
+    encoding: envelope::Encoding,
+) -> bool {
+    if encoding.codec == envelope::Codec::Json {
+        return true;
+    }
+    let Ok(decoded) = envelope::decode::<T>(spec.fingerprint, bytes, usize::MAX) else {
+        return false;
+    };
+    let json = |v: Option<&T>| v.map(serde_json::to_value).transpose().ok();
+    matches!((json(value), json(decoded.value.as_ref())), (Some(a), Some(b)) if a == b)
+}
+
 /// Encodes an entry, within the maximum value size.
-pub(crate) fn encode<T: serde::Serialize + ?Sized>(
+pub(crate) fn encode<T: serde::Serialize + serde::de::DeserializeOwned>(
     cache: &Cache,
     spec: &FnSpec,
     value: Option<&T>,
     meta: &EntryMeta,
 ) -> Result<Vec<u8>, Error> {
-    let bytes = envelope::encode_with(spec.fingerprint, value, meta, spec.encoding(cache))
-        .map_err(Error::Serialize);
+    let encoding = spec.encoding(cache);
+    let bytes = envelope::encode_with(spec.fingerprint, value, meta, encoding)
+        .map_err(Error::Serialize)
+        .and_then(|bytes| {
+            if round_trips(spec, value, &bytes, encoding) {
+                Ok(bytes)
+            } else {
+                Err(Error::Encode(format!(
+                    "the value does not decode back to itself in {:?}",
+                    encoding.codec
+                )))
+            }
+        });
     let bytes = bytes.and_then(|b| {
         let max = cache.inner().max_value_size;
         let size = envelope::decoded_len(&b);
@@ -96,13 +127,26 @@ pub(crate) fn encode_checked<S: Shape>(
     value: Option<&S::Value>,
     meta: &EntryMeta,
 ) -> Encoded {
-    let bytes = match envelope::encode_with(spec.fingerprint, value, meta, spec.encoding(cache)) {
+    let encoding = spec.encoding(cache);
+    let bytes = match envelope::encode_with(spec.fingerprint, value, meta, encoding) {
         Ok(bytes) => bytes,
         Err(err) => {
             cache.record(spec, Event::Uncached);
             return Encoded::Unusable(Error::Serialize(err));
         }
     };
+    if !round_trips(spec, value, &bytes, encoding) {
+        cache.record(spec, Event::Uncached);
+        tracing::warn!(
+            function = spec.name,
+            codec = ?encoding.codec,
+            "value does not decode back to itself (a skipped field, an untagged enum?); not cached"
+        );
+        return Encoded::Unusable(Error::Encode(format!(
+            "the value does not decode back to itself in {:?}",
+            encoding.codec
+        )));
+    }
     let max = cache.inner().max_value_size;
     if envelope::decoded_len(&bytes) > max {
         cache.record(spec, Event::Uncached);

@@ -3,7 +3,7 @@
 use super::RedisServer;
 
 /// The library's profile, as the README documents it.
-pub const LIBRARY_COMMANDS: &str = "+get +mget +set +pttl +unlink +del +pexpire +multi +exec \
+pub const LIBRARY_COMMANDS: &str = "+get +mget +set +pttl +exists +unlink +del +pexpire +multi +exec \
     +evalsha +script|load +ping +info +select +client|tracking +hincrby +zincrby +zadd \
     +zremrangebyscore +expire";
 
@@ -12,7 +12,7 @@ pub const LIBRARY_COMMANDS: &str = "+get +mget +set +pttl +unlink +del +pexpire 
 /// read (add `+hotkeys|get` on Redis 8.6+ to show the server's own hot keys).
 pub const OPERATOR_COMMANDS: &str = "+get +mget +set +pttl +unlink +del +pexpire +multi +exec \
     +evalsha +script|load +ping +info +select +client|tracking +hincrby +zincrby +zadd \
-    +zremrangebyscore +expire +exists +scan +memory|usage +hgetall +zunion +zcount +xadd \
+    +zremrangebyscore +expire +scan +memory|usage +hgetall +zunion +zcount +xadd \
     +xrevrange";
 
 /// Creates `user` with `password`, limited to the namespace `ns` and `commands`.

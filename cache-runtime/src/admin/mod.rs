@@ -61,26 +61,31 @@ impl Admin<'_> {
         })
     }
 
-    /// Runs `command` under the cache's operation timeout (times a factor, for scans).
+    /// Runs `command` under the admin deadline.
     async fn query<T: redis::FromRedisValue>(
         &self,
         conn: &mut ConnectionManager,
         command: &redis::Cmd,
     ) -> Result<T, Error> {
-        let timeout = self.cache.conn().timeout().saturating_mul(4);
-        match tokio::time::timeout(timeout, command.query_async(conn)).await {
-            Ok(reply) => reply.map_err(Error::from),
-            Err(_) => Err(Error::Timeout(timeout)),
-        }
+        self.within_deadline(command.query_async(conn)).await
     }
 
+    /// Runs `pipe` under the admin deadline.
     async fn pipeline<T: redis::FromRedisValue>(
         &self,
         conn: &mut ConnectionManager,
         pipe: &redis::Pipeline,
     ) -> Result<T, Error> {
+        self.within_deadline(pipe.query_async(conn)).await
+    }
+
+    /// Four times the cache's operation timeout: operator reads may be larger than a call's.
+    async fn within_deadline<T>(
+        &self,
+        reply: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, Error> {
         let timeout = self.cache.conn().timeout().saturating_mul(4);
-        match tokio::time::timeout(timeout, pipe.query_async(conn)).await {
+        match tokio::time::timeout(timeout, reply).await {
             Ok(reply) => reply.map_err(Error::from),
             Err(_) => Err(Error::Timeout(timeout)),
         }

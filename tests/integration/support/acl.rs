@@ -10,7 +10,7 @@ pub const LIBRARY_COMMANDS: &str = "+get +mget +set +pttl +exists +unlink +del +
 #[allow(dead_code)] // used by the CLI tests, which include this module
 /// The operator profile of the `redis-cached` command line: the library's, and what its views
 /// read (add `+hotkeys|get` on Redis 8.6+ to show the server's own hot keys).
-pub const OPERATOR_COMMANDS: &str = "+get +mget +set +pttl +unlink +del +pexpire +multi +exec \
+pub const OPERATOR_COMMANDS: &str = "+get +mget +set +pttl +exists +unlink +del +pexpire +multi +exec \
     +evalsha +script|load +ping +info +select +client|tracking +hincrby +zincrby +zadd \
     +zremrangebyscore +expire +scan +memory|usage +hgetall +zunion +zcount +xadd \
     +xrevrange";

@@ -198,9 +198,23 @@ pub async fn setup() -> (Server, Cache, Cache) {
 }
 
 /// A private `redis-server` on a free loopback port, killed on drop.
+///
+/// With `BENCH_RTT_US` set, every client of the bench reaches it through a
+/// [`proxy::DelayProxy`] adding that round trip (half each way): `url()` is the proxy's, so
+/// the floors, the peers and this library all pay the same network. `BENCH_RTT_US=0` measures
+/// the proxy's own overhead.
 pub struct Server {
     child: Child,
     pub port: u16,
+    proxy: Option<proxy::DelayProxy>,
+}
+
+/// The round trip `BENCH_RTT_US` asks for, if any.
+pub fn simulated_rtt() -> Option<Duration> {
+    std::env::var("BENCH_RTT_US")
+        .ok()
+        .and_then(|us| us.parse().ok())
+        .map(Duration::from_micros)
 }
 
 impl Server {
@@ -229,11 +243,16 @@ impl Server {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(10));
         }
-        Server { child, port }
+        let proxy = simulated_rtt().map(|rtt| proxy::DelayProxy::start(port, rtt / 2));
+        Server { child, port, proxy }
     }
 
+    /// Where clients connect: the proxy when a round trip is simulated, else the server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.proxy {
+            Some(proxy) => proxy.url(),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 }
 

@@ -41,6 +41,11 @@ where
     F: FnMut(u64) -> Fut,
     Fut: Future,
 {
+    // Behind a simulated network, fewer operations keep each scenario's time about the same.
+    let ops = match simulated_rtt() {
+        Some(rtt) => (ops as u128 * 100 / (100 + rtt.as_micros())).max(200) as usize,
+        None => ops,
+    };
     for i in 0..ops {
         let started = Instant::now();
         std::hint::black_box(op(i as u64).await);
@@ -136,6 +141,9 @@ async fn main() {
     };
     let (server, cache, memory) = setup().await;
     let url = server.url();
+    if let Some(rtt) = simulated_rtt() {
+        println!("(every client through a delaying proxy: {rtt:?} round trip added)");
+    }
     let client = redis::Client::open(url.as_str()).expect("client");
     let mut raw = client.get_connection_manager().await.expect("connection");
     cached_user(1).await;

@@ -4,6 +4,8 @@
 #
 #   scripts/bench.sh                         everything (about 5 minutes)
 #   BENCH_TELEMETRY=1 scripts/bench.sh      with a fmt subscriber at INFO and a Prometheus recorder
+#   BENCH_RTT_US=500 scripts/bench.sh        every client behind a proxy adding a 0.5 ms round trip
+#                                            (BENCH_RTT_US=0: the proxy's own overhead)
 #   BENCH_ONLY=hits,throughput scripts/bench.sh   some scenarios: hits, throughput, tagged, miss,
 #                                            miss_proxy, stampede, invalidation, breaker, l1,
 #                                            l1_throughput, l1_lag, instructions

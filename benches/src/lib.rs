@@ -202,7 +202,8 @@ pub async fn setup() -> (Server, Cache, Cache) {
 /// With `BENCH_RTT_US` set, every client of the bench reaches it through a
 /// [`proxy::DelayProxy`] adding that round trip (half each way): `url()` is the proxy's, so
 /// the floors, the peers and this library all pay the same network. `BENCH_RTT_US=0` measures
-/// the proxy's own overhead.
+/// the proxy's own overhead. (`miss_proxy` keeps its own ~1 ms proxy to the server itself, and
+/// `breaker` needs a server that is gone.)
 pub struct Server {
     child: Child,
     pub port: u16,

@@ -696,7 +696,8 @@ async fn invalidation(b: &mut Bench) {
 async fn breaker(b: &mut Bench) {
     let Bench { rows, ratios, .. } = b;
     let down = Server::start();
-    let down_url = down.url();
+    // The server itself, never a proxy (whose listener would stay up after the drop).
+    let down_url = format!("redis://127.0.0.1:{}", down.port);
     drop(down);
     let broken = Cache::builder()
         .url(&down_url)

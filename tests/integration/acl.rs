@@ -45,11 +45,17 @@ async fn everything_works_for_a_user_limited_to_the_namespace_and_the_documented
         .arg(&lock)
         .arg("another-process")
         .arg("PX")
-        .arg(300)
+        .arg(1000)
         .query_async(&mut server.conn().await)
         .await
         .expect("SET lock");
+    let started = std::time::Instant::now();
     assert_eq!(cache.scope(row(9, &calls)).await, 18);
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "the call waited behind the lock"
+    );
+    assert_eq!(calls.get(), 1);
     let calls = Calls::default();
     cache
         .scope(async {

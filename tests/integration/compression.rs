@@ -231,7 +231,7 @@ async fn sparse(id: u64, #[cache(skip)] calls: &Calls) -> Sparse {
 }
 
 /// Postcard ignores a field `skip_serializing_if` leaves out: the bytes would decode, without
-/// an error, into another value (`a: Some(1)`, `b: 5`, `c: []`). Such values are never stored.
+/// an error, into another value (`a: Some(2)`, `b: 5`, `c: []`). Such values are never stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_postcard_cannot_carry_is_never_stored_as_another_value() {
     let server = RedisServer::start();
@@ -250,4 +250,22 @@ async fn a_value_postcard_cannot_carry_is_never_stored_as_another_value() {
     let put = cache.scope(sparse_put(1, &expected)).await;
     assert!(put.is_err(), "put refuses it too");
     assert!(cache.stats().uncached >= 3);
+}
+
+#[redis_cached(ttl = 600, name = "compression::set", codec = "postcard")]
+async fn set(id: u64, #[cache(skip)] calls: &Calls) -> std::collections::HashSet<u64> {
+    calls.bump();
+    (id..id + 50).collect()
+}
+
+/// A set comes back from postcard in another order: still the same value, so it is cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_round_trips_through_postcard_and_is_cached() {
+    let server = RedisServer::start();
+    let cache = cache_with(&server, Compression::Off).await;
+    let calls = Calls::default();
+    let first = cache.scope(set(1, &calls)).await;
+    cache.wait_for_writes().await;
+    assert_eq!(cache.scope(set(1, &calls)).await, first);
+    assert_eq!(calls.get(), 1, "the second call hits");
 }

@@ -349,3 +349,38 @@ async fn one_dead_master_leaves_the_other_shards_hitting() {
         on_live.len()
     );
 }
+
+#[redis_cached(ttl = 60, name = "cluster::slow")]
+async fn slow(id: u64, #[cache(skip)] calls: Arc<Calls>) -> u64 {
+    calls.bump();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    id
+}
+
+/// Two caches (as two processes would be) on one cluster: a cold burst from both loads once,
+/// which only the cross-process lock can do (single-flight is per cache); and the lock and
+/// generation keys sit in the entry's slot, so its scripts run on one node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_caches_on_a_cluster_share_one_load_through_the_lock() {
+    let cluster = RedisCluster::start().await;
+    let (a, b) = (cluster_cache(&cluster).await, cluster_cache(&cluster).await);
+    let calls = Arc::new(Calls::default());
+    let mut set = JoinSet::new();
+    for i in 0..100 {
+        let cache = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let calls = calls.clone();
+        set.spawn(async move { cache.scope(slow(5, calls)).await });
+    }
+    assert!(set.join_all().await.iter().all(|&v| v == 5));
+    assert_eq!(calls.get(), 1, "one load across both caches");
+    assert!(
+        a.stats().lock_waits + b.stats().lock_waits >= 1,
+        "the other cache waited behind the lock"
+    );
+
+    let entry = a.scope(async { slow_key(5) }).await;
+    let slot = key_slot(&cluster, &entry).await;
+    for derived in [format!("{entry}:lock"), format!("{entry}:gen")] {
+        assert_eq!(key_slot(&cluster, &derived).await, slot, "{derived}");
+    }
+}

@@ -12,7 +12,7 @@ use crate::{
     Error,
     telemetry::{
         Counter,
-        fleet::{BUCKET, KEEP, bucket_of, hot_key, processes_key, stats_key},
+        fleet::{BUCKET, KEEP, bucket_of, hot_key, reporters_key, stats_key},
         function::{LOAD_BUCKETS, bucket_floor_micros},
     },
 };
@@ -190,7 +190,7 @@ impl Admin<'_> {
     async fn reporters_since(&self, ago: Duration) -> Result<u64, Error> {
         let mut conn = self.connection()?;
         let since = unix_ms(SystemTime::now().checked_sub(ago));
-        let key = processes_key(self.cache.namespace());
+        let key = reporters_key(self.cache.namespace());
         self.query(
             &mut conn,
             redis::cmd("ZCOUNT").arg(&key).arg(since).arg("+inf"),

@@ -53,27 +53,26 @@ pub(crate) fn usable<S: Shape>(
         .map(|(o, _)| o)
 }
 
-/// Whether an entry decodes back to the value it was written from. JSON: that it decodes at
-/// all (a NaN is written as `null`, which does not). Postcard ignores a field
-/// `skip_serializing_if` left out, and the bytes then decode, without an error, into another
-/// value (whose bytes are the same, so comparing bytes cannot tell): its entries are decoded
-/// and compared with the value by their JSON forms, order-insensitive for maps and, where the
-/// exact forms differ, for arrays too (a `HashSet` comes back in another order). A value JSON
-/// cannot express (a map with non-string keys) is compared by its bytes re-encoded.
+/// Whether an entry decodes back to the value it was written from (`Err` says how not).
+/// JSON: that it decodes at all (a NaN is written as `null`, which does not). Postcard ignores
+/// a field `skip_serializing_if` left out, and the bytes then decode, without an error, into
+/// another value (whose bytes are the same, so comparing bytes cannot tell): its entries are
+/// decoded and compared with the value by their JSON forms, order-insensitive for maps and,
+/// where the exact forms differ, for arrays too (a `HashSet` comes back in another order). A
+/// value JSON cannot express (a map with non-string keys) is compared by its bytes re-encoded.
 fn round_trips<T: serde::Serialize + serde::de::DeserializeOwned>(
     spec: &FnSpec,
     value: Option<&T>,
     bytes: &[u8],
     encoding: envelope::Encoding,
-) -> bool {
-    let Ok(decoded) = envelope::decode::<T>(spec.fingerprint, bytes, usize::MAX) else {
-        return false;
-    };
+) -> Result<(), String> {
+    let decoded =
+        envelope::decode::<T>(spec.fingerprint, bytes, usize::MAX).map_err(|e| e.to_string())?;
     if encoding.codec == envelope::Codec::Json {
-        return true;
+        return Ok(());
     }
     let json = |v: Option<&T>| v.map(serde_json::to_value).transpose();
-    match (json(value), json(decoded.value.as_ref())) {
+    let same = match (json(value), json(decoded.value.as_ref())) {
         (Ok(a), Ok(b)) => a == b || a.map(sorted) == b.map(sorted),
         // Not expressible in JSON: the re-encoded bytes must match.
         _ => {
@@ -81,6 +80,14 @@ fn round_trips<T: serde::Serialize + serde::de::DeserializeOwned>(
             let again = |v: Option<&T>| envelope::encode_with(0, v, &meta, encoding).ok();
             matches!((again(value), again(decoded.value.as_ref())), (Some(a), Some(b)) if a == b)
         }
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(format!(
+            "it comes back as another value in {:?} (a skipped field, an untagged enum?)",
+            encoding.codec
+        ))
     }
 }
 
@@ -98,33 +105,43 @@ fn sorted(value: serde_json::Value) -> serde_json::Value {
     }
 }
 
-/// Encodes an entry, within the maximum value size.
-pub(crate) fn encode<T: serde::Serialize + serde::de::DeserializeOwned>(
+/// Encodes `value` in the function's encoding and checks, with one decode, that the entry
+/// reads back as the value: the one write path of loads and `NAME_put`. The size is the
+/// callers' to check (an oversized load is still handed to its waiters).
+fn encode_verified<T: serde::Serialize + serde::de::DeserializeOwned>(
     cache: &Cache,
     spec: &FnSpec,
     value: Option<&T>,
     meta: &EntryMeta,
 ) -> Result<Vec<u8>, Error> {
     let encoding = spec.encoding(cache);
-    let bytes = envelope::encode_with(spec.fingerprint, value, meta, encoding)
-        .map_err(Error::Serialize)
-        .and_then(|bytes| {
-            if round_trips(spec, value, &bytes, encoding) {
-                Ok(bytes)
-            } else {
-                Err(Error::Encode(format!(
-                    "the value does not decode back to itself in {:?}",
-                    encoding.codec
-                )))
-            }
-        });
-    let bytes = bytes.and_then(|b| {
+    let bytes =
+        envelope::encode_with(spec.fingerprint, value, meta, encoding).map_err(Error::Serialize)?;
+    round_trips(spec, value, &bytes, encoding).map_err(|reason| {
+        tracing::warn!(
+            function = spec.name,
+            reason,
+            "value does not decode back; not cached"
+        );
+        Error::Encode(format!("the value does not decode back: {reason}"))
+    })?;
+    Ok(bytes)
+}
+
+/// Encodes an entry, within the maximum value size (`NAME_put`).
+pub(crate) fn encode<T: serde::Serialize + serde::de::DeserializeOwned>(
+    cache: &Cache,
+    spec: &FnSpec,
+    value: Option<&T>,
+    meta: &EntryMeta,
+) -> Result<Vec<u8>, Error> {
+    let bytes = encode_verified(cache, spec, value, meta).and_then(|bytes| {
         let max = cache.inner().max_value_size;
-        let size = envelope::decoded_len(&b);
+        let size = envelope::decoded_len(&bytes);
         if size > max {
             Err(Error::ValueTooLarge { size, max })
         } else {
-            Ok(b)
+            Ok(bytes)
         }
     });
     if bytes.is_err() {
@@ -145,54 +162,24 @@ pub(crate) enum Encoded {
 }
 
 /// Encodes a loaded value and checks that it decodes back, so no entry is stored that every
-/// reader would then treat as a miss.
+/// reader would then treat as a miss (or read as another value).
 pub(crate) fn encode_checked<S: Shape>(
     cache: &Cache,
     spec: &FnSpec,
     value: Option<&S::Value>,
     meta: &EntryMeta,
 ) -> Encoded {
-    let encoding = spec.encoding(cache);
-    let bytes = match envelope::encode_with(spec.fingerprint, value, meta, encoding) {
-        Ok(bytes) => bytes,
-        Err(err) => {
-            cache.record(spec, Event::Uncached);
-            return Encoded::Unusable(Error::Serialize(err));
+    let encoded = match encode_verified(cache, spec, value, meta) {
+        // Decoded back already: waiters, who asked for this value, may decode it whatever
+        // its size.
+        Ok(bytes) if envelope::decoded_len(&bytes) > cache.inner().max_value_size => {
+            Encoded::Oversized(bytes)
         }
+        Ok(bytes) => return Encoded::Entry(bytes),
+        Err(err) => Encoded::Unusable(err),
     };
-    if !round_trips(spec, value, &bytes, encoding) {
-        cache.record(spec, Event::Uncached);
-        tracing::warn!(
-            function = spec.name,
-            codec = ?encoding.codec,
-            "value does not decode back to itself (a skipped field, an untagged enum?); not cached"
-        );
-        return Encoded::Unusable(Error::Encode(format!(
-            "the value does not decode back to itself in {:?}",
-            encoding.codec
-        )));
-    }
-    let max = cache.inner().max_value_size;
-    if envelope::decoded_len(&bytes) > max {
-        cache.record(spec, Event::Uncached);
-        // Decoded by waiters with no size cap of their own: they asked for this value.
-        return match envelope::decode::<S::Value>(spec.fingerprint, &bytes, usize::MAX) {
-            Ok(_) => Encoded::Oversized(bytes),
-            Err(err) => Encoded::Unusable(Error::Encode(err.to_string())),
-        };
-    }
-    if let Err(reason) = decode::<S>(cache, spec, &bytes) {
-        cache.record(spec, Event::Uncached);
-        tracing::warn!(
-            function = spec.name,
-            reason,
-            "value does not decode back from its entry (a NaN float in JSON?); not cached"
-        );
-        return Encoded::Unusable(Error::Encode(format!(
-            "value does not decode back: {reason}"
-        )));
-    }
-    Encoded::Entry(bytes)
+    cache.record(spec, Event::Uncached);
+    encoded
 }
 
 /// Decodes bytes a load in this process produced (a flight's outcome): no size cap, since an

@@ -46,8 +46,8 @@ pub fn hot_key(namespace: &str, bucket: u64, function: &str) -> String {
     format!("{namespace};hot:{bucket}:{function}")
 }
 
-/// The key of the sorted set of reporting caches.
-pub fn processes_key(namespace: &str) -> String {
+/// The key of the sorted set of reporting caches (`{namespace};reporters`).
+pub fn reporters_key(namespace: &str) -> String {
     format!("{namespace};reporters")
 }
 
@@ -132,7 +132,7 @@ impl Flushed {
             }
         }
         pipe.expire(&stats, keep).ignore();
-        let processes = processes_key(namespace);
+        let processes = reporters_key(namespace);
         pipe.zadd(&processes, process, now_ms).ignore();
         let silent = now_ms.saturating_sub(KEEP.as_millis() as u64);
         pipe.cmd("ZREMRANGEBYSCORE")

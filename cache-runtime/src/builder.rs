@@ -2,14 +2,14 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManagerConfig;
-
 use crate::{
     Cache, Error,
     cache::Inner,
     connection::{BreakerConfig, Connection},
     first_level::{self, FirstLevel, Tracking},
-    store::{Backend, MemoryStore, RedisStore},
+    store::{
+        Backend, Master, MemoryStore, NodeConnector, RedisStore, SentinelConfig, SentinelMaster,
+    },
 };
 
 /// Builds a [`Cache`]. Obtain one with [`Cache::builder`].
@@ -70,6 +70,26 @@ pub struct CacheBuilder {
     tls_root_certificate: Option<Vec<u8>>,
     l1: FirstLevelOptions,
     telemetry: TelemetryOptions,
+    /// Credentials and database of the master Sentinel names.
+    sentinel_master: SentinelMasterOptions,
+}
+
+#[derive(Clone, Default)]
+struct SentinelMasterOptions {
+    username: Option<String>,
+    password: Option<String>,
+    db: Option<i64>,
+}
+
+/// Shows no password.
+impl std::fmt::Debug for SentinelMasterOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentinelMasterOptions")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("db", &self.db)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +115,8 @@ enum Target {
     Url(String),
     #[cfg(feature = "cluster")]
     Cluster(Vec<String>),
+    /// Sentinels, and the name of the master they monitor.
+    Sentinel(Vec<String>, String),
 }
 
 /// Shows URLs without their passwords.
@@ -106,6 +128,11 @@ impl std::fmt::Debug for Target {
             Target::Cluster(urls) => f
                 .debug_tuple("Cluster")
                 .field(&urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>())
+                .finish(),
+            Target::Sentinel(urls, name) => f
+                .debug_tuple("Sentinel")
+                .field(&urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>())
+                .field(name)
                 .finish(),
         }
     }
@@ -205,6 +232,7 @@ impl Default for CacheBuilder {
                 interval: Duration::from_secs(5),
                 record_keys: false,
             },
+            sentinel_master: SentinelMasterOptions::default(),
         }
     }
 }
@@ -225,6 +253,61 @@ impl CacheBuilder {
         I::Item: Into<String>,
     {
         self.target = Target::Cluster(nodes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// A master monitored by Redis Sentinel: the sentinels' URLs (`redis://host:26379`, with
+    /// the sentinels' own password if they have one; `rediss://` for TLS, which the master
+    /// connections then use too) and the master's name (`sentinel monitor NAME ...`).
+    ///
+    /// The cache follows failovers by itself, without a restart: it listens for
+    /// `+switch-master` on every sentinel, re-asks them when an operation fails with
+    /// `READONLY` or on the link, and every 2 s in any case; a node is used only once `ROLE`
+    /// says it is a master. Until the first master is known, calls run their loaders uncached.
+    /// The master's credentials and database: [`sentinel_master_auth`](Self::sentinel_master_auth),
+    /// [`sentinel_master_db`](Self::sentinel_master_db). See the README's high-availability
+    /// section for what a failover can lose.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), cache_runtime::Error> {
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .sentinel(
+    ///         ["redis://10.0.0.1:26379", "redis://10.0.0.2:26379", "redis://10.0.0.3:26379"],
+    ///         "mymaster",
+    ///     )
+    ///     .sentinel_master_auth(None, "s3cret")
+    ///     .build()
+    ///     .await?;
+    /// # let _ = cache; Ok(()) }
+    /// ```
+    pub fn sentinel<I>(mut self, sentinels: I, master_name: impl Into<String>) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.target = Target::Sentinel(
+            sentinels.into_iter().map(Into::into).collect(),
+            master_name.into(),
+        );
+        self
+    }
+
+    /// The username (ACL, `None` for the default user) and password of the master (and of the
+    /// replicas that may replace it) under [`sentinel`](Self::sentinel). The sentinels' own
+    /// password goes in their URLs.
+    pub fn sentinel_master_auth(
+        mut self,
+        username: Option<&str>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.sentinel_master.username = username.map(str::to_owned);
+        self.sentinel_master.password = Some(password.into());
+        self
+    }
+
+    /// The database of the master under [`sentinel`](Self::sentinel) (default 0).
+    pub fn sentinel_master_db(mut self, db: i64) -> Self {
+        self.sentinel_master.db = Some(db);
         self
     }
 
@@ -481,9 +564,16 @@ impl CacheBuilder {
             Target::Url(url) if url.starts_with("mem://") => {
                 Box::new(MemoryStore::new(self.memory_capacity))
             }
-            Target::Url(url) => {
-                let (store, client) = self.connect_single(url)?;
-                let mut tracking = Tracking::new(client, &self.namespace, self.operation_timeout);
+            Target::Url(_) | Target::Sentinel(..) => {
+                let master = match &self.target {
+                    Target::Url(url) => Master::Fixed(Box::new(self.connect_single(url)?)),
+                    _ => Master::Sentinel(self.connect_sentinel().await?),
+                };
+                let batcher = self
+                    .batch_lookups
+                    .then(|| std::sync::Arc::new(crate::store::Batcher::default()));
+                let store = RedisStore::Single(master.clone(), batcher);
+                let mut tracking = Tracking::new(master, &self.namespace, self.operation_timeout);
                 tracking.deaf = self.l1.deaf;
                 first_level = Some(FirstLevel::new(
                     self.l1.capacity,
@@ -581,48 +671,8 @@ impl CacheBuilder {
         Ok(())
     }
 
-    /// The store, and a client for the first level's invalidation stream (RESP3).
-    /// A client for `info`, trusting [`tls_root_certificate`](Self::tls_root_certificate) when
-    /// one is set.
-    fn open_client(
-        &self,
-        info: redis::ConnectionInfo,
-        tls: bool,
-        url: &str,
-    ) -> Result<redis::Client, Error> {
-        let invalid = |e: redis::RedisError| {
-            Error::Config(format!("invalid redis url {:?}: {e}", redact_url(url)))
-        };
-        #[cfg(feature = "tls-rustls")]
-        if let (true, Some(pem)) = (tls, &self.tls_root_certificate) {
-            let certificates = redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem.clone()),
-            };
-            return redis::Client::build_with_tls(info, certificates).map_err(invalid);
-        }
-        let _ = tls;
-        redis::Client::open(info).map_err(invalid)
-    }
-
-    fn connect_single(&self, url: &str) -> Result<(RedisStore, redis::Client), Error> {
-        if ![
-            "redis://",
-            "rediss://",
-            "redis+unix://",
-            "unix://",
-            "valkey://",
-            "valkeys://",
-        ]
-        .iter()
-        .any(|scheme| url.starts_with(scheme))
-        {
-            return Err(Error::Config(format!(
-                "unsupported cache url {:?}: expected redis://, rediss://, redis+unix:// or mem://",
-                redact_url(url)
-            )));
-        }
-        let tls = url.starts_with("rediss://") || url.starts_with("valkeys://");
+    /// How to connect to a node; `tls` for `rediss://`, whose root certificate is checked here.
+    fn connector(&self, tls: bool, url: &str) -> Result<NodeConnector, Error> {
         if tls {
             check_tls_provider()?;
             if let Some(pem) = &self.tls_root_certificate
@@ -639,37 +689,98 @@ impl CacheBuilder {
                 redact_url(url)
             )));
         }
+        Ok(NodeConnector {
+            tls,
+            tls_root_certificate: self.tls_root_certificate.clone(),
+            timeout: self.operation_timeout,
+        })
+    }
+
+    /// The links to the node `url` names.
+    fn connect_single(&self, url: &str) -> Result<crate::store::NodeLink, Error> {
+        if ![
+            "redis://",
+            "rediss://",
+            "redis+unix://",
+            "unix://",
+            "valkey://",
+            "valkeys://",
+        ]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+        {
+            return Err(Error::Config(format!(
+                "unsupported cache url {:?}: expected redis://, rediss://, redis+unix:// or mem://",
+                redact_url(url)
+            )));
+        }
+        if self.sentinel_master.username.is_some()
+            || self.sentinel_master.password.is_some()
+            || self.sentinel_master.db.is_some()
+        {
+            return Err(Error::Config(
+                "sentinel_master_auth and sentinel_master_db apply under sentinel(...) only: put \
+                 the password and database in the URL"
+                    .into(),
+            ));
+        }
+        let tls = url.starts_with("rediss://") || url.starts_with("valkeys://");
+        let connector = self.connector(tls, url)?;
         let info = redis::IntoConnectionInfo::into_connection_info(url)
             .map_err(|e| Error::Config(format!("invalid redis url {:?}: {e}", redact_url(url))))?;
-        // Requests are small and latency-bound: do not let Nagle hold them back.
-        let tcp = info.tcp_settings().clone().set_nodelay(true);
-        let info = info.set_tcp_settings(tcp);
-        let resp3 = info
-            .redis_settings()
-            .clone()
-            .set_protocol(redis::ProtocolVersion::RESP3);
-        let open = |info: redis::ConnectionInfo| self.open_client(info, tls, url);
-        let tracking = open(info.clone().set_redis_settings(resp3))?;
-        let client = open(info)?;
-        // Bounded retries with a per-process random minimum delay: the manager's own backoff
-        // jitter is the same sequence in every process (see docs/decisions.md). No response
-        // timeout of its own: every operation already runs under our deadline, which also
-        // covers reconnect waits, and a second timer per request cost a measurable share of a
-        // hit.
-        let timeout = self.operation_timeout;
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10 + fastrand::u64(0..40)))
-            .set_max_delay(Duration::from_millis(200))
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(None);
-        let manager = client
-            .get_connection_manager_lazy(config)
-            .map_err(|e| Error::Config(format!("cannot set up redis connection: {e}")))?;
-        let batcher = self
-            .batch_lookups
-            .then(|| std::sync::Arc::new(crate::store::Batcher::default()));
-        Ok((RedisStore::Single(manager, batcher), tracking))
+        connector.link(info, url)
+    }
+
+    /// The follower of the master the sentinels name, after one attempt (within the
+    /// operation timeout) to resolve it.
+    async fn connect_sentinel(&self) -> Result<std::sync::Arc<SentinelMaster>, Error> {
+        let Target::Sentinel(sentinels, name) = &self.target else {
+            return Err(Error::Config("not a sentinel target".into()));
+        };
+        if sentinels.is_empty() || name.is_empty() {
+            return Err(Error::Config(
+                "sentinel(...) needs at least one sentinel URL and the master's name".into(),
+            ));
+        }
+        let tls = sentinels[0].starts_with("rediss://");
+        for url in sentinels {
+            if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+                return Err(Error::Config(format!(
+                    "unsupported sentinel url {:?}: expected redis:// or rediss://",
+                    redact_url(url)
+                )));
+            }
+            if url.starts_with("rediss://") != tls {
+                return Err(Error::Config(
+                    "sentinel URLs mix redis:// and rediss://: use one for all".into(),
+                ));
+            }
+        }
+        let connector = self.connector(tls, &sentinels[0])?;
+        let options = &self.sentinel_master;
+        let mut master = redis::RedisConnectionInfo::default();
+        if let Some(username) = &options.username {
+            master = master.set_username(username);
+        }
+        if let Some(password) = &options.password {
+            master = master.set_password(password);
+        }
+        if let Some(db) = options.db {
+            master = master.set_db(db);
+        }
+        let follower = SentinelMaster::new(SentinelConfig {
+            sentinels: sentinels.clone(),
+            name: name.clone(),
+            master,
+            connector,
+        })?;
+        if !follower.resolve_now(self.operation_timeout).await {
+            tracing::warn!(
+                master = %name,
+                "no sentinel named the master yet; calls run their loaders uncached until one does"
+            );
+        }
+        Ok(follower)
     }
 
     #[cfg(feature = "cluster")]

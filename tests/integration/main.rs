@@ -15,6 +15,7 @@ mod memory_store;
 mod ownership;
 mod read_through;
 mod round_trips;
+mod sentinel;
 mod stampede;
 mod support;
 mod telemetry;

@@ -180,6 +180,7 @@ impl Connection {
             timeouts: get(&self.failures.timeouts),
             breaker_opened: get(&self.opened),
             breaker_rejections: get(&self.failures.rejections),
+            master_switches: self.backend.master_switches(),
         }
     }
 

@@ -1,9 +1,10 @@
 //! The background probe of an open breaker: one task per node, `PING` sent to that node (by
 //! address on a cluster, so a dead master's probe never lands on a live one), once per period
-//! with jitter, followed 50 and 150 ms later by two more while it fails (the client reconnects
-//! in the background after the first). The first answer closes the breaker. The task ends when the
-//! breaker closes, the node leaves the cluster's map, the cache is dropped, or its runtime
-//! shuts down; then the next rejected call starts a new one.
+//! with jitter (at once when Sentinel names a new master), followed 50 and 150 ms later by two
+//! more while it fails (the client reconnects in the background after the first). The first
+//! answer closes the breaker. The task ends when the breaker closes, the node leaves the
+//! cluster's map, the cache is dropped, or its runtime shuts down; then the next rejected call
+//! starts a new one.
 
 use std::{sync::Arc, time::Duration};
 
@@ -40,12 +41,23 @@ impl Connection {
             return;
         }
         let me = self.me.clone();
+        // Under Sentinel, a new master is probed at once rather than a period later.
+        let mut switched = self.backend.master_epochs();
         // Built before the spawn: a task dropped before its first poll still frees the role.
         let ended = ProberEnded(node);
         runtime.spawn(async move {
             let node = &ended.0;
             loop {
-                tokio::time::sleep(node.breaker.next_probe_in()).await;
+                let pause = tokio::time::sleep(node.breaker.next_probe_in());
+                match &mut switched {
+                    Some(epochs) => {
+                        tokio::select! {
+                            () = pause => {}
+                            _ = epochs.changed() => {}
+                        }
+                    }
+                    None => pause.await,
+                }
                 let Some(conn) = me.upgrade() else { return };
                 if !node.breaker.is_open() || !conn.nodes.contains(node) {
                     return;

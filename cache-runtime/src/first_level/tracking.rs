@@ -27,7 +27,8 @@ const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 /// How to reach Redis for the stream.
 pub(crate) struct Tracking {
-    pub(crate) client: redis::Client,
+    /// The node followed: the master Sentinel names now, under Sentinel.
+    pub(crate) master: crate::store::Master,
     /// The tracked prefix: `{namespace}:`.
     pub(crate) prefix: String,
     /// Tag keys: `{namespace}:tag:{`.
@@ -45,9 +46,13 @@ pub(crate) struct Tracking {
 }
 
 impl Tracking {
-    pub(crate) fn new(client: redis::Client, namespace: &str, timeout: Duration) -> Tracking {
+    pub(crate) fn new(
+        master: crate::store::Master,
+        namespace: &str,
+        timeout: Duration,
+    ) -> Tracking {
         Tracking {
-            client,
+            master,
             prefix: format!("{namespace}:"),
             tag_prefix: format!("{namespace}:tag:{{"),
             canary: format!("{namespace};l1-canary:{:016x}:", fastrand::u64(..)),
@@ -155,11 +160,15 @@ async fn run(level: Weak<FirstLevel>) {
         if level.upgrade().is_none_or(|level| level.is_stopped()) {
             return;
         }
+        // Watched from before the connection: a switch of master meanwhile ends the stream.
+        let Some(epochs) = level.upgrade().map(|l| l.tracking.master.epochs()) else {
+            return;
+        };
         let Some(connected) = connect(&level).await else {
             return;
         };
         let problem = match connected {
-            Ok(conn) => match follow(&level, conn).await {
+            Ok(conn) => match follow(&level, conn, epochs).await {
                 // Confirmed at least once: the next attempt may come at once.
                 Followed::Confirmed => {
                     backoff = Duration::ZERO;
@@ -220,7 +229,12 @@ async fn connect(
         .set_push_sender(handler)
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout));
-    let client = tracking.client.clone();
+    let Some(client) = tracking.master.tracking_client() else {
+        return Some(Err(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::NotConnected,
+            "no master known yet",
+        ))));
+    };
     let mut arm = redis::cmd("CLIENT");
     arm.arg("TRACKING")
         .arg("ON")
@@ -256,9 +270,17 @@ enum Followed {
 }
 
 /// Writes a canary every quarter of the liveness timeout and waits for it to come back; returns
-/// when the stream is lost or the cache is gone.
-async fn follow(level: &Weak<FirstLevel>, mut conn: redis::aio::MultiplexedConnection) -> Followed {
+/// when the stream is lost, the master changed (Sentinel: the stream must be made again on the
+/// new one, and nothing is served until it is confirmed there) or the cache is gone.
+async fn follow(
+    level: &Weak<FirstLevel>,
+    mut conn: redis::aio::MultiplexedConnection,
+    mut epochs: Option<tokio::sync::watch::Receiver<u64>>,
+) -> Followed {
     let mut confirmed = false;
+    if let Some(epochs) = &mut epochs {
+        epochs.mark_unchanged();
+    }
     loop {
         let Some(strong) = level.upgrade() else {
             return Followed::Gone;
@@ -288,8 +310,18 @@ async fn follow(level: &Weak<FirstLevel>, mut conn: redis::aio::MultiplexedConne
             {
                 return Followed::Confirmed;
             }
+            let switched = async {
+                match &mut epochs {
+                    Some(epochs) => epochs.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = &mut pause => break,
+                true = switched => {
+                    liveness.lose();
+                    return Followed::Confirmed;
+                }
                 () = lost.as_mut() => {
                     lost.set(liveness.changed.notified());
                     lost.as_mut().enable();

@@ -14,7 +14,11 @@ use std::{future::Future, ops::Deref, pin::Pin, sync::Arc, time::Duration};
 
 pub(crate) use self::batch::Batcher;
 pub(crate) use self::memory::MemoryStore;
-pub(crate) use self::redis::RedisStore;
+pub(crate) use self::redis::{
+    Master, RedisStore,
+    node::{NodeConnector, NodeLink},
+    sentinel::{SentinelConfig, SentinelMaster},
+};
 use crate::Error;
 
 /// A `GET` of an entry: a value of another type at the key (a hash, a list written by something
@@ -188,6 +192,16 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// store is not a Redis server.
     fn server_version(&self) -> StoreFuture<'_, Option<String>> {
         Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// Times the master changed (Sentinel); 0 for any other store.
+    fn master_switches(&self) -> u64 {
+        0
+    }
+
+    /// Changes whenever the master does (Sentinel); `None` for any other store.
+    fn master_epochs(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
     }
 
     /// A cluster's masters by slot range (`CLUSTER SLOTS`); `None` when not a cluster.

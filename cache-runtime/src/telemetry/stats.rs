@@ -33,6 +33,9 @@ pub struct Stats {
     pub breaker_opened: u64,
     /// Calls that skipped Redis because the breaker was open.
     pub breaker_rejections: u64,
+    /// Times the master changed under [`sentinel`](crate::CacheBuilder::sentinel), the first
+    /// resolution included (so 2 after one failover); 0 otherwise.
+    pub master_switches: u64,
     /// Calls that ran uncached (no usable key, or the value could not be encoded or was too large).
     pub uncached: u64,
     /// Misses that waited for another process's load (behind its lock) and got its value.
@@ -89,6 +92,7 @@ pub(crate) struct LinkCounts {
     pub(crate) timeouts: u64,
     pub(crate) breaker_opened: u64,
     pub(crate) breaker_rejections: u64,
+    pub(crate) master_switches: u64,
 }
 
 /// A counter bumped from every thread on a hot path: one slot per thread (by a number each
@@ -153,6 +157,7 @@ impl Stats {
             timeouts: link.timeouts,
             breaker_opened: link.breaker_opened,
             breaker_rejections: link.breaker_rejections,
+            master_switches: link.master_switches,
             uncached: get(C::Uncached),
             lock_waits: get(C::LockWaits),
             lock_timeouts: get(C::LockTimeouts),

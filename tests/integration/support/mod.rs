@@ -5,12 +5,14 @@
 
 pub mod acl;
 pub mod cluster;
+pub mod sentinel;
 pub mod server;
 pub mod tls;
 
 use std::time::{Duration, Instant};
 
 pub use cluster::RedisCluster;
+pub use sentinel::SentinelTopology;
 pub use server::RedisServer;
 
 /// Polls `condition` until it holds or `deadline` passes; panics with `what` on timeout.

@@ -19,6 +19,9 @@ pub struct RedisServer {
     extra_args: Vec<String>,
     /// Served over TLS only, with these certificates (see [`TlsFiles`]).
     tls: Option<super::tls::TlsFiles>,
+    /// A Sentinel: the contents of its config file (written to its directory; Sentinel
+    /// rewrites it as it learns the topology).
+    sentinel_config: Option<String>,
 }
 
 /// A port that is free now, with its cluster bus port (+10000) free too, below 55535.
@@ -78,7 +81,20 @@ impl RedisServer {
         Self::start_inner(&[], Some(super::tls::TlsFiles::generate()))
     }
 
+    /// Starts a Sentinel (`redis-server CONF --sentinel`) with this configuration.
+    pub fn start_sentinel(config: &str) -> RedisServer {
+        Self::start_inner_with(&[], None, Some(config.to_owned()))
+    }
+
     fn start_inner(extra_args: &[&str], tls: Option<super::tls::TlsFiles>) -> RedisServer {
+        Self::start_inner_with(extra_args, tls, None)
+    }
+
+    fn start_inner_with(
+        extra_args: &[&str],
+        tls: Option<super::tls::TlsFiles>,
+        sentinel_config: Option<String>,
+    ) -> RedisServer {
         let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
         for _attempt in 0..5 {
             let port = free_port();
@@ -94,6 +110,7 @@ impl RedisServer {
                 child: None,
                 extra_args: extra_args.clone(),
                 tls: tls.clone(),
+                sentinel_config: sentinel_config.clone(),
             };
             // The port was free a moment ago; another process may take it (retry on a new one).
             if server.spawn() {
@@ -111,10 +128,23 @@ impl RedisServer {
             None => vec!["--port".into(), port],
             Some(tls) => tls.server_args(&port),
         };
-        let child = Command::new(redis_server_binary())
+        let mut command = Command::new(redis_server_binary());
+        match &self.sentinel_config {
+            Some(config) => {
+                // The config file comes first; Sentinel needs it writable and has no RDB.
+                let path = self.dir.join("sentinel.conf");
+                if !path.exists() {
+                    std::fs::write(&path, config).expect("write sentinel.conf");
+                }
+                command.arg(&path).arg("--sentinel");
+            }
+            None => {
+                command.args(["--save", "", "--appendonly", "no"]);
+            }
+        }
+        let child = command
             .args(&ports)
             .args(["--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
             .arg("--logfile")
@@ -152,8 +182,11 @@ impl RedisServer {
 
     /// Whether this server's own log says it accepts connections.
     fn logged_ready(&self) -> bool {
-        std::fs::read_to_string(self.dir.join("redis.log"))
-            .is_ok_and(|log| log.contains("Ready to accept connections"))
+        let ready = match self.sentinel_config {
+            Some(_) => "+monitor master",
+            None => "Ready to accept connections",
+        };
+        std::fs::read_to_string(self.dir.join("redis.log")).is_ok_and(|log| log.contains(ready))
     }
 
     /// Whether the server answers PING right now.

@@ -7,13 +7,17 @@
 //! lock and its generation share a hash tag, so every pipeline and script here stays in one
 //! cluster slot; tag keys live in their own slots and are read with separate requests.
 
+pub(crate) mod node;
 mod reads;
+pub(crate) mod sentinel;
 mod writes;
 
 use std::{sync::Arc, time::Duration};
 
-use redis::{Cmd, FromRedisValue, Pipeline, Script, aio::ConnectionManager};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError, Script, aio::ConnectionManager};
+use tokio::sync::watch;
 
+use self::{node::NodeLink, sentinel::SentinelMaster};
 use super::{
     Backend, Batcher, ClaimReply, EntryChange, EntryKeys, FillReply, FillValue, Read, StoreFuture,
     StoredBytes,
@@ -24,11 +28,61 @@ use crate::Error;
 #[derive(Clone)]
 pub(crate) enum RedisStore {
     /// One node, and the batcher of its plain lookups (`None`: every lookup sends its own GET).
-    Single(ConnectionManager, Option<Arc<Batcher>>),
+    Single(Master, Option<Arc<Batcher>>),
     #[cfg(feature = "cluster")]
     /// The cluster, and the host of its first configured node, which stands in for a master
     /// whose host `CLUSTER SLOTS` leaves empty or unknown (as the cluster client does).
     Cluster(redis::cluster_async::ClusterConnection, Arc<str>),
+}
+
+/// The node a single-node store talks to: the one its URL names, or the master Sentinel
+/// names now.
+#[derive(Clone)]
+pub(crate) enum Master {
+    Fixed(Box<NodeLink>),
+    Sentinel(Arc<SentinelMaster>),
+}
+
+impl Master {
+    /// The connection for one operation (a link error while Sentinel has named no master).
+    fn manager(&self) -> Result<ConnectionManager, RedisError> {
+        match self {
+            Master::Fixed(link) => Ok(link.manager.clone()),
+            Master::Sentinel(master) => master.manager(),
+        }
+    }
+
+    /// Notes an operation's outcome: under Sentinel, a failure may mean the master moved.
+    fn saw<T>(&self, result: &Result<T, RedisError>) {
+        if let (Master::Sentinel(master), Err(err)) = (self, result) {
+            master.saw(err);
+        }
+    }
+
+    /// A client for the first level's invalidation stream to the master, if one is known.
+    pub(crate) fn tracking_client(&self) -> Option<redis::Client> {
+        match self {
+            Master::Fixed(link) => Some(link.tracking.clone()),
+            Master::Sentinel(master) => master.current().map(|link| link.tracking.clone()),
+        }
+    }
+
+    /// Changes whenever the master does (Sentinel only).
+    pub(crate) fn epochs(&self) -> Option<watch::Receiver<u64>> {
+        match self {
+            Master::Fixed(_) => None,
+            Master::Sentinel(master) => Some(master.epochs()),
+        }
+    }
+
+    /// Times the master changed since the cache was built (Sentinel only: the first
+    /// resolution counts).
+    pub(crate) fn switches(&self) -> u64 {
+        match self {
+            Master::Fixed(_) => 0,
+            Master::Sentinel(master) => master.switches(),
+        }
+    }
 }
 
 /// A TTL as `PX` milliseconds: at least 1 (a zero TTL would be an error reply) and at most
@@ -43,7 +97,12 @@ pub(crate) fn px(ttl: Duration) -> u64 {
 impl RedisStore {
     pub(super) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
         let result = match self {
-            RedisStore::Single(conn, _) => cmd.query_async(&mut conn.clone()).await,
+            RedisStore::Single(master, _) => {
+                let mut conn = master.manager().map_err(Error::Backend)?;
+                let result = cmd.query_async(&mut conn).await;
+                master.saw(&result);
+                result
+            }
             #[cfg(feature = "cluster")]
             RedisStore::Cluster(conn, _) => cmd.query_async(&mut conn.clone()).await,
         };
@@ -52,7 +111,12 @@ impl RedisStore {
 
     pub(super) async fn query_pipe<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, Error> {
         let result = match self {
-            RedisStore::Single(conn, _) => pipe.query_async(&mut conn.clone()).await,
+            RedisStore::Single(master, _) => {
+                let mut conn = master.manager().map_err(Error::Backend)?;
+                let result = pipe.query_async(&mut conn).await;
+                master.saw(&result);
+                result
+            }
             #[cfg(feature = "cluster")]
             RedisStore::Cluster(conn, _) => pipe.query_async(&mut conn.clone()).await,
         };
@@ -73,7 +137,12 @@ impl RedisStore {
             invocation.arg(*arg);
         }
         let result = match self {
-            RedisStore::Single(conn, _) => invocation.invoke_async(&mut conn.clone()).await,
+            RedisStore::Single(master, _) => {
+                let mut conn = master.manager().map_err(Error::Backend)?;
+                let result = invocation.invoke_async(&mut conn).await;
+                master.saw(&result);
+                result
+            }
             #[cfg(feature = "cluster")]
             RedisStore::Cluster(conn, _) => invocation.invoke_async(&mut conn.clone()).await,
         };
@@ -278,9 +347,25 @@ impl Backend for RedisStore {
         })
     }
 
+    fn master_switches(&self) -> u64 {
+        match self {
+            RedisStore::Single(master, _) => master.switches(),
+            #[cfg(feature = "cluster")]
+            RedisStore::Cluster(..) => 0,
+        }
+    }
+
+    fn master_epochs(&self) -> Option<watch::Receiver<u64>> {
+        match self {
+            RedisStore::Single(master, _) => master.epochs(),
+            #[cfg(feature = "cluster")]
+            RedisStore::Cluster(..) => None,
+        }
+    }
+
     fn redis_connection(&self) -> Option<ConnectionManager> {
         match self {
-            RedisStore::Single(conn, _) => Some(conn.clone()),
+            RedisStore::Single(master, _) => master.manager().ok(),
             #[cfg(feature = "cluster")]
             RedisStore::Cluster(..) => None,
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use super::{RedisStore, px};
+use super::{Master, RedisStore, px};
 use crate::{
     Error,
     store::{Read, StoredBytes, wrong_type_is_absent},
@@ -46,7 +46,14 @@ impl RedisStore {
         if tags.is_empty() && !with_ttl {
             // The common hit: one GET (or a share of an MGET), without joining reads.
             let bytes = wrong_type_is_absent(match self {
-                RedisStore::Single(conn, Some(batcher)) => batcher.get(conn, key).await,
+                RedisStore::Single(master, Some(batcher)) => {
+                    let conn = master.manager().map_err(Error::Backend)?;
+                    let reply = batcher.get(&conn, key).await;
+                    if let (Master::Sentinel(master), Err(Error::Backend(err))) = (master, &reply) {
+                        master.saw(err);
+                    }
+                    reply
+                }
                 _ => self.query(redis::cmd("GET").arg(key)).await,
             })?;
             return Ok(Read {

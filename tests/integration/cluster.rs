@@ -384,3 +384,121 @@ async fn two_caches_on_a_cluster_share_one_load_through_the_lock() {
         assert_eq!(key_slot(&cluster, &derived).await, slot, "{derived}");
     }
 }
+
+/// With a replica per master, a killed master's replica is promoted and the cache follows it
+/// without a restart: the other shards keep hitting throughout, the dead shard's keys fail
+/// open meanwhile, then hit on the promoted replica (their entries were replicated) and new
+/// keys fill there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_master_is_replaced_by_its_replica_without_a_restart() {
+    let _one = crate::support::ONE_TOPOLOGY_AT_A_TIME.lock().await;
+    let mut cluster = RedisCluster::start_with_replicas(1).await;
+    let cache = cluster_cache(&cluster).await;
+    let replica = cluster.replica_of(0).await;
+    let dead_ranges = served_by(&cluster, 0).await;
+    let on_dead_shard = |slot: u16| dead_ranges.iter().any(|(a, b)| (*a..=*b).contains(&slot));
+    let calls = Calls::default();
+    let (mut on_dead, mut on_live) = (Vec::new(), Vec::new());
+    for id in 0..30 {
+        let key = cache.scope(async { item_key(id) }).await;
+        if on_dead_shard(key_slot(&cluster, &key).await) {
+            on_dead.push(id);
+        } else {
+            on_live.push(id);
+        }
+        cache.scope(item(id, &calls)).await.expect("item");
+    }
+    cache.wait_for_writes().await;
+    assert!(!on_dead.is_empty() && !on_live.is_empty());
+    // A key on the dead shard that nobody has read yet: filled on the promoted replica.
+    let mut fresh = 1000;
+    while !on_dead_shard(key_slot(&cluster, &cache.scope(async { item_key(fresh) }).await).await) {
+        fresh += 1;
+    }
+    let mut events = cache.connection_events();
+    for node in &cluster.nodes[1..] {
+        crate::reset_command_counts(node).await;
+    }
+
+    cluster.nodes[0].kill();
+    let killed = std::time::Instant::now();
+    let mut live_loads = 0;
+    let mut promoted = None;
+    let mut test_slot_reads = 0;
+    let followed = loop {
+        // The other shards keep hitting: no load, whatever the dead one does.
+        let before = calls.get();
+        for &id in &on_live {
+            assert_eq!(cache.scope(item(id, &calls)).await, Ok(format!("item{id}")));
+        }
+        live_loads += calls.get() - before;
+        // The dead shard's keys answer (uncached) until the replica serves them from its
+        // replicated entries.
+        let before = calls.get();
+        for &id in &on_dead {
+            assert_eq!(cache.scope(item(id, &calls)).await, Ok(format!("item{id}")));
+        }
+        if promoted.is_none() {
+            test_slot_reads += 1;
+            if !served_by(&cluster, replica).await.is_empty() {
+                promoted = Some(killed.elapsed());
+            }
+        }
+        if promoted.is_some() && calls.get() == before {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "the dead shard's keys never hit again (promoted {promoted:?}): {:?}",
+            cache.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(live_loads, 0, "a key on a live shard was loaded again");
+    cache.scope(item(fresh, &calls)).await.expect("fresh item");
+    cache.wait_for_writes().await;
+    let key = cache.scope(async { item_key(fresh) }).await;
+    let filled: bool = redis::cmd("EXISTS")
+        .arg(&key)
+        .query_async(&mut cluster.nodes[replica].conn().await)
+        .await
+        .expect("EXISTS");
+    assert!(
+        filled,
+        "a new key of the dead shard is filled on its promoted replica"
+    );
+    // The cache's own slot map catches up (at once, or within the refresh period when a
+    // caller's request through the cluster client closed the breaker first).
+    let mut topology_changes = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while topology_changes == 0 {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(event)) => {
+                topology_changes +=
+                    usize::from(event == redis_cached::ConnectionEvent::TopologyChanged);
+            }
+            Ok(Err(err)) => panic!("connection events: {err}"),
+            Err(_) => panic!("the new slot map was never read: {:?}", cache.stats()),
+        }
+    }
+    let catching_up = killed.elapsed();
+    // Topology reads by this process (ours and the cluster client's), as the servers count
+    // them; the test's own CLUSTER SLOTS calls subtracted.
+    let mut reads = 0;
+    for node in &cluster.nodes[1..] {
+        let counts = crate::all_command_counts(node).await;
+        reads += ["cluster|slots", "cluster|shards", "cluster|nodes"]
+            .iter()
+            .filter_map(|name| counts.get(*name))
+            .sum::<u64>();
+    }
+    println!(
+        "cluster failover: master killed -> replica promoted (seen in CLUSTER SLOTS) {:?}, \
+         dead shard's keys hitting again {followed:?}, the cache's slot map updated \
+         {catching_up:?}; {reads} topology reads sent (the test's own included: {test_reads}), breaker \
+         opened {} time(s)",
+        promoted.unwrap_or_default(),
+        cache.stats().breaker_opened,
+        test_reads = test_slot_reads,
+    );
+}

@@ -13,8 +13,7 @@ use redis_cached::{Cache, redis_cached};
 use crate::{
     Calls,
     support::{
-        SentinelTopology,
-        sentinel::{MASTER_NAME, ONE_AT_A_TIME},
+        ONE_TOPOLOGY_AT_A_TIME as ONE_AT_A_TIME, SentinelTopology, sentinel::MASTER_NAME,
         wait_until,
     },
 };

@@ -271,6 +271,9 @@ impl Connection {
             return;
         }
         node.link.lost(&self.events);
+        if let Nodes::Cluster { .. } = self.nodes {
+            self.topology.soon();
+        }
         self.breaker_failure(op, err, node);
     }
 

@@ -1,5 +1,8 @@
-//! Keeping a cluster's slot map current: read at the first operation, every few seconds after,
-//! and at once when a node's breaker opens (a failover moves slots to a promoted replica).
+//! Keeping a cluster's slot map current: read at the first operation, every few seconds after
+//! (every breaker probe period while a node's breaker is open), and soon after an operation
+//! fails on the link (a failover moves slots to a promoted
+//! replica; the cluster client may follow it before a breaker opens), at most every
+//! [`MIN_GAP`].
 
 use std::{
     sync::atomic::{AtomicBool, Ordering},
@@ -12,6 +15,9 @@ use super::Connection;
 
 /// How often the slot map is re-read when nothing prompts it.
 const PERIOD: Duration = Duration::from_secs(5);
+
+/// The least time between two reads of the slot map.
+const MIN_GAP: Duration = Duration::from_millis(100);
 
 /// Lets a later operation start a new refresh task if this one is dropped (its runtime shut
 /// down).
@@ -54,12 +60,22 @@ impl Refresh {
             loop {
                 let Some(conn) = me.upgrade() else { return };
                 conn.refresh_topology().await;
-                let _ = tokio::time::timeout(PERIOD, conn.topology.wake.notified()).await;
+                drop(conn);
+                tokio::time::sleep(MIN_GAP).await;
+                let Some(conn) = me.upgrade() else { return };
+                // While a node's breaker is open a failover may be under way: re-read at the
+                // probe period, so a promoted replica is used within about that long.
+                let period = if conn.is_degraded() {
+                    conn.breaker.probe_every
+                } else {
+                    PERIOD
+                };
+                let _ = tokio::time::timeout(period, conn.topology.wake.notified()).await;
             }
         });
     }
 
-    /// Asks for a refresh now (a node's breaker opened).
+    /// Asks for a refresh soon (an operation failed on the link).
     pub(crate) fn soon(&self) {
         self.wake.notify_one();
     }

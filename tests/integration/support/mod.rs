@@ -15,6 +15,10 @@ pub use cluster::RedisCluster;
 pub use sentinel::SentinelTopology;
 pub use server::RedisServer;
 
+/// Failover tests run one at a time (each starts five or six servers and waits out a
+/// failover; on two cores, two at once would time each other out).
+pub static ONE_TOPOLOGY_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Polls `condition` until it holds or `deadline` passes; panics with `what` on timeout.
 pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut condition: F)
 where

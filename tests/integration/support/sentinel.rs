@@ -17,10 +17,6 @@ pub struct SentinelTopology {
     pub sentinels: Vec<RedisServer>,
 }
 
-/// Topology tests run one at a time (each starts five to six servers and waits out a
-/// failover; on two cores, two at once would time each other out).
-pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 impl SentinelTopology {
     /// Starts the master, the replica (synced) and three sentinels that know the replica and
     /// each other, so a failover can start as soon as the master is down.

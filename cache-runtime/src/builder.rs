@@ -72,6 +72,8 @@ pub struct CacheBuilder {
     telemetry: TelemetryOptions,
     /// Credentials and database of the master Sentinel names.
     sentinel_master: SentinelMasterOptions,
+    /// Replicas that must acknowledge each invalidation, and how long to wait.
+    invalidation_replicas: Option<(u32, Duration)>,
 }
 
 #[derive(Clone, Default)]
@@ -233,6 +235,7 @@ impl Default for CacheBuilder {
                 record_keys: false,
             },
             sentinel_master: SentinelMasterOptions::default(),
+            invalidation_replicas: None,
         }
     }
 }
@@ -308,6 +311,35 @@ impl CacheBuilder {
     /// The database of the master under [`sentinel`](Self::sentinel) (default 0).
     pub fn sentinel_master_db(mut self, db: i64) -> Self {
         self.sentinel_master.db = Some(db);
+        self
+    }
+
+    /// Makes every invalidation (`NAME_invalidate`, [`Cache::invalidate_tags`], `NAME_put`,
+    /// `NAME_refresh`, `#[cache_evict]`) wait until `replicas` replicas have acknowledged it,
+    /// for at most `timeout` (Redis's `WAIT`), and fail with [`Error::NotReplicated`] when
+    /// fewer did: the change is made on the master either way, but one that a master
+    /// acknowledged and then lost in a failover before replicating it comes back with the
+    /// promoted replica, and this is how to know it could.
+    ///
+    /// Without it, an invalidation is acknowledged as soon as the master applied it;
+    /// replication is asynchronous, so a failover within the replication lag (usually well
+    /// under a millisecond, longer under load) can lose it. Invalidations run on a connection
+    /// of their own (`WAIT` blocks the connection it is sent on), so hits never queue behind
+    /// one. Single node and [`sentinel`](Self::sentinel) only (an error on a cluster).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), cache_runtime::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .sentinel(["redis://10.0.0.1:26379", "redis://10.0.0.2:26379"], "mymaster")
+    ///     .invalidation_replicas(1, Duration::from_millis(100))
+    ///     .build()
+    ///     .await?;
+    /// # let _ = cache; Ok(()) }
+    /// ```
+    pub fn invalidation_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.invalidation_replicas = Some((replicas, timeout));
         self
     }
 
@@ -663,6 +695,27 @@ impl CacheBuilder {
                 self.l1.liveness
             )));
         }
+        if let Some((replicas, timeout)) = self.invalidation_replicas {
+            if replicas == 0 || timeout.is_zero() {
+                return Err(Error::Config(
+                    "invalidation_replicas needs at least one replica and a timeout above zero"
+                        .into(),
+                ));
+            }
+            let redis_node = match &self.target {
+                Target::Url(url) => !url.starts_with("mem://"),
+                Target::Sentinel(..) => true,
+                #[cfg(feature = "cluster")]
+                Target::Cluster(_) => false,
+            };
+            if !redis_node {
+                return Err(Error::Config(
+                    "invalidation_replicas needs a single Redis node or sentinel(...): the \
+                     embedded store has no replicas, and on a cluster it is not supported"
+                        .into(),
+                ));
+            }
+        }
         if self.max_value_size == 0 {
             return Err(Error::Config(
                 "max_value_size must be greater than zero".into(),
@@ -693,6 +746,7 @@ impl CacheBuilder {
             tls,
             tls_root_certificate: self.tls_root_certificate.clone(),
             timeout: self.operation_timeout,
+            replicas: self.invalidation_replicas,
         })
     }
 

@@ -90,6 +90,20 @@ pub enum Error {
         /// The configured maximum ([`CacheBuilder::max_value_size`](crate::CacheBuilder::max_value_size)).
         max: usize,
     },
+
+    /// The change was made on the master, but fewer replicas than
+    /// [`invalidation_replicas`](crate::CacheBuilder::invalidation_replicas) asks for
+    /// acknowledged it in time: a failover now could lose it.
+    #[error(
+        "the invalidation reached the master but only {acked} of {wanted} replicas acknowledged \
+         it in time; a failover now could lose it"
+    )]
+    NotReplicated {
+        /// Replicas that acknowledged the change (`WAIT`'s answer).
+        acked: u32,
+        /// Replicas asked for.
+        wanted: u32,
+    },
 }
 
 impl From<redis::RedisError> for Error {

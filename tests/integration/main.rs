@@ -14,6 +14,7 @@ mod keys;
 mod memory_store;
 mod ownership;
 mod read_through;
+mod replication;
 mod round_trips;
 mod sentinel;
 mod stampede;

@@ -204,6 +204,17 @@ impl Connection {
         key: &str,
         start: impl FnOnce(&'a dyn Backend) -> StoreFuture<'a, T>,
     ) -> Result<T, Error> {
+        self.run_within(op, key, self.timeout, start).await
+    }
+
+    /// [`run`](Self::run) with its own deadline (an invalidation waiting for replicas).
+    async fn run_within<'a, T>(
+        &'a self,
+        op: &'static str,
+        key: &str,
+        timeout: Duration,
+        start: impl FnOnce(&'a dyn Backend) -> StoreFuture<'a, T>,
+    ) -> Result<T, Error> {
         if !self.backend.is_network() {
             return start(&*self.backend).await;
         }
@@ -232,10 +243,10 @@ impl Connection {
             started: Instant::now(),
             armed: true,
         };
-        let result = match tokio::time::timeout(self.timeout, start(&*self.backend)).await {
-            Ok(Err(Error::Backend(err))) if err.is_timeout() => Err(Error::Timeout(self.timeout)),
+        let result = match tokio::time::timeout(timeout, start(&*self.backend)).await {
+            Ok(Err(Error::Backend(err))) if err.is_timeout() => Err(Error::Timeout(timeout)),
             Ok(result) => result,
-            Err(_) => Err(Error::Timeout(self.timeout)),
+            Err(_) => Err(Error::Timeout(timeout)),
         };
         cancelled.armed = false;
         if probe.is_some() {

@@ -80,9 +80,21 @@ impl Connection {
     }
 
     pub(crate) async fn delete_tags(&self, tags: &[String]) -> Result<(), Error> {
-        self.over_tags("invalidate_tags", tags, |b, t| b.delete_tags(t))
-            .await
-            .map(drop)
+        if tags.is_empty() {
+            return Ok(());
+        }
+        if self.split(tags.len()) {
+            let each = tags
+                .iter()
+                .map(|tag| self.delete_tags(std::slice::from_ref(tag)));
+            return join_all(each).await.into_iter().collect();
+        }
+        // An invalidation may wait for replicas on top of the operation timeout.
+        let timeout = self.timeout + self.backend.replication_wait();
+        self.run_within("invalidate_tags", &tags[0], timeout, |b| {
+            b.delete_tags(tags)
+        })
+        .await
     }
 
     pub(crate) async fn claim(
@@ -132,7 +144,12 @@ impl Connection {
         generation_ttl: Duration,
         change: EntryChange<'_>,
     ) -> Result<(), Error> {
-        self.run("generation", keys.entry, |b| {
+        // A change users make (invalidate, put, refresh) may wait for replicas.
+        let timeout = match change {
+            EntryChange::Keep => self.timeout,
+            _ => self.timeout + self.backend.replication_wait(),
+        };
+        self.run_within("generation", keys.entry, timeout, |b| {
             b.new_generation(keys, generation, generation_ttl, change)
         })
         .await

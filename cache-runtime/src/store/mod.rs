@@ -194,6 +194,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(None)))
     }
 
+    /// How long an invalidation may wait for replicas to acknowledge it
+    /// ([`invalidation_replicas`](crate::CacheBuilder::invalidation_replicas)); zero when it
+    /// does not wait.
+    fn replication_wait(&self) -> Duration {
+        Duration::ZERO
+    }
+
     /// Times the master changed (Sentinel); 0 for any other store.
     fn master_switches(&self) -> u64 {
         0

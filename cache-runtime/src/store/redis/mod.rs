@@ -67,6 +67,14 @@ impl Master {
         }
     }
 
+    /// The connection for invalidations that wait for replicas, if they do.
+    fn invalidations(&self) -> Option<node::Invalidations> {
+        match self {
+            Master::Fixed(link) => link.invalidations.clone(),
+            Master::Sentinel(master) => master.current()?.invalidations.clone(),
+        }
+    }
+
     /// Changes whenever the master does (Sentinel only).
     pub(crate) fn epochs(&self) -> Option<watch::Receiver<u64>> {
         match self {
@@ -222,9 +230,10 @@ impl Backend for RedisStore {
             if tags.is_empty() {
                 return Ok(());
             }
-            self.query::<i64>(redis::cmd("UNLINK").arg(tags))
-                .await
-                .map(drop)
+            self.invalidate(|pipe| {
+                pipe.cmd("UNLINK").arg(tags).ignore();
+            })
+            .await
         })
     }
 
@@ -345,6 +354,16 @@ impl Backend for RedisStore {
                 }
             }
         })
+    }
+
+    fn replication_wait(&self) -> Duration {
+        match self {
+            RedisStore::Single(master, _) => master
+                .invalidations()
+                .map_or(Duration::ZERO, |waits| waits.wait),
+            #[cfg(feature = "cluster")]
+            RedisStore::Cluster(..) => Duration::ZERO,
+        }
     }
 
     fn master_switches(&self) -> u64 {

@@ -18,6 +18,8 @@ pub(crate) struct NodeConnector {
     pub(crate) tls_root_certificate: Option<Vec<u8>>,
     /// Deadline of each connection attempt.
     pub(crate) timeout: Duration,
+    /// Replicas that must acknowledge each invalidation, and how long to wait for them.
+    pub(crate) replicas: Option<(u32, Duration)>,
 }
 
 /// The links to one node.
@@ -29,6 +31,17 @@ pub(crate) struct NodeLink {
     pub(crate) manager: ConnectionManager,
     /// The first level's invalidation stream (RESP3, for pushes).
     pub(crate) tracking: redis::Client,
+    /// Invalidations that wait for replicas, on a connection of their own: `WAIT` blocks the
+    /// connection it is sent on and counts only that connection's writes.
+    pub(crate) invalidations: Option<Invalidations>,
+}
+
+/// The connection for invalidations that wait for replicas.
+#[derive(Clone)]
+pub(crate) struct Invalidations {
+    pub(crate) manager: ConnectionManager,
+    pub(crate) replicas: u32,
+    pub(crate) wait: Duration,
 }
 
 impl NodeConnector {
@@ -77,13 +90,25 @@ impl NodeConnector {
             .set_max_delay(Duration::from_millis(200))
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(None);
-        let manager = client
-            .get_connection_manager_lazy(config)
-            .map_err(|e| Error::Config(format!("cannot set up redis connection: {e}")))?;
+        let lazy = |config| {
+            client
+                .get_connection_manager_lazy(config)
+                .map_err(|e| Error::Config(format!("cannot set up redis connection: {e}")))
+        };
+        let manager = lazy(config.clone())?;
+        let invalidations = match self.replicas {
+            Some((replicas, wait)) => Some(Invalidations {
+                manager: lazy(config)?,
+                replicas,
+                wait,
+            }),
+            None => None,
+        };
         Ok(NodeLink {
             addr,
             manager,
             tracking,
+            invalidations,
         })
     }
 }

@@ -4,7 +4,7 @@
 
 use std::{sync::LazyLock, time::Duration};
 
-use redis::Script;
+use redis::{Pipeline, Script};
 
 use super::{RedisStore, px};
 use crate::{
@@ -142,29 +142,74 @@ impl RedisStore {
         change: EntryChange<'_>,
     ) -> Result<(), Error> {
         // One MULTI: the new generation and the entry change together, generation first.
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        pipe.cmd("SET")
-            .arg(keys.generation)
-            .arg(generation)
-            .arg("PX")
-            .arg(px(generation_ttl))
-            .ignore();
-        match change {
-            EntryChange::Keep => {}
-            EntryChange::Drop => {
-                pipe.cmd("UNLINK").arg(keys.entry).ignore();
+        let commands = |pipe: &mut Pipeline| {
+            pipe.cmd("SET")
+                .arg(keys.generation)
+                .arg(generation)
+                .arg("PX")
+                .arg(px(generation_ttl))
+                .ignore();
+            match change {
+                EntryChange::Keep => {}
+                EntryChange::Drop => {
+                    pipe.cmd("UNLINK").arg(keys.entry).ignore();
+                }
+                EntryChange::Put(bytes, ttl) => {
+                    pipe.cmd("SET")
+                        .arg(keys.entry)
+                        .arg(bytes)
+                        .arg("PX")
+                        .arg(px(ttl))
+                        .ignore();
+                }
             }
-            EntryChange::Put(bytes, ttl) => {
-                pipe.cmd("SET")
-                    .arg(keys.entry)
-                    .arg(bytes)
-                    .arg("PX")
-                    .arg(px(ttl))
-                    .ignore();
-            }
+        };
+        if let EntryChange::Keep = change {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            commands(&mut pipe);
+            return self.query_pipe::<()>(&pipe).await;
         }
-        self.query_pipe::<()>(&pipe).await
+        self.invalidate(commands).await
+    }
+
+    /// Sends a change users make (an invalidation, a put) as one MULTI. When invalidations
+    /// wait for replicas, it goes on their own connection with `WAIT` right behind it in the
+    /// same write, so the count is this change's and no other request queues behind the wait.
+    pub(super) async fn invalidate(
+        &self,
+        commands: impl FnOnce(&mut Pipeline),
+    ) -> Result<(), Error> {
+        let waits = match self {
+            RedisStore::Single(master, _) => master.invalidations().map(|w| (master, w)),
+            #[cfg(feature = "cluster")]
+            RedisStore::Cluster(..) => None,
+        };
+        let Some((master, waits)) = waits else {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            commands(&mut pipe);
+            return self.query_pipe::<()>(&pipe).await;
+        };
+        let mut pipe = redis::pipe();
+        pipe.cmd("MULTI").ignore();
+        commands(&mut pipe);
+        pipe.cmd("EXEC").ignore();
+        pipe.cmd("WAIT").arg(waits.replicas).arg(
+            u64::try_from(waits.wait.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        );
+        let result = pipe.query_async::<(u32,)>(&mut waits.manager.clone()).await;
+        master.saw(&result);
+        let (acked,) = result.map_err(Error::Backend)?;
+        if acked < waits.replicas {
+            return Err(Error::NotReplicated {
+                acked,
+                wanted: waits.replicas,
+            });
+        }
+        Ok(())
     }
 
     pub(super) async fn renew_lock(

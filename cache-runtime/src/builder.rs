@@ -17,6 +17,7 @@ use crate::{
 /// | option | default |
 /// |---|---|
 /// | [`url`](Self::url) | `redis://127.0.0.1:6379` |
+/// | [`cluster`](Self::cluster), [`sentinel`](Self::sentinel) | instead of `url` |
 /// | [`namespace`](Self::namespace) | `"cache"` |
 /// | [`default_ttl`](Self::default_ttl) | 300 s |
 /// | [`operation_timeout`](Self::operation_timeout) | 250 ms |
@@ -34,6 +35,7 @@ use crate::{
 /// | [`fleet_telemetry`](Self::fleet_telemetry) | `true` (single node) |
 /// | [`telemetry_interval`](Self::telemetry_interval) | 5 s |
 /// | [`record_keys`](Self::record_keys) | `false` |
+/// | [`invalidation_replicas`](Self::invalidation_replicas) | off (invalidations do not wait for replicas) |
 ///
 /// ```
 /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -637,7 +639,8 @@ impl CacheBuilder {
             },
             self.namespace.clone(),
         );
-        let fleet = self.telemetry.fleet && conn.redis_connection().is_some();
+        // Decided by the kind of store: under Sentinel the master may not be known yet.
+        let fleet = self.telemetry.fleet && conn.is_single_redis();
         let telemetry = crate::telemetry::Telemetry::new(self.telemetry.record_keys, fleet);
         let mut inner = Inner::new(
             conn,
@@ -694,6 +697,17 @@ impl CacheBuilder {
                  half of it), not {:?}",
                 self.l1.liveness
             )));
+        }
+        let sentinel = matches!(self.target, Target::Sentinel(..));
+        let options = &self.sentinel_master;
+        if !sentinel
+            && (options.username.is_some() || options.password.is_some() || options.db.is_some())
+        {
+            return Err(Error::Config(
+                "sentinel_master_auth and sentinel_master_db apply under sentinel(...) only: put \
+                 the password and database in the URL"
+                    .into(),
+            ));
         }
         if let Some((replicas, timeout)) = self.invalidation_replicas {
             if replicas == 0 || timeout.is_zero() {
@@ -768,16 +782,6 @@ impl CacheBuilder {
                 redact_url(url)
             )));
         }
-        if self.sentinel_master.username.is_some()
-            || self.sentinel_master.password.is_some()
-            || self.sentinel_master.db.is_some()
-        {
-            return Err(Error::Config(
-                "sentinel_master_auth and sentinel_master_db apply under sentinel(...) only: put \
-                 the password and database in the URL"
-                    .into(),
-            ));
-        }
         let tls = url.starts_with("rediss://") || url.starts_with("valkeys://");
         let connector = self.connector(tls, url)?;
         let info = redis::IntoConnectionInfo::into_connection_info(url)
@@ -828,7 +832,8 @@ impl CacheBuilder {
             master,
             connector,
         })?;
-        if !follower.resolve_now(self.operation_timeout).await {
+        // Sentinels are asked at once; then the master's handshake: a few timeouts' worth.
+        if !follower.resolve_now(self.operation_timeout * 3).await {
             tracing::warn!(
                 master = %name,
                 "no sentinel named the master yet; calls run their loaders uncached until one does"

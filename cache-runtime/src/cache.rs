@@ -208,6 +208,10 @@ impl Cache {
     /// The underlying single-node Redis connection, for commands you write by hand (hashes,
     /// sorted sets, pipelines). `None` for the embedded store and for a cluster.
     ///
+    /// Under [`sentinel`](crate::CacheBuilder::sentinel) it is the master of the moment
+    /// (`None` while none is known): after a failover it still points at the old one, so ask
+    /// again rather than keep it.
+    ///
     /// The connection is shared and multiplexed: never send blocking commands (`BLPOP`,
     /// `SUBSCRIBE`) on it.
     pub fn redis_connection(&self) -> Option<redis::aio::ConnectionManager> {

@@ -205,7 +205,8 @@ async fn the_first_level_stops_at_a_failover_and_follows_the_new_masters_invalid
     .await;
 
     // A change made through the new master reaches the reader's first level: its stream
-    // runs there (a first level left on the dead master would serve 1 for ten minutes).
+    // was made again there (the manual-failover test below covers a stream that could have
+    // stayed on a live old master).
     db.0.lock().unwrap().insert(1, 2);
     wait_until(
         "the writer to follow the new master",
@@ -285,5 +286,84 @@ async fn smoke_stampede_and_invalidation_on_sentinel() {
         calls.get(),
         7,
         "the three tagged entries reloaded, the other hit"
+    );
+}
+
+/// A manual failover (`SENTINEL FAILOVER`) leaves the old master alive, and still a master for
+/// some seconds until Sentinel demotes it. The caches follow the announcement at once; the
+/// reader's first level must leave the old master with them: a stream left there would keep
+/// confirming its canaries while the writer's invalidations go to the new master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_failover_moves_the_first_level_with_the_master() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let topology = SentinelTopology::start().await;
+    let reader = sentinel_cache(&topology).await;
+    let writer = sentinel_cache(&topology).await;
+    let db = Arc::new(Db::default());
+    db.0.lock().unwrap().insert(1, 1);
+    wait_until(
+        "the reader to hit its first level",
+        Duration::from_secs(10),
+        || {
+            let (reader, db) = (reader.clone(), db.clone());
+            async move {
+                let before = reader.stats().l1_hits;
+                reader.scope(row(1, db)).await == 1 && reader.stats().l1_hits > before
+            }
+        },
+    )
+    .await;
+
+    let _: () = redis::cmd("SENTINEL")
+        .arg("FAILOVER")
+        .arg(MASTER_NAME)
+        .query_async(&mut topology.sentinels[0].conn().await)
+        .await
+        .expect("SENTINEL FAILOVER");
+    let started = Instant::now();
+    wait_until("both caches to follow the new master", Duration::from_secs(30), || {
+        let (reader, writer) = (reader.clone(), writer.clone());
+        async move { reader.stats().master_switches == 2 && writer.stats().master_switches == 2 }
+    })
+    .await;
+    let followed = started.elapsed();
+    let old_master_role: String = redis::cmd("INFO")
+        .arg("replication")
+        .query_async(&mut topology.nodes[0].conn().await)
+        .await
+        .expect("INFO");
+    db.0.lock().unwrap().insert(1, 2);
+    writer
+        .scope(row_invalidate(1))
+        .await
+        .expect("invalidate through the new master");
+    wait_until(
+        "the reader to serve the new value",
+        Duration::from_secs(3),
+        || {
+            let (reader, db) = (reader.clone(), db.clone());
+            async move { reader.scope(row(1, db)).await == 2 }
+        },
+    )
+    .await;
+    wait_until(
+        "the reader's first level to serve again",
+        Duration::from_secs(10),
+        || {
+            let (reader, db) = (reader.clone(), db.clone());
+            async move {
+                let before = reader.stats().l1_hits;
+                reader.scope(row(1, db)).await == 2 && reader.stats().l1_hits > before
+            }
+        },
+    )
+    .await;
+    println!(
+        "manual failover followed in {followed:?}; the old master was then {}",
+        if old_master_role.contains("role:master") {
+            "still a master"
+        } else {
+            "already a replica"
+        }
     );
 }

@@ -55,7 +55,8 @@ impl Admin<'_> {
     fn connection(&self) -> Result<ConnectionManager, Error> {
         self.cache.redis_connection().ok_or_else(|| {
             Error::Config(
-                "operator views need a single-node Redis (not the embedded store or a cluster)"
+                "operator views need a single Redis node or Sentinel (not the embedded store or a \
+                 cluster), and under Sentinel a known master"
                     .into(),
             )
         })

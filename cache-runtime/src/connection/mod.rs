@@ -192,6 +192,11 @@ impl Connection {
         self.backend.redis_connection()
     }
 
+    /// Whether the store is one Redis node (by URL or through Sentinel).
+    pub(crate) fn is_single_redis(&self) -> bool {
+        self.backend.is_single_redis()
+    }
+
     pub(crate) fn timeout(&self) -> Duration {
         self.timeout
     }
@@ -282,6 +287,7 @@ impl Connection {
             return;
         }
         node.link.lost(&self.events);
+        self.backend.link_failed();
         if let Nodes::Cluster { .. } = self.nodes {
             self.topology.soon();
         }
@@ -293,6 +299,7 @@ impl Connection {
     fn cancelled(&self, node: &Node) {
         bump(&self.failures.timeouts);
         bump(&self.failures.backend_errors);
+        self.backend.link_failed();
         self.breaker_failure("cancelled", &Error::Timeout(self.timeout), node);
     }
 

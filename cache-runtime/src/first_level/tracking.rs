@@ -160,15 +160,11 @@ async fn run(level: Weak<FirstLevel>) {
         if level.upgrade().is_none_or(|level| level.is_stopped()) {
             return;
         }
-        // Watched from before the connection: a switch of master meanwhile ends the stream.
-        let Some(epochs) = level.upgrade().map(|l| l.tracking.master.epochs()) else {
-            return;
-        };
         let Some(connected) = connect(&level).await else {
             return;
         };
         let problem = match connected {
-            Ok(conn) => match follow(&level, conn, epochs).await {
+            Ok((conn, master)) => match follow(&level, conn, master).await {
                 // Confirmed at least once: the next attempt may come at once.
                 Followed::Confirmed => {
                     backoff = Duration::ZERO;
@@ -208,11 +204,15 @@ async fn run(level: Weak<FirstLevel>) {
     }
 }
 
+/// The master a stream follows: the epoch it became the master at, and the master's epochs
+/// (Sentinel only); the stream must end as soon as they differ.
+type MasterEpoch = Option<(u64, tokio::sync::watch::Receiver<u64>)>;
+
 /// Connects and arms tracking; then everything read before is outdated. `None`: the cache is
 /// gone.
 async fn connect(
     level: &Weak<FirstLevel>,
-) -> Option<Result<redis::aio::MultiplexedConnection, redis::RedisError>> {
+) -> Option<Result<(redis::aio::MultiplexedConnection, MasterEpoch), redis::RedisError>> {
     let strong = level.upgrade()?;
     let tracking = &strong.tracking;
     let timeout = tracking.timeout;
@@ -229,7 +229,10 @@ async fn connect(
         .set_push_sender(handler)
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout));
-    let Some(client) = tracking.master.tracking_client() else {
+    // The receiver first: a switch after it is seen as a change, one before it as an epoch
+    // other than this client's.
+    let epochs = tracking.master.epochs();
+    let Some((epoch, client)) = tracking.master.tracking_client() else {
         return Some(Err(redis::RedisError::from(std::io::Error::new(
             std::io::ErrorKind::NotConnected,
             "no master known yet",
@@ -256,7 +259,7 @@ async fn connect(
         // From here on Redis reports every change; what was read before may have missed one.
         level.upgrade()?.forget_all();
     }
-    Some(result)
+    Some(result.map(|conn| (conn, epochs.map(|rx| (epoch, rx)))))
 }
 
 /// How following a stream ended.
@@ -275,12 +278,9 @@ enum Followed {
 async fn follow(
     level: &Weak<FirstLevel>,
     mut conn: redis::aio::MultiplexedConnection,
-    mut epochs: Option<tokio::sync::watch::Receiver<u64>>,
+    mut master: MasterEpoch,
 ) -> Followed {
     let mut confirmed = false;
-    if let Some(epochs) = &mut epochs {
-        epochs.mark_unchanged();
-    }
     loop {
         let Some(strong) = level.upgrade() else {
             return Followed::Gone;
@@ -289,7 +289,11 @@ async fn follow(
             return Followed::Gone;
         }
         strong.epochs.prune_tags();
-        if let Err(problem) = canary(&strong, &mut conn).await {
+        let round = tokio::select! {
+            round = canary(&strong, &mut conn) => round,
+            () = switched(&mut master) => Err("the master changed".into()),
+        };
+        if let Err(problem) = round {
             return if confirmed {
                 Followed::Confirmed
             } else {
@@ -310,15 +314,9 @@ async fn follow(
             {
                 return Followed::Confirmed;
             }
-            let switched = async {
-                match &mut epochs {
-                    Some(epochs) => epochs.changed().await.is_ok(),
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 () = &mut pause => break,
-                true = switched => {
+                () = switched(&mut master) => {
                     liveness.lose();
                     return Followed::Confirmed;
                 }
@@ -328,6 +326,18 @@ async fn follow(
                 }
             }
         }
+    }
+}
+
+/// Returns once the master is another than the stream's (at once if it already is, or if the
+/// follower is gone); never for a node given by URL.
+async fn switched(master: &mut MasterEpoch) {
+    match master {
+        Some((epoch, rx)) => {
+            let epoch = *epoch;
+            let _ = rx.wait_for(|now| *now != epoch).await;
+        }
+        None => std::future::pending().await,
     }
 }
 

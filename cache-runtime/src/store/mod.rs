@@ -194,6 +194,15 @@ pub(crate) trait Backend: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(None)))
     }
 
+    /// An operation failed on the link or timed out (Sentinel: the master may have moved).
+    fn link_failed(&self) {}
+
+    /// Whether this is one Redis node (by URL or through Sentinel), where the fleet counters
+    /// and operator views live.
+    fn is_single_redis(&self) -> bool {
+        false
+    }
+
     /// How long an invalidation may wait for replicas to acknowledge it
     /// ([`invalidation_replicas`](crate::CacheBuilder::invalidation_replicas)); zero when it
     /// does not wait.

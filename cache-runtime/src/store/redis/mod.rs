@@ -59,11 +59,14 @@ impl Master {
         }
     }
 
-    /// A client for the first level's invalidation stream to the master, if one is known.
-    pub(crate) fn tracking_client(&self) -> Option<redis::Client> {
+    /// A client for the first level's invalidation stream to the master, if one is known,
+    /// with the epoch it became the master at (compare with [`epochs`](Self::epochs)).
+    pub(crate) fn tracking_client(&self) -> Option<(u64, redis::Client)> {
         match self {
-            Master::Fixed(link) => Some(link.tracking.clone()),
-            Master::Sentinel(master) => master.current().map(|link| link.tracking.clone()),
+            Master::Fixed(link) => Some((0, link.tracking.clone())),
+            Master::Sentinel(master) => master
+                .current()
+                .map(|link| (link.epoch, link.tracking.clone())),
         }
     }
 
@@ -230,7 +233,7 @@ impl Backend for RedisStore {
             if tags.is_empty() {
                 return Ok(());
             }
-            self.invalidate(|pipe| {
+            self.invalidate(false, |pipe| {
                 pipe.cmd("UNLINK").arg(tags).ignore();
             })
             .await
@@ -354,6 +357,16 @@ impl Backend for RedisStore {
                 }
             }
         })
+    }
+
+    fn link_failed(&self) {
+        if let RedisStore::Single(Master::Sentinel(master), _) = self {
+            master.prompt();
+        }
+    }
+
+    fn is_single_redis(&self) -> bool {
+        matches!(self, RedisStore::Single(..))
     }
 
     fn replication_wait(&self) -> Duration {

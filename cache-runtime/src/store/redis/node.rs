@@ -27,6 +27,8 @@ pub(crate) struct NodeConnector {
 pub(crate) struct NodeLink {
     /// `host:port`, for logs and for telling masters apart.
     pub(crate) addr: String,
+    /// Under Sentinel, the follower's epoch when this node became the master (0 otherwise).
+    pub(crate) epoch: u64,
     /// Operations: multiplexed, reconnecting in the background.
     pub(crate) manager: ConnectionManager,
     /// The first level's invalidation stream (RESP3, for pushes).
@@ -46,7 +48,7 @@ pub(crate) struct Invalidations {
 
 impl NodeConnector {
     /// A client for `info`, trusting the root certificate when one is set.
-    fn client(&self, info: ConnectionInfo, label: &str) -> Result<redis::Client, Error> {
+    pub(crate) fn client(&self, info: ConnectionInfo, label: &str) -> Result<redis::Client, Error> {
         let invalid =
             |e: redis::RedisError| Error::Config(format!("invalid redis url {label:?}: {e}"));
         #[cfg(feature = "tls-rustls")]
@@ -106,6 +108,7 @@ impl NodeConnector {
         };
         Ok(NodeLink {
             addr,
+            epoch: 0,
             manager,
             tracking,
             invalidations,

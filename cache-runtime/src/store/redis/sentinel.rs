@@ -3,31 +3,36 @@
 //! The `redis` crate's Sentinel client resolves the master once and never follows a failover
 //! (redis-rs#1438), so this module owns it. One background task per cache:
 //!
-//! - resolves the master at start: `SENTINEL GET-MASTER-ADDR-BY-NAME` to each sentinel in
-//!   turn (the one that answered last first), then `ROLE` on the named node, which must say
-//!   `master` before any operation goes to it;
-//! - listens for `+switch-master` on every sentinel, and switches at once to the master a
-//!   sentinel announces (checked by `ROLE` the same way);
-//! - re-resolves when an operation fails with `READONLY` (the node was demoted) or on the link
-//!   (the node died), at most every [`MIN_GAP`], and every [`PERIOD`] in any case, so a missed
-//!   announcement costs at most that long.
+//! - resolves the master: `SENTINEL MASTER` to every sentinel at once, and the answer with the
+//!   highest `config-epoch` wins (a sentinel that missed a failover, or sits in a minority
+//!   partition with the old master, answers with an older epoch and is outvoted); a switch
+//!   never goes to an older epoch, and to another node at the same epoch only when most
+//!   sentinels name it. The node must then say `role:master` (`INFO replication`) before any
+//!   operation goes to it;
+//! - listens for `+switch-master` on every sentinel (pinging each subscription, so one on a
+//!   dead link is noticed) and resolves at once when one arrives;
+//! - resolves when an operation fails on the link or with `READONLY` (the node was demoted),
+//!   at most every [`MIN_GAP`], and every [`PERIOD`] in any case, so a missed announcement
+//!   costs at most that long.
 //!
 //! A switch replaces the node's links (a new `ConnectionManager`, a new client for the first
-//! level's stream) and bumps an epoch the first level watches: it stops serving until its
-//! stream is confirmed live on the new master. Until a master is known, operations fail on the
-//! link (the read path runs loaders uncached).
+//! level's stream, a new invalidation connection) and bumps an epoch the first level and the
+//! breaker's prober watch: the first level stops serving until its stream is confirmed live on
+//! the new master, and the prober probes it at once. Until a master is known, operations fail
+//! on the link (the read path runs loaders uncached).
 
 use std::{
+    collections::HashMap,
     sync::{
-        Arc, Mutex, Weak,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        Arc, Weak,
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use arc_swap::ArcSwapOption;
 use futures_util::StreamExt;
-use redis::{RedisConnectionInfo, aio::ConnectionManager};
+use redis::{ConnectionAddr, RedisConnectionInfo, aio::ConnectionManager};
 use tokio::sync::{Notify, watch};
 
 use super::node::{NodeConnector, NodeLink};
@@ -42,9 +47,12 @@ const MIN_GAP: Duration = Duration::from_millis(100);
 /// Longest pause before a lost `+switch-master` subscription is made again.
 const MAX_BACKOFF: Duration = Duration::from_millis(1000);
 
-/// Why the follower switched masters (counted, and logged with the switch).
+/// How often a quiet subscription is pinged (a dead link would otherwise go unnoticed).
+const SUBSCRIPTION_PING: Duration = Duration::from_secs(5);
+
+/// Why the follower switched masters (logged with the switch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SwitchCause {
+enum SwitchCause {
     /// The first resolution.
     Start,
     /// A sentinel's `+switch-master`.
@@ -63,25 +71,37 @@ pub(crate) struct SentinelConfig {
     pub(crate) name: String,
     /// Credentials and database for the master.
     pub(crate) master: RedisConnectionInfo,
-    /// How to connect to the master.
+    /// How to connect to the sentinels and the master.
     pub(crate) connector: NodeConnector,
+}
+
+/// One sentinel's view of the master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct View {
+    host: String,
+    port: u16,
+    /// Bumped by every failover; the newest view wins.
+    config_epoch: u64,
 }
 
 /// The master Sentinel names now, and how it is followed.
 pub(crate) struct SentinelMaster {
     name: String,
-    /// Lazily connected, reconnecting by themselves; with their redacted URLs for logs.
+    /// Lazily connected, reconnecting by themselves; with a client for subscriptions and the
+    /// redacted URL for logs.
     sentinels: Vec<(ConnectionManager, redis::Client, String)>,
-    /// The sentinel that answered last: asked first next time.
-    preferred: AtomicUsize,
     master: RedisConnectionInfo,
     connector: NodeConnector,
     current: ArcSwapOption<NodeLink>,
-    /// Bumped at every switch; the first level's stream watches it.
+    /// The `config-epoch` of the current master.
+    config_epoch: AtomicU64,
+    /// Bumped at every switch; the first level's stream and the breaker's prober watch it.
     epoch: watch::Sender<u64>,
     wake: Arc<Notify>,
-    /// The master the last `+switch-master` named, not yet checked.
-    announced: Mutex<Option<(String, u16)>>,
+    /// A `+switch-master` arrived since the last resolution.
+    announced: AtomicBool,
+    /// A problem was logged at warn since the last switch (one warning per streak).
+    warned: AtomicBool,
     running: AtomicBool,
     switches: AtomicU64,
     me: Weak<SentinelMaster>,
@@ -90,13 +110,40 @@ pub(crate) struct SentinelMaster {
     alive: watch::Receiver<()>,
 }
 
-/// An operation's error that says the master may have moved: the node refuses writes
-/// (demoted to a replica), or the link failed.
+/// An operation's error that says the master may have moved: the node refuses writes or is
+/// not serving (demoted to a replica, syncing), a transaction was aborted (a `READONLY` inside
+/// `MULTI`), or the link failed.
 fn may_have_moved(err: &redis::RedisError) -> bool {
-    err.code() == Some("READONLY")
-        || err.is_io_error()
+    matches!(
+        err.code(),
+        Some("READONLY" | "EXECABORT" | "MASTERDOWN" | "LOADING")
+    ) || err.is_io_error()
         || err.is_connection_dropped()
         || err.is_connection_refusal()
+}
+
+/// `SENTINEL MASTER`'s flat list of fields and values.
+fn parse_view(fields: &[String]) -> Option<View> {
+    let map: HashMap<&str, &str> = fields
+        .chunks_exact(2)
+        .map(|pair| (pair[0].as_str(), pair[1].as_str()))
+        .collect();
+    Some(View {
+        host: map.get("ip")?.to_string(),
+        port: map.get("port")?.parse().ok()?,
+        config_epoch: map.get("config-epoch")?.parse().ok()?,
+    })
+}
+
+/// The view to follow among the sentinels' answers: the highest `config-epoch`, and of views
+/// at that epoch the one most sentinels share; with how many share it.
+fn newest(views: &[View]) -> Option<(&View, usize)> {
+    let top = views.iter().map(|v| v.config_epoch).max()?;
+    views
+        .iter()
+        .filter(|v| v.config_epoch == top)
+        .map(|v| (v, views.iter().filter(|w| *w == v).count()))
+        .max_by_key(|(_, n)| *n)
 }
 
 impl SentinelMaster {
@@ -113,13 +160,13 @@ impl SentinelMaster {
             .iter()
             .map(|url| {
                 let label = redact_url(url);
-                let invalid = |e: redis::RedisError| {
-                    Error::Config(format!("invalid sentinel url {label:?}: {e}"))
-                };
-                let client = redis::Client::open(url.as_str()).map_err(invalid)?;
+                let info = redis::IntoConnectionInfo::into_connection_info(url.as_str())
+                    .map_err(|e| Error::Config(format!("invalid sentinel url {label:?}: {e}")))?;
+                // The sentinels' own credentials and TLS, and the root certificate if one is set.
+                let client = config.connector.client(info, &label)?;
                 let manager = client
                     .get_connection_manager_lazy(manager_config.clone())
-                    .map_err(invalid)?;
+                    .map_err(|e| Error::Config(format!("invalid sentinel url {label:?}: {e}")))?;
                 Ok((manager, client, label))
             })
             .collect::<Result<Vec<_>, Error>>()?;
@@ -128,13 +175,14 @@ impl SentinelMaster {
         Ok(Arc::new_cyclic(|me| SentinelMaster {
             name: config.name,
             sentinels,
-            preferred: AtomicUsize::new(0),
             master: config.master,
             connector: config.connector,
             current: ArcSwapOption::empty(),
+            config_epoch: AtomicU64::new(0),
             epoch,
             wake: Arc::new(Notify::new()),
-            announced: Mutex::new(None),
+            announced: AtomicBool::new(false),
+            warned: AtomicBool::new(false),
             running: AtomicBool::new(false),
             switches: AtomicU64::new(0),
             me: me.clone(),
@@ -149,18 +197,22 @@ impl SentinelMaster {
         self.current.load_full()
     }
 
-    /// The connection for one operation, or a link error while no master is known.
+    /// The connection for one operation, or a link error (and a prompt to resolve) while no
+    /// master is known.
     pub(crate) fn manager(&self) -> Result<ConnectionManager, redis::RedisError> {
         self.ensure();
         match &*self.current.load() {
             Some(link) => Ok(link.manager.clone()),
-            None => Err(redis::RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::NotConnected,
-                format!(
-                    "no master named {:?} is known yet: no sentinel has answered",
-                    self.name
-                ),
-            ))),
+            None => {
+                self.wake.notify_one();
+                Err(redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::NotConnected,
+                    format!(
+                        "no master named {:?} is known yet: no sentinel has named a reachable one",
+                        self.name
+                    ),
+                )))
+            }
         }
     }
 
@@ -170,6 +222,11 @@ impl SentinelMaster {
         if may_have_moved(err) {
             self.wake.notify_one();
         }
+    }
+
+    /// Prompts a resolution (an operation failed on the link or timed out).
+    pub(crate) fn prompt(&self) {
+        self.wake.notify_one();
     }
 
     /// Changes at every switch of master.
@@ -185,12 +242,7 @@ impl SentinelMaster {
     /// Resolves once, within `deadline` (at build, so the first calls need not wait for the
     /// task); whether a master is known.
     pub(crate) async fn resolve_now(&self, deadline: Duration) -> bool {
-        let _ = tokio::time::timeout(deadline, async {
-            if let Some(addr) = self.resolve().await {
-                self.switch_to(addr, SwitchCause::Start).await;
-            }
-        })
-        .await;
+        let _ = tokio::time::timeout(deadline, self.resolve(SwitchCause::Start)).await;
         self.current.load().is_some()
     }
 
@@ -222,89 +274,154 @@ impl SentinelMaster {
         });
     }
 
-    /// Asks the sentinels, in turn, for the master's address.
-    async fn resolve(&self) -> Option<(String, u16)> {
-        let count = self.sentinels.len();
-        let first = self.preferred.load(Ordering::Relaxed);
-        for i in (0..count).map(|k| (first + k) % count) {
-            let (manager, _, label) = &self.sentinels[i];
+    /// Warns once per streak of trouble (until the next switch); later ones are debug.
+    fn warn(&self, what: &str, detail: &str) {
+        if self.warned.swap(true, Ordering::Relaxed) {
+            tracing::debug!(master = %self.name, detail, "{what}");
+        } else {
+            tracing::warn!(master = %self.name, detail, "{what}");
+        }
+    }
+
+    /// Every sentinel's view of the master, asked at once.
+    async fn views(&self) -> Vec<View> {
+        let asks = self.sentinels.iter().map(|(manager, _, label)| async move {
             let mut ask = redis::cmd("SENTINEL");
-            ask.arg("GET-MASTER-ADDR-BY-NAME").arg(&self.name);
+            ask.arg("MASTER").arg(&self.name);
             let answer = tokio::time::timeout(
                 self.connector.timeout,
-                ask.query_async::<Option<(String, u16)>>(&mut manager.clone()),
+                ask.query_async::<Vec<String>>(&mut manager.clone()),
             )
             .await;
             match answer {
-                Ok(Ok(Some(addr))) => {
-                    self.preferred.store(i, Ordering::Relaxed);
-                    return Some(addr);
-                }
-                Ok(Ok(None)) => {
-                    tracing::warn!(sentinel = %label, master = %self.name, "sentinel monitors no master by this name");
-                }
+                Ok(Ok(fields)) => parse_view(&fields),
                 Ok(Err(err)) => {
                     tracing::debug!(sentinel = %label, error = %err, "sentinel did not answer");
+                    None
                 }
-                Err(_) => tracing::debug!(sentinel = %label, "sentinel timed out"),
+                Err(_) => {
+                    tracing::debug!(sentinel = %label, "sentinel timed out");
+                    None
+                }
             }
-        }
-        None
+        });
+        futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
-    /// Switches to the master at `addr` if it is another one and says it is a master; whether
-    /// it switched.
-    async fn switch_to(&self, (host, port): (String, u16), cause: SwitchCause) -> bool {
-        let addr = format!("{host}:{port}");
+    /// Asks the sentinels and switches to the master they name, if it is another one, newer,
+    /// and says it is a master.
+    async fn resolve(&self, cause: SwitchCause) {
+        let views = self.views().await;
+        let Some((view, agreeing)) = newest(&views) else {
+            self.warn(
+                "no sentinel answered for the master; calls run their loaders uncached until one does",
+                &format!("{} sentinels asked", self.sentinels.len()),
+            );
+            return;
+        };
+        let addr = format!("{}:{}", view.host, view.port);
         let previous = self.current.load_full();
-        if previous.as_ref().is_some_and(|link| link.addr == addr) {
-            return false;
-        }
-        let scheme = if self.connector.tls {
-            "rediss"
-        } else {
-            "redis"
-        };
-        let url = format!("{scheme}://{addr}");
-        let link = match redis::IntoConnectionInfo::into_connection_info(url.as_str()) {
-            Ok(info) => self
-                .connector
-                .link(info.set_redis_settings(self.master.clone()), &url),
-            Err(err) => Err(Error::Config(err.to_string())),
-        };
-        let link = match link {
-            Ok(link) => link,
-            Err(err) => {
-                tracing::warn!(master = %addr, error = %err, "sentinel named a master that cannot be connected to");
-                return false;
+        if let Some(previous) = &previous {
+            let known = self.config_epoch.load(Ordering::Acquire);
+            let majority = agreeing * 2 > self.sentinels.len();
+            if previous.addr == addr {
+                self.config_epoch
+                    .fetch_max(view.config_epoch, Ordering::AcqRel);
+                return;
             }
-        };
-        // Sentinel may name a node before it is promoted, or one already demoted again.
-        let role = tokio::time::timeout(
-            self.connector.timeout,
-            redis::cmd("ROLE").query_async::<redis::Value>(&mut link.manager.clone()),
-        )
-        .await;
-        let is_master = matches!(
-            &role,
-            Ok(Ok(redis::Value::Array(fields)))
-                if matches!(fields.first(), Some(redis::Value::BulkString(b)) if b == b"master")
-        );
-        if !is_master {
-            tracing::debug!(master = %addr, ?role, "the node sentinel named is not a master (yet)");
-            return false;
+            if view.config_epoch < known || (view.config_epoch == known && !majority) {
+                return;
+            }
         }
+        let Some(link) = self.checked_link(view, &addr).await else {
+            return;
+        };
+        let epoch = self.epoch.borrow().wrapping_add(1);
+        let link = NodeLink { epoch, ..link };
+        self.config_epoch
+            .store(view.config_epoch, Ordering::Release);
         self.current.store(Some(Arc::new(link)));
         self.switches.fetch_add(1, Ordering::Relaxed);
-        self.epoch.send_modify(|e| *e += 1);
+        self.warned.store(false, Ordering::Relaxed);
+        self.epoch.send_replace(epoch);
         match previous {
             Some(previous) => tracing::info!(
                 master = %self.name, from = %previous.addr, to = %addr, ?cause,
-                "sentinel: following the new master"
+                config_epoch = view.config_epoch, "sentinel: following the new master"
             ),
             None => tracing::info!(master = %self.name, at = %addr, "sentinel: master resolved"),
         }
-        true
+    }
+
+    /// The links to the node `view` names, once it says it is a master.
+    async fn checked_link(&self, view: &View, addr: &str) -> Option<NodeLink> {
+        // An address, not a URL: an IPv6 host needs no brackets this way.
+        let node = if self.connector.tls {
+            ConnectionAddr::TcpTls {
+                host: view.host.clone(),
+                port: view.port,
+                insecure: false,
+                tls_params: None,
+            }
+        } else {
+            ConnectionAddr::Tcp(view.host.clone(), view.port)
+        };
+        let info = redis::IntoConnectionInfo::into_connection_info(node)
+            .map(|info| info.set_redis_settings(self.master.clone()));
+        let link = match info.map_err(Error::Backend).and_then(|info| {
+            let label = format!(
+                "{}://{addr}",
+                if self.connector.tls {
+                    "rediss"
+                } else {
+                    "redis"
+                }
+            );
+            self.connector.link(info, &label)
+        }) {
+            Ok(link) => link,
+            Err(err) => {
+                self.warn(
+                    "sentinel named a master that cannot be connected to",
+                    &format!("{addr}: {err}"),
+                );
+                return None;
+            }
+        };
+        // Sentinel may name a node before it is promoted, or one already demoted again.
+        // `INFO` (which the library's ACL profile allows), not `ROLE` (an admin command).
+        let role = tokio::time::timeout(
+            self.connector.timeout,
+            redis::cmd("INFO")
+                .arg("replication")
+                .query_async::<String>(&mut link.manager.clone()),
+        )
+        .await;
+        match role {
+            Ok(Ok(info)) if info.lines().any(|l| l.trim() == "role:master") => Some(link),
+            Ok(Ok(_)) => {
+                tracing::debug!(master = %addr, "the node sentinel named is not a master (yet)");
+                None
+            }
+            Ok(Err(err)) => {
+                self.warn(
+                    "cannot ask the node sentinel named for its role (credentials, ACL, TLS?)",
+                    &format!("{addr}: {err}"),
+                );
+                None
+            }
+            Err(_) => {
+                self.warn(
+                    "the node sentinel named did not answer",
+                    &format!("{addr}: no answer within {:?}", self.connector.timeout),
+                );
+                None
+            }
+        }
     }
 }
 
@@ -329,23 +446,14 @@ async fn follow(me: Weak<SentinelMaster>) {
     loop {
         {
             let Some(master) = me.upgrade() else { return };
-            let announced = master
-                .announced
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
-            let switched = match announced {
-                Some(addr) => master.switch_to(addr, SwitchCause::Announced).await,
-                None => false,
+            let cause = if master.announced.swap(false, Ordering::AcqRel) {
+                SwitchCause::Announced
+            } else if master.current.load().is_none() {
+                SwitchCause::Start
+            } else {
+                cause
             };
-            if !switched && let Some(addr) = master.resolve().await {
-                let cause = if master.current.load().is_none() {
-                    SwitchCause::Start
-                } else {
-                    cause
-                };
-                master.switch_to(addr, cause).await;
-            }
+            master.resolve(cause).await;
         }
         tokio::time::sleep(MIN_GAP).await;
         cause = match tokio::time::timeout(PERIOD, wake.notified()).await {
@@ -355,8 +463,8 @@ async fn follow(me: Weak<SentinelMaster>) {
     }
 }
 
-/// Keeps a `+switch-master` subscription on sentinel `i`, handing each announcement for our
-/// master to [`follow`].
+/// Keeps a `+switch-master` subscription on sentinel `i`, prompting a resolution at each
+/// announcement for our master. A quiet subscription is pinged, so a dead link is noticed.
 async fn subscribe(me: Weak<SentinelMaster>, i: usize) {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -377,23 +485,30 @@ async fn subscribe(me: Weak<SentinelMaster>, i: usize) {
             Ok::<_, redis::RedisError>(pubsub)
         })
         .await;
+        let since = Instant::now();
         match subscribed {
             Ok(Ok(pubsub)) => {
-                backoff = Duration::from_millis(100);
-                let mut messages = pubsub.into_on_message();
-                while let Some(message) = messages.next().await {
-                    // `NAME old-ip old-port new-ip new-port`
+                let (mut sink, mut messages) = pubsub.split();
+                loop {
+                    let message = tokio::select! {
+                        message = messages.next() => message,
+                        () = tokio::time::sleep(SUBSCRIPTION_PING) => {
+                            let pong = tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await;
+                            if matches!(pong, Ok(Ok(_))) {
+                                continue;
+                            }
+                            None
+                        }
+                    };
+                    let Some(message) = message else { break };
+                    // `NAME old-ip old-port new-ip new-port`: a prompt, not an authority (a
+                    // late announcement of an older failover must not move us back).
                     let Ok(text) = message.get_payload::<String>() else {
                         continue;
                     };
-                    let fields: Vec<&str> = text.split_whitespace().collect();
-                    if let [master, _, _, host, port] = fields[..]
-                        && master == name
-                        && let Ok(port) = port.parse::<u16>()
-                    {
+                    if text.split_whitespace().next() == Some(name.as_str()) {
                         let Some(follower) = me.upgrade() else { return };
-                        *follower.announced.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some((host.to_owned(), port));
+                        follower.announced.store(true, Ordering::Release);
                         follower.wake.notify_one();
                     }
                 }
@@ -404,7 +519,52 @@ async fn subscribe(me: Weak<SentinelMaster>, i: usize) {
             }
             Err(_) => tracing::debug!(sentinel = %label, "sentinel subscription timed out"),
         }
+        // A subscription that lived a while starts the backoff over; one that a sentinel (or a
+        // proxy) closes at once does not spin.
+        if since.elapsed() > SUBSCRIPTION_PING {
+            backoff = Duration::from_millis(100);
+        }
         tokio::time::sleep(backoff.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(host: &str, port: u16, config_epoch: u64) -> View {
+        View {
+            host: host.into(),
+            port,
+            config_epoch,
+        }
+    }
+
+    #[test]
+    fn the_newest_view_wins_and_ties_go_to_the_most_sentinels() {
+        let fields: Vec<String> = [
+            "name",
+            "mymaster",
+            "ip",
+            "fd00::5",
+            "port",
+            "6380",
+            "flags",
+            "master",
+            "config-epoch",
+            "7",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(parse_view(&fields), Some(view("fd00::5", 6380, 7)));
+        assert_eq!(parse_view(&fields[..4]), None);
+        // A sentinel that missed the failover (epoch 1) is outvoted by one that saw it.
+        let views = [view("a", 1, 1), view("b", 2, 2), view("a", 1, 1)];
+        assert_eq!(newest(&views), Some((&views[1], 1)));
+        let views = [view("a", 1, 3), view("b", 2, 3), view("b", 2, 3)];
+        assert_eq!(newest(&views), Some((&views[1], 2)));
+        assert_eq!(newest(&[]), None);
     }
 }

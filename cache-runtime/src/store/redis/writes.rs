@@ -170,14 +170,16 @@ impl RedisStore {
             commands(&mut pipe);
             return self.query_pipe::<()>(&pipe).await;
         }
-        self.invalidate(commands).await
+        self.invalidate(true, commands).await
     }
 
-    /// Sends a change users make (an invalidation, a put) as one MULTI. When invalidations
-    /// wait for replicas, it goes on their own connection with `WAIT` right behind it in the
-    /// same write, so the count is this change's and no other request queues behind the wait.
+    /// Sends a change users make (an invalidation, a put), as one MULTI if `atomic`. When
+    /// invalidations wait for replicas, it goes on their own connection with `WAIT` right
+    /// behind it in the same write, so the count is this change's and no other request queues
+    /// behind the wait.
     pub(super) async fn invalidate(
         &self,
+        atomic: bool,
         commands: impl FnOnce(&mut Pipeline),
     ) -> Result<(), Error> {
         let waits = match self {
@@ -185,16 +187,21 @@ impl RedisStore {
             #[cfg(feature = "cluster")]
             RedisStore::Cluster(..) => None,
         };
+        let mut pipe = redis::pipe();
         let Some((master, waits)) = waits else {
-            let mut pipe = redis::pipe();
-            pipe.atomic();
+            if atomic {
+                pipe.atomic();
+            }
             commands(&mut pipe);
             return self.query_pipe::<()>(&pipe).await;
         };
-        let mut pipe = redis::pipe();
-        pipe.cmd("MULTI").ignore();
+        if atomic {
+            pipe.cmd("MULTI").ignore();
+        }
         commands(&mut pipe);
-        pipe.cmd("EXEC").ignore();
+        if atomic {
+            pipe.cmd("EXEC").ignore();
+        }
         pipe.cmd("WAIT").arg(waits.replicas).arg(
             u64::try_from(waits.wait.as_millis())
                 .unwrap_or(u64::MAX)

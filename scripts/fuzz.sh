@@ -3,9 +3,9 @@
 #
 #   scripts/fuzz.sh envelope_decode 300     the envelope decoder, 5 minutes
 #   scripts/fuzz.sh key_injective 300       the key encoder: equal keys iff equal values
+#   scripts/fuzz.sh attribute_parse 300     the attribute parser: no panic on any tokens
 #
-# The attribute parser has no fuzz target (a proc-macro crate exports only macros); its
-# property test (cache-macros, `no_panic`) runs in the test suite. Findings land in
+# Bounded property-test versions of the three run in the test suite. Findings land in
 # fuzz/artifacts/TARGET/.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"

@@ -60,8 +60,8 @@ pub(crate) fn redis_cached(args: TokenStream, item: TokenStream) -> TokenStream 
 #[cfg(test)]
 mod no_panic {
     //! The attribute parser on arbitrary input: errors, never a panic (a proc-macro panic is an
-    //! unreadable compiler error). `fuzz/` has no target for it (a proc-macro crate exports
-    //! only macros), so this property test is its fuzzer, bounded for CI.
+    //! unreadable compiler error). The bounded version, for CI, of `fuzz/`'s
+    //! `attribute_parse` target.
 
     use proptest::prelude::*;
 

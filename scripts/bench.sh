@@ -8,7 +8,8 @@
 #                                            (BENCH_RTT_US=0: the proxy's own overhead)
 #   BENCH_ONLY=hits,throughput scripts/bench.sh   some scenarios: hits, throughput, tagged, miss,
 #                                            miss_proxy, stampede, invalidation, breaker, l1,
-#                                            l1_throughput, l1_lag, instructions
+#                                            l1_throughput, l1_lag, payloads, codecs,
+#                                            instructions
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

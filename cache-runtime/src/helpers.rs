@@ -9,7 +9,8 @@ use crate::{
     Cache, Error,
     envelope::EntryMeta,
     key::{self, ArgsKey},
-    read::{Keys, drop_entry, encode, put_entry},
+    read::{Keys, drop_entry, encode, put_entry, usable},
+    shape::Shape,
     spec::FnSpec,
     telemetry::Event,
 };
@@ -42,6 +43,23 @@ pub async fn put<T: Serialize + serde::de::DeserializeOwned>(
     cache.inner().flights.detach(&keys.entry);
     cache.record(spec, Event::Stored);
     Ok(())
+}
+
+/// `NAME_peek`: the output a call would be served from the cache (the stored entry, stale
+/// ones included, if it decodes and its tags are current), without ever loading: `None` when
+/// there is none. Reads the store, not the first level.
+pub async fn peek<S: Shape>(
+    cache: Option<Cache>,
+    spec: &FnSpec,
+    args: Result<ArgsKey, Error>,
+    tags: Vec<String>,
+) -> Result<Option<S::Output>, Error> {
+    let cache = cache.ok_or(Error::NotInstalled)?;
+    let keys = Keys::new(&cache, spec, &args?, &tags);
+    let read = cache.conn().read(&keys.entry, &keys.tags, false).await?;
+    Ok(read
+        .current
+        .and_then(|bytes| usable::<S>(&cache, spec, &bytes, &read.tag_versions)))
 }
 
 /// `NAME_invalidate`: drops the function's entry for these arguments. Loads of it that are in

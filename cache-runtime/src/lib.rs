@@ -39,7 +39,7 @@ pub mod private {
     pub use crate::{
         envelope::{Codec, Compression},
         first_level::{FirstLevelAccess, FirstLevelSpec, FirstLevelValue, first_level},
-        helpers::{FromCacheError, evict_tags, into_error, invalidate, key_string, put},
+        helpers::{FromCacheError, evict_tags, into_error, invalidate, key_string, peek, put},
         key::{ArgsKey, KeyBuilder},
         read::{Begin, Load, Refresh, begin, cache_ref, default_cache, first_level_hit, refresh},
         shape::{

@@ -580,3 +580,76 @@ async fn wait_for_writes_returns_once_pending_fills_have_landed() {
         assert!(stored(&server, &key).await, "{key} stored");
     }
 }
+
+#[redis_cached(ttl = 600, tags = ["team:{team}"], name = "peek_view")]
+async fn team_view(id: u64, team: u64, #[cache(skip)] calls: &Calls) -> User {
+    calls.bump();
+    User {
+        id,
+        name: format!("team{team}"),
+    }
+}
+
+/// `NAME_peek` answers what a call would be served from the cache and never runs the
+/// function: nothing before a fill, the value after a call or a put, nothing after an
+/// invalidation or a tag invalidation; the return type's rules carry over (a cached `None`
+/// is `Some(None)`, a cached `Ok` is `Some(Ok(..))`).
+#[tokio::test]
+async fn peek_reads_without_loading() {
+    let server = RedisServer::start();
+    let cache = redis_cache(&server).await;
+    cache
+        .scope(async {
+            let calls = Calls::default();
+            assert_eq!(
+                team_view_peek(1, 7).await.expect("peek"),
+                None,
+                "nothing yet"
+            );
+            let loaded = team_view(1, 7, &calls).await;
+            Cache::current().unwrap().wait_for_writes().await;
+            assert_eq!(team_view_peek(1, 7).await.expect("peek"), Some(loaded));
+            Cache::current()
+                .unwrap()
+                .invalidate_tags(["team:7"])
+                .await
+                .expect("tags");
+            assert_eq!(
+                team_view_peek(1, 7).await.expect("peek"),
+                None,
+                "tag invalidated"
+            );
+            let put = User {
+                id: 1,
+                name: "put".into(),
+            };
+            team_view_put(1, 7, &put).await.expect("put");
+            assert_eq!(team_view_peek(1, 7).await.expect("peek"), Some(put));
+            team_view_invalidate(1, 7).await.expect("invalidate");
+            assert_eq!(
+                team_view_peek(1, 7).await.expect("peek"),
+                None,
+                "invalidated"
+            );
+            assert_eq!(calls.get(), 1, "peek never loads");
+
+            let calls = Calls::default();
+            assert_eq!(find(405, &calls).await, None);
+            Cache::current().unwrap().wait_for_writes().await;
+            assert_eq!(
+                find_peek(405).await.expect("peek"),
+                Some(None),
+                "a cached None"
+            );
+            assert_eq!(fallible(3, false, &calls).await, Ok(30));
+            Cache::current().unwrap().wait_for_writes().await;
+            assert_eq!(fallible_peek(3, false).await.expect("peek"), Some(Ok(30)));
+            assert_eq!(fallible_peek(3, true).await.expect("peek"), None);
+        })
+        .await;
+    let uninstalled = team_view_peek(1, 7).await;
+    assert!(
+        matches!(uninstalled, Err(Error::NotInstalled)),
+        "{uninstalled:?}"
+    );
+}

@@ -35,7 +35,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub(crate) use self::entry::encode;
+pub(crate) use self::entry::{encode, usable};
 pub(crate) use self::keys::Keys;
 pub use self::load::Load;
 pub(crate) use self::lock::{drop_entry, drop_entry_by_key, put_entry};

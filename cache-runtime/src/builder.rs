@@ -317,7 +317,7 @@ impl CacheBuilder {
     }
 
     /// Makes every invalidation (`NAME_invalidate`, [`Cache::invalidate_tags`], `NAME_put`,
-    /// `NAME_refresh`, `#[cache_evict]`) wait until `replicas` replicas have acknowledged it,
+    /// `#[cache_evict]`, the admin API's) wait until `replicas` replicas have acknowledged it,
     /// for at most `timeout` (Redis's `WAIT`), and fail with [`Error::NotReplicated`] when
     /// fewer did: the change is made on the master either way, but one that a master
     /// acknowledged and then lost in a failover before replicating it comes back with the
@@ -325,9 +325,11 @@ impl CacheBuilder {
     ///
     /// Without it, an invalidation is acknowledged as soon as the master applied it;
     /// replication is asynchronous, so a failover within the replication lag (usually well
-    /// under a millisecond, longer under load) can lose it. Invalidations run on a connection
-    /// of their own (`WAIT` blocks the connection it is sent on), so hits never queue behind
-    /// one. Single node and [`sentinel`](Self::sentinel) only (an error on a cluster).
+    /// under a millisecond, longer under load) can lose it. The wait runs on a connection of
+    /// its own (`WAIT` blocks the connection it is sent on), so hits never queue behind it, and
+    /// by group commit (a burst of invalidations shares one or two waits; a caller may wait up
+    /// to twice `timeout`). `NAME_refresh` does not wait. The ACL profile needs `+wait`.
+    /// Single node and [`sentinel`](Self::sentinel) only (an error on a cluster).
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), cache_runtime::Error> {
@@ -600,7 +602,9 @@ impl CacheBuilder {
             }
             Target::Url(_) | Target::Sentinel(..) => {
                 let master = match &self.target {
-                    Target::Url(url) => Master::Fixed(Box::new(self.connect_single(url)?)),
+                    Target::Url(url) => {
+                        Master::Fixed(std::sync::Arc::new(self.connect_single(url)?))
+                    }
                     _ => Master::Sentinel(self.connect_sentinel().await?),
                 };
                 let batcher = self
@@ -761,6 +765,7 @@ impl CacheBuilder {
             tls_root_certificate: self.tls_root_certificate.clone(),
             timeout: self.operation_timeout,
             replicas: self.invalidation_replicas,
+            namespace: self.namespace.clone(),
         })
     }
 

@@ -112,7 +112,10 @@ async fn invalidations_wait_for_replicas_and_report_a_change_none_acknowledged()
         !exists(&master, &key).await,
         "the master applied it all the same"
     );
-    let tags = cache.invalidate_tags(["acct:2"]).await;
+    // A tag whose version key exists (captured by a load), so its invalidation is a write.
+    assert_eq!(cache.scope(balance(1, calls.clone())).await, 1);
+    cache.wait_for_writes().await;
+    let tags = cache.invalidate_tags(["acct:1"]).await;
     assert!(
         matches!(
             tags,
@@ -124,10 +127,89 @@ async fn invalidations_wait_for_replicas_and_report_a_change_none_acknowledged()
         "invalidate_tags reports it too: {tags:?}"
     );
     replica.resume();
+    assert_eq!(cache.scope(balance(1, calls.clone())).await, 1);
+    cache.wait_for_writes().await;
     cache
-        .invalidate_tags(["acct:3"])
+        .invalidate_tags(["acct:1"])
         .await
         .expect("acknowledged once the replica is back");
+}
+
+/// A burst of invalidations shares the waits (group commit): with a healthy replica all are
+/// acknowledged; with the replica hung all report `NotReplicated` (never a timeout), and the
+/// breaker stays closed (a slow replica says nothing about the master).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_invalidations_shares_the_waits_and_a_hung_replica_opens_no_breaker() {
+    let (master, replica) = master_and_replica().await;
+    let cache = Cache::builder()
+        .url(master.url())
+        .namespace("repl")
+        .invalidation_replicas(1, Duration::from_millis(300))
+        .build()
+        .await
+        .expect("build");
+    let burst = |cache: Cache| async move {
+        let mut set = tokio::task::JoinSet::new();
+        for id in 0..30 {
+            let cache = cache.clone();
+            set.spawn(async move { cache.scope(balance_invalidate(id)).await });
+        }
+        set.join_all().await
+    };
+    crate::reset_command_counts(&master).await;
+    for result in burst(cache.clone()).await {
+        result.expect("acknowledged");
+    }
+    let waits = crate::all_command_counts(&master)
+        .await
+        .get("wait")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        (1..30).contains(&waits),
+        "30 invalidations shared {waits} waits"
+    );
+    replica.pause();
+    for result in burst(cache.clone()).await {
+        assert!(
+            matches!(
+                result,
+                Err(Error::NotReplicated {
+                    acked: 0,
+                    wanted: 1
+                })
+            ),
+            "{result:?}"
+        );
+    }
+    replica.resume();
+    assert_eq!(cache.stats().breaker_opened, 0, "{:?}", cache.stats());
+    assert!(!cache.is_degraded());
+}
+
+/// The documented ACL profile with `+wait` is enough for waiting invalidations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_acl_profile_with_wait_is_enough() {
+    use crate::support::acl::{LIBRARY_COMMANDS, REPLICATION_COMMANDS, acl_user};
+    let (master, _replica) = master_and_replica().await;
+    let commands = format!("{LIBRARY_COMMANDS} {REPLICATION_COMMANDS}");
+    acl_user(&master, "app", "s3cret", "repl", &commands).await;
+    let cache = Cache::builder()
+        .url(format!("redis://app:s3cret@127.0.0.1:{}", master.port()))
+        .namespace("repl")
+        .invalidation_replicas(1, Duration::from_secs(2))
+        .build()
+        .await
+        .expect("build");
+    let calls = Arc::new(Calls::default());
+    assert_eq!(cache.scope(balance(1, calls.clone())).await, 1);
+    cache.wait_for_writes().await;
+    cache
+        .scope(balance_invalidate(1))
+        .await
+        .expect("invalidate");
+    cache.invalidate_tags(["acct:1"]).await.expect("tags");
+    cache.scope(balance_put(1, &5)).await.expect("put");
 }
 
 #[tokio::test]

@@ -62,7 +62,15 @@ async fn a_killed_master_is_followed_to_the_promoted_replica_without_a_restart()
     let _one = ONE_AT_A_TIME.lock().await;
     let mut topology = SentinelTopology::start().await;
     let cache = sentinel_cache(&topology).await;
-    assert_eq!(cache.stats().master_switches, 1, "resolved at build");
+    wait_until(
+        "the first master to be resolved",
+        Duration::from_secs(10),
+        || {
+            let cache = cache.clone();
+            async move { cache.stats().master_switches == 1 }
+        },
+    )
+    .await;
     let calls = Calls::default();
     assert_eq!(cache.scope(value(1, &calls)).await, 10);
     cache.wait_for_writes().await;

@@ -109,12 +109,15 @@ struct Cancelled<'a> {
     conn: &'a Connection,
     node: &'a Node,
     started: Instant,
+    /// The operation's deadline (longer than the operation timeout for an invalidation that
+    /// waits for replicas).
+    timeout: Duration,
     armed: bool,
 }
 
 impl Drop for Cancelled<'_> {
     fn drop(&mut self) {
-        if self.armed && self.started.elapsed() >= self.conn.timeout / 2 {
+        if self.armed && self.started.elapsed() >= self.timeout / 2 {
             self.conn.cancelled(self.node);
         }
     }
@@ -246,6 +249,7 @@ impl Connection {
             conn: self,
             node: &node,
             started: Instant::now(),
+            timeout,
             armed: true,
         };
         let result = match tokio::time::timeout(timeout, start(&*self.backend)).await {
@@ -275,6 +279,10 @@ impl Connection {
 
     /// Counts a failure; a link failure moves the node's breaker.
     fn failed(&self, op: &'static str, err: &Error, node: &Node) {
+        if let Error::NotReplicated { .. } = err {
+            // The node applied the change; its replicas were slow. The caller has the error.
+            return;
+        }
         if let Error::Timeout(_) = err {
             bump(&self.failures.timeouts);
         }

@@ -90,7 +90,7 @@ impl Connection {
             return join_all(each).await.into_iter().collect();
         }
         // An invalidation may wait for replicas on top of the operation timeout.
-        let timeout = self.timeout + self.backend.replication_wait();
+        let timeout = self.timeout.saturating_add(self.backend.replication_wait());
         self.run_within("invalidate_tags", &tags[0], timeout, |b| {
             b.delete_tags(tags)
         })
@@ -147,7 +147,7 @@ impl Connection {
         // A change users make (invalidate, put, refresh) may wait for replicas.
         let timeout = match change {
             EntryChange::Keep => self.timeout,
-            _ => self.timeout + self.backend.replication_wait(),
+            _ => self.timeout.saturating_add(self.backend.replication_wait()),
         };
         self.run_within("generation", keys.entry, timeout, |b| {
             b.new_generation(keys, generation, generation_ttl, change)

@@ -5,7 +5,10 @@
 //! [`MIN_GAP`].
 
 use std::{
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -35,7 +38,9 @@ impl Drop for Ended {
 #[derive(Default)]
 pub(crate) struct Refresh {
     running: AtomicBool,
-    wake: Notify,
+    /// Shared with the task, which holds no strong reference to the connection while it
+    /// waits (a dropped cache's cluster client goes at once, not a period later).
+    wake: Arc<Notify>,
 }
 
 impl Refresh {
@@ -55,6 +60,7 @@ impl Refresh {
         let me = conn.me.clone();
         // Built before the spawn: a task dropped before its first poll still clears the flag.
         let ended = Ended(me.clone());
+        let wake = self.wake.clone();
         runtime.spawn(async move {
             let _ended = ended;
             loop {
@@ -62,15 +68,18 @@ impl Refresh {
                 conn.refresh_topology().await;
                 drop(conn);
                 tokio::time::sleep(MIN_GAP).await;
-                let Some(conn) = me.upgrade() else { return };
                 // While a node's breaker is open a failover may be under way: re-read at the
                 // probe period, so a promoted replica is used within about that long.
-                let period = if conn.is_degraded() {
-                    conn.breaker.probe_every
-                } else {
-                    PERIOD
+                let Some(period) = me.upgrade().map(|conn| {
+                    if conn.is_degraded() {
+                        conn.breaker.probe_every
+                    } else {
+                        PERIOD
+                    }
+                }) else {
+                    return;
                 };
-                let _ = tokio::time::timeout(period, conn.topology.wake.notified()).await;
+                let _ = tokio::time::timeout(period, wake.notified()).await;
             }
         });
     }

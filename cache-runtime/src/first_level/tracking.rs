@@ -335,7 +335,9 @@ async fn switched(master: &mut MasterEpoch) {
     match master {
         Some((epoch, rx)) => {
             let epoch = *epoch;
-            let _ = rx.wait_for(|now| *now != epoch).await;
+            // Later epochs only: the follower stores the new link just before it announces
+            // the new epoch, and a client taken in between is already the new master's.
+            let _ = rx.wait_for(|now| *now > epoch).await;
         }
         None => std::future::pending().await,
     }

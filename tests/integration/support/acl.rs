@@ -7,6 +7,10 @@ pub const LIBRARY_COMMANDS: &str = "+get +mget +set +pttl +exists +unlink +del +
     +evalsha +script|load +ping +info +select +client|tracking +hincrby +zincrby +zadd \
     +zremrangebyscore +expire";
 
+/// What `invalidation_replicas` adds to the library's profile.
+#[allow(dead_code)] // used by the replication tests
+pub const REPLICATION_COMMANDS: &str = "+wait";
+
 #[allow(dead_code)] // used by the CLI tests, which include this module
 /// The operator profile of the `redis-cached` command line: the library's, and what its views
 /// read (add `+hotkeys|get` on Redis 8.6+ to show the server's own hot keys).

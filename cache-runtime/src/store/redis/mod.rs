@@ -9,6 +9,7 @@
 
 pub(crate) mod node;
 mod reads;
+mod replication;
 pub(crate) mod sentinel;
 mod writes;
 
@@ -39,7 +40,7 @@ pub(crate) enum RedisStore {
 /// names now.
 #[derive(Clone)]
 pub(crate) enum Master {
-    Fixed(Box<NodeLink>),
+    Fixed(Arc<NodeLink>),
     Sentinel(Arc<SentinelMaster>),
 }
 
@@ -70,11 +71,22 @@ impl Master {
         }
     }
 
-    /// The connection for invalidations that wait for replicas, if they do.
-    fn invalidations(&self) -> Option<node::Invalidations> {
+    /// The links to the master of the moment (a link error while Sentinel has named none).
+    fn link(&self) -> Result<Arc<NodeLink>, RedisError> {
         match self {
-            Master::Fixed(link) => link.invalidations.clone(),
-            Master::Sentinel(master) => master.current()?.invalidations.clone(),
+            Master::Fixed(link) => Ok(link.clone()),
+            Master::Sentinel(master) => master.link(),
+        }
+    }
+
+    /// The longest an invalidation may wait for replicas after its change.
+    fn replication_wait(&self) -> Duration {
+        match self {
+            Master::Fixed(link) => link
+                .replication
+                .as_ref()
+                .map_or(Duration::ZERO, |r| r.longest()),
+            Master::Sentinel(master) => master.replication_wait(),
         }
     }
 
@@ -371,9 +383,7 @@ impl Backend for RedisStore {
 
     fn replication_wait(&self) -> Duration {
         match self {
-            RedisStore::Single(master, _) => master
-                .invalidations()
-                .map_or(Duration::ZERO, |waits| waits.wait),
+            RedisStore::Single(master, _) => master.replication_wait(),
             #[cfg(feature = "cluster")]
             RedisStore::Cluster(..) => Duration::ZERO,
         }

@@ -3,10 +3,11 @@
 //! a `ConnectionManager` for operations and a RESP3 client for the first level's invalidation
 //! stream. Used for a node given by URL, and for each master Sentinel names.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use redis::{ConnectionInfo, aio::ConnectionManager, aio::ConnectionManagerConfig};
 
+use super::replication::ReplicationWait;
 use crate::{Error, builder::redact_url};
 
 /// How to connect to a node, whatever its address.
@@ -20,6 +21,8 @@ pub(crate) struct NodeConnector {
     pub(crate) timeout: Duration,
     /// Replicas that must acknowledge each invalidation, and how long to wait for them.
     pub(crate) replicas: Option<(u32, Duration)>,
+    /// The namespace (the replication marker's key).
+    pub(crate) namespace: String,
 }
 
 /// The links to one node.
@@ -33,20 +36,21 @@ pub(crate) struct NodeLink {
     pub(crate) manager: ConnectionManager,
     /// The first level's invalidation stream (RESP3, for pushes).
     pub(crate) tracking: redis::Client,
-    /// Invalidations that wait for replicas, on a connection of their own: `WAIT` blocks the
-    /// connection it is sent on and counts only that connection's writes.
-    pub(crate) invalidations: Option<Invalidations>,
-}
-
-/// The connection for invalidations that wait for replicas.
-#[derive(Clone)]
-pub(crate) struct Invalidations {
-    pub(crate) manager: ConnectionManager,
-    pub(crate) replicas: u32,
-    pub(crate) wait: Duration,
+    /// How invalidations wait for this node's replicas, if they do.
+    pub(crate) replication: Option<Arc<ReplicationWait>>,
 }
 
 impl NodeConnector {
+    /// The longest an invalidation may wait for replicas after its change (zero when it
+    /// does not wait).
+    pub(crate) fn replication_wait(&self) -> Duration {
+        self.replicas.map_or(Duration::ZERO, |(_, wait)| {
+            wait.min(Duration::from_secs(3600))
+                .saturating_mul(2)
+                .saturating_add(Duration::from_millis(50))
+        })
+    }
+
     /// A client for `info`, trusting the root certificate when one is set.
     pub(crate) fn client(&self, info: ConnectionInfo, label: &str) -> Result<redis::Client, Error> {
         let invalid =
@@ -98,12 +102,13 @@ impl NodeConnector {
                 .map_err(|e| Error::Config(format!("cannot set up redis connection: {e}")))
         };
         let manager = lazy(config.clone())?;
-        let invalidations = match self.replicas {
-            Some((replicas, wait)) => Some(Invalidations {
-                manager: lazy(config)?,
+        let replication = match self.replicas {
+            Some((replicas, wait)) => Some(Arc::new(ReplicationWait::new(
+                lazy(config)?,
                 replicas,
                 wait,
-            }),
+                &self.namespace,
+            ))),
             None => None,
         };
         Ok(NodeLink {
@@ -111,7 +116,7 @@ impl NodeConnector {
             epoch: 0,
             manager,
             tracking,
-            invalidations,
+            replication,
         })
     }
 }

@@ -122,15 +122,18 @@ fn may_have_moved(err: &redis::RedisError) -> bool {
         || err.is_connection_refusal()
 }
 
-/// `SENTINEL MASTER`'s flat list of fields and values.
-fn parse_view(fields: &[String]) -> Option<View> {
+/// A sentinel's view: the epoch from `SENTINEL MASTER`'s flat list of fields and values, the
+/// address from `GET-MASTER-ADDR-BY-NAME` (during a failover the former still shows the old
+/// address with the new epoch; the latter shows the promoted replica).
+fn parse_view(fields: &[String], addr: Option<(String, u16)>) -> Option<View> {
     let map: HashMap<&str, &str> = fields
         .chunks_exact(2)
         .map(|pair| (pair[0].as_str(), pair[1].as_str()))
         .collect();
+    let (host, port) = addr?;
     Some(View {
-        host: map.get("ip")?.to_string(),
-        port: map.get("port")?.parse().ok()?,
+        host,
+        port,
         config_epoch: map.get("config-epoch")?.parse().ok()?,
     })
 }
@@ -203,15 +206,31 @@ impl SentinelMaster {
         self.ensure();
         match &*self.current.load() {
             Some(link) => Ok(link.manager.clone()),
-            None => {
+            None => Err(self.no_master()),
+        }
+    }
+
+    /// The links to the master, or a link error (and a prompt to resolve) while none is known.
+    pub(crate) fn link(&self) -> Result<Arc<NodeLink>, redis::RedisError> {
+        self.current().ok_or_else(|| self.no_master())
+    }
+
+    /// The longest an invalidation may wait for replicas after its change.
+    pub(crate) fn replication_wait(&self) -> Duration {
+        self.connector.replication_wait()
+    }
+
+    fn no_master(&self) -> redis::RedisError {
+        {
+            {
                 self.wake.notify_one();
-                Err(redis::RedisError::from(std::io::Error::new(
+                redis::RedisError::from(std::io::Error::new(
                     std::io::ErrorKind::NotConnected,
                     format!(
                         "no master named {:?} is known yet: no sentinel has named a reachable one",
                         self.name
                     ),
-                )))
+                ))
             }
         }
     }
@@ -286,15 +305,18 @@ impl SentinelMaster {
     /// Every sentinel's view of the master, asked at once.
     async fn views(&self) -> Vec<View> {
         let asks = self.sentinels.iter().map(|(manager, _, label)| async move {
-            let mut ask = redis::cmd("SENTINEL");
-            ask.arg("MASTER").arg(&self.name);
+            let mut ask = redis::pipe();
+            ask.cmd("SENTINEL").arg("MASTER").arg(&self.name);
+            ask.cmd("SENTINEL")
+                .arg("GET-MASTER-ADDR-BY-NAME")
+                .arg(&self.name);
             let answer = tokio::time::timeout(
                 self.connector.timeout,
-                ask.query_async::<Vec<String>>(&mut manager.clone()),
+                ask.query_async::<(Vec<String>, Option<(String, u16)>)>(&mut manager.clone()),
             )
             .await;
             match answer {
-                Ok(Ok(fields)) => parse_view(&fields),
+                Ok(Ok((fields, addr))) => parse_view(&fields, addr),
                 Ok(Err(err)) => {
                     tracing::debug!(sentinel = %label, error = %err, "sentinel did not answer");
                     None
@@ -333,14 +355,16 @@ impl SentinelMaster {
                     .fetch_max(view.config_epoch, Ordering::AcqRel);
                 return;
             }
-            if view.config_epoch < known || (view.config_epoch == known && !majority) {
+            // Newer, or named by most sentinels (their epochs start over when they are
+            // redeployed without their state, or the master is removed and monitored again).
+            if view.config_epoch <= known && !majority {
                 return;
             }
         }
         let Some(link) = self.checked_link(view, &addr).await else {
             return;
         };
-        let epoch = self.epoch.borrow().wrapping_add(1);
+        let epoch = *self.epoch.borrow() + 1;
         let link = NodeLink { epoch, ..link };
         self.config_epoch
             .store(view.config_epoch, Ordering::Release);
@@ -558,8 +582,14 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        assert_eq!(parse_view(&fields), Some(view("fd00::5", 6380, 7)));
-        assert_eq!(parse_view(&fields[..4]), None);
+        let addr = || Some(("fd00::6".to_owned(), 6381));
+        assert_eq!(
+            parse_view(&fields, addr()),
+            Some(view("fd00::6", 6381, 7)),
+            "the address from GET-MASTER-ADDR-BY-NAME, the epoch from MASTER"
+        );
+        assert_eq!(parse_view(&fields[..4], addr()), None);
+        assert_eq!(parse_view(&fields, None), None);
         // A sentinel that missed the failover (epoch 1) is outvoted by one that saw it.
         let views = [view("a", 1, 1), view("b", 2, 2), view("a", 1, 1)];
         assert_eq!(newest(&views), Some((&views[1], 1)));

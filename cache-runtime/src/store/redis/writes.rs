@@ -173,50 +173,34 @@ impl RedisStore {
         self.invalidate(true, commands).await
     }
 
-    /// Sends a change users make (an invalidation, a put), as one MULTI if `atomic`. When
-    /// invalidations wait for replicas, it goes on their own connection with `WAIT` right
-    /// behind it in the same write, so the count is this change's and no other request queues
-    /// behind the wait.
+    /// Sends a change users make (an invalidation, a put), as one MULTI if `atomic`; then,
+    /// when invalidations wait for replicas, waits on the same master until they have it
+    /// (`replication.rs`).
     pub(super) async fn invalidate(
         &self,
         atomic: bool,
         commands: impl FnOnce(&mut Pipeline),
     ) -> Result<(), Error> {
-        let waits = match self {
-            RedisStore::Single(master, _) => master.invalidations().map(|w| (master, w)),
-            #[cfg(feature = "cluster")]
-            RedisStore::Cluster(..) => None,
-        };
         let mut pipe = redis::pipe();
-        let Some((master, waits)) = waits else {
-            if atomic {
-                pipe.atomic();
-            }
-            commands(&mut pipe);
-            return self.query_pipe::<()>(&pipe).await;
-        };
         if atomic {
-            pipe.cmd("MULTI").ignore();
+            pipe.atomic();
         }
         commands(&mut pipe);
-        if atomic {
-            pipe.cmd("EXEC").ignore();
-        }
-        pipe.cmd("WAIT").arg(waits.replicas).arg(
-            u64::try_from(waits.wait.as_millis())
-                .unwrap_or(u64::MAX)
-                .max(1),
-        );
-        let result = pipe.query_async::<(u32,)>(&mut waits.manager.clone()).await;
+        let master = match self {
+            RedisStore::Single(master, _) => master,
+            #[cfg(feature = "cluster")]
+            RedisStore::Cluster(..) => return self.query_pipe::<()>(&pipe).await,
+        };
+        // One link for the change and its wait: a switch of master between them must not
+        // make the wait count another node's replicas.
+        let link = master.link().map_err(Error::Backend)?;
+        let result = pipe.query_async::<()>(&mut link.manager.clone()).await;
         master.saw(&result);
-        let (acked,) = result.map_err(Error::Backend)?;
-        if acked < waits.replicas {
-            return Err(Error::NotReplicated {
-                acked,
-                wanted: waits.replicas,
-            });
+        result.map_err(Error::Backend)?;
+        match &link.replication {
+            Some(replication) => replication.after_change().await,
+            None => Ok(()),
         }
-        Ok(())
     }
 
     pub(super) async fn renew_lock(

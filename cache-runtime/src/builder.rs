@@ -328,7 +328,11 @@ impl CacheBuilder {
     /// under a millisecond, longer under load) can lose it. The wait runs on a connection of
     /// its own (`WAIT` blocks the connection it is sent on), so hits never queue behind it, and
     /// by group commit (a burst of invalidations shares one or two waits; a caller may wait up
-    /// to twice `timeout`). `NAME_refresh` does not wait. The ACL profile needs `+wait`.
+    /// to twice `timeout` plus the operation timeout), outside the circuit breaker (a slow
+    /// replica says nothing about the master). `NAME_refresh` does not wait. The ACL profile
+    /// needs `+wait`. The URL must name one server (not a DNS name or proxy that may move
+    /// between the change and the wait's own connection). A full master under `noeviction`
+    /// refuses the wait's marker write, and every invalidation then reports `NotReplicated`.
     /// Single node and [`sentinel`](Self::sentinel) only (an error on a cluster).
     ///
     /// ```no_run
@@ -831,8 +835,12 @@ impl CacheBuilder {
         if let Some(db) = options.db {
             master = master.set_db(db);
         }
+        // A sentinel listed twice would count twice towards a majority.
+        let mut unique = sentinels.clone();
+        unique.sort();
+        unique.dedup();
         let follower = SentinelMaster::new(SentinelConfig {
-            sentinels: sentinels.clone(),
+            sentinels: unique,
             name: name.clone(),
             master,
             connector,

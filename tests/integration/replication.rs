@@ -165,8 +165,9 @@ async fn a_burst_of_invalidations_shares_the_waits_and_a_hung_replica_opens_no_b
         .get("wait")
         .copied()
         .unwrap_or(0);
+    println!("30 concurrent invalidations: {waits} WAIT rounds");
     assert!(
-        (1..30).contains(&waits),
+        (1..=10).contains(&waits),
         "30 invalidations shared {waits} waits"
     );
     replica.pause();

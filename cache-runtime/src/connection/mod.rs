@@ -109,15 +109,12 @@ struct Cancelled<'a> {
     conn: &'a Connection,
     node: &'a Node,
     started: Instant,
-    /// The operation's deadline (longer than the operation timeout for an invalidation that
-    /// waits for replicas).
-    timeout: Duration,
     armed: bool,
 }
 
 impl Drop for Cancelled<'_> {
     fn drop(&mut self) {
-        if self.armed && self.started.elapsed() >= self.timeout / 2 {
+        if self.armed && self.started.elapsed() >= self.conn.timeout / 2 {
             self.conn.cancelled(self.node);
         }
     }
@@ -212,17 +209,6 @@ impl Connection {
         key: &str,
         start: impl FnOnce(&'a dyn Backend) -> StoreFuture<'a, T>,
     ) -> Result<T, Error> {
-        self.run_within(op, key, self.timeout, start).await
-    }
-
-    /// [`run`](Self::run) with its own deadline (an invalidation waiting for replicas).
-    async fn run_within<'a, T>(
-        &'a self,
-        op: &'static str,
-        key: &str,
-        timeout: Duration,
-        start: impl FnOnce(&'a dyn Backend) -> StoreFuture<'a, T>,
-    ) -> Result<T, Error> {
         if !self.backend.is_network() {
             return start(&*self.backend).await;
         }
@@ -249,13 +235,12 @@ impl Connection {
             conn: self,
             node: &node,
             started: Instant::now(),
-            timeout,
             armed: true,
         };
-        let result = match tokio::time::timeout(timeout, start(&*self.backend)).await {
-            Ok(Err(Error::Backend(err))) if err.is_timeout() => Err(Error::Timeout(timeout)),
+        let result = match tokio::time::timeout(self.timeout, start(&*self.backend)).await {
+            Ok(Err(Error::Backend(err))) if err.is_timeout() => Err(Error::Timeout(self.timeout)),
             Ok(result) => result,
-            Err(_) => Err(Error::Timeout(timeout)),
+            Err(_) => Err(Error::Timeout(self.timeout)),
         };
         cancelled.armed = false;
         if probe.is_some() {
@@ -279,10 +264,6 @@ impl Connection {
 
     /// Counts a failure; a link failure moves the node's breaker.
     fn failed(&self, op: &'static str, err: &Error, node: &Node) {
-        if let Error::NotReplicated { .. } = err {
-            // The node applied the change; its replicas were slow. The caller has the error.
-            return;
-        }
         if let Error::Timeout(_) = err {
             bump(&self.failures.timeouts);
         }

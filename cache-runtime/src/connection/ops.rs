@@ -79,22 +79,16 @@ impl Connection {
         Ok(parts.into_iter().flatten().collect())
     }
 
+    /// Invalidates tags; then, if asked to, waits for replicas (outside the breaker and the
+    /// operation deadline).
     pub(crate) async fn delete_tags(&self, tags: &[String]) -> Result<(), Error> {
-        if tags.is_empty() {
-            return Ok(());
+        let changed = self
+            .over_tags("invalidate_tags", tags, |b, t| b.delete_tags(t))
+            .await?;
+        for after in changed {
+            after.replicated().await?;
         }
-        if self.split(tags.len()) {
-            let each = tags
-                .iter()
-                .map(|tag| self.delete_tags(std::slice::from_ref(tag)));
-            return join_all(each).await.into_iter().collect();
-        }
-        // An invalidation may wait for replicas on top of the operation timeout.
-        let timeout = self.timeout.saturating_add(self.backend.replication_wait());
-        self.run_within("invalidate_tags", &tags[0], timeout, |b| {
-            b.delete_tags(tags)
-        })
-        .await
+        Ok(())
     }
 
     pub(crate) async fn claim(
@@ -144,14 +138,13 @@ impl Connection {
         generation_ttl: Duration,
         change: EntryChange<'_>,
     ) -> Result<(), Error> {
-        // A change users make (invalidate, put, refresh) may wait for replicas.
-        let timeout = match change {
-            EntryChange::Keep => self.timeout,
-            _ => self.timeout.saturating_add(self.backend.replication_wait()),
-        };
-        self.run_within("generation", keys.entry, timeout, |b| {
+        // A change users make (invalidate, put) then waits for replicas if asked to, outside
+        // the breaker and the operation deadline.
+        self.run("generation", keys.entry, |b| {
             b.new_generation(keys, generation, generation_ttl, change)
         })
+        .await?
+        .replicated()
         .await
     }
 

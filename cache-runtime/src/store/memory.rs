@@ -14,8 +14,8 @@ use std::{
 use moka::{Expiry, sync::Cache as Moka};
 
 use super::{
-    Backend, ClaimReply, EntryChange, EntryKeys, FillReply, FillValue, Read, StoreFuture,
-    StoredBytes,
+    AfterChange, Backend, ClaimReply, EntryChange, EntryKeys, FillReply, FillValue, Read,
+    StoreFuture, StoredBytes,
 };
 
 #[derive(Clone)]
@@ -282,12 +282,12 @@ impl Backend for MemoryStore {
         now(self.capture_now(tags, ttl))
     }
 
-    fn delete_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, ()> {
+    fn delete_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, AfterChange> {
         let mut meta = self.meta();
         for tag in tags {
             meta.remove(tag);
         }
-        now(())
+        now(AfterChange::default())
     }
 
     fn claim<'a>(
@@ -328,9 +328,9 @@ impl Backend for MemoryStore {
         generation: &'a str,
         generation_ttl: Duration,
         change: EntryChange<'a>,
-    ) -> StoreFuture<'a, ()> {
+    ) -> StoreFuture<'a, AfterChange> {
         self.new_generation_now(keys, generation, generation_ttl, change);
-        now(())
+        now(AfterChange::default())
     }
 
     fn renew<'a>(&'a self, lock: &'a str, token: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {

@@ -21,6 +21,24 @@ pub(crate) use self::redis::{
 };
 use crate::Error;
 
+/// What a change users make (an invalidation, a put) still owes once it landed: waiting for
+/// replicas, when [`invalidation_replicas`](crate::CacheBuilder::invalidation_replicas) asks
+/// for it, on the node that took the change. Waited for outside the breaker and the operation
+/// deadline: a slow replica says nothing about the master.
+#[derive(Default)]
+#[must_use = "an invalidation is not done until its replicas are waited for"]
+pub(crate) struct AfterChange(Option<Arc<self::redis::replication::ReplicationWait>>);
+
+impl AfterChange {
+    /// Waits for the replicas, if asked to; `NotReplicated` when too few acknowledged.
+    pub(crate) async fn replicated(self) -> Result<(), Error> {
+        match self.0 {
+            Some(wait) => wait.after_change().await,
+            None => Ok(()),
+        }
+    }
+}
+
 /// A `GET` of an entry: a value of another type at the key (a hash, a list written by something
 /// else) answers `WRONGTYPE`; that is a miss, and the fill's `SET` overwrites it, not a failure.
 pub(crate) fn wrong_type_is_absent(
@@ -139,7 +157,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn capture_tags<'a>(&'a self, tags: &'a [String], ttl: Duration) -> StoreFuture<'a, Vec<u64>>;
 
     /// Invalidates tags: their versions disappear.
-    fn delete_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, ()>;
+    fn delete_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, AfterChange>;
 
     /// Takes the lock with `token` if given and free (`SET NX PX`), creates the generation as
     /// `candidate` if missing, and reads the entry and the generation.
@@ -177,7 +195,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
         generation: &'a str,
         generation_ttl: Duration,
         change: EntryChange<'a>,
-    ) -> StoreFuture<'a, ()>;
+    ) -> StoreFuture<'a, AfterChange>;
 
     /// Extends `lock`, only if `token` still owns it.
     fn renew<'a>(&'a self, lock: &'a str, token: &'a str, ttl: Duration) -> StoreFuture<'a, bool>;
@@ -201,13 +219,6 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// and operator views live.
     fn is_single_redis(&self) -> bool {
         false
-    }
-
-    /// How long an invalidation may wait for replicas to acknowledge it
-    /// ([`invalidation_replicas`](crate::CacheBuilder::invalidation_replicas)); zero when it
-    /// does not wait.
-    fn replication_wait(&self) -> Duration {
-        Duration::ZERO
     }
 
     /// Times the master changed (Sentinel); 0 for any other store.

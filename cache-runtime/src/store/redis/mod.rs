@@ -9,7 +9,7 @@
 
 pub(crate) mod node;
 mod reads;
-mod replication;
+pub(crate) mod replication;
 pub(crate) mod sentinel;
 mod writes;
 
@@ -20,8 +20,8 @@ use tokio::sync::watch;
 
 use self::{node::NodeLink, sentinel::SentinelMaster};
 use super::{
-    Backend, Batcher, ClaimReply, EntryChange, EntryKeys, FillReply, FillValue, Read, StoreFuture,
-    StoredBytes,
+    AfterChange, Backend, Batcher, ClaimReply, EntryChange, EntryKeys, FillReply, FillValue, Read,
+    StoreFuture, StoredBytes,
 };
 use crate::Error;
 
@@ -76,17 +76,6 @@ impl Master {
         match self {
             Master::Fixed(link) => Ok(link.clone()),
             Master::Sentinel(master) => master.link(),
-        }
-    }
-
-    /// The longest an invalidation may wait for replicas after its change.
-    fn replication_wait(&self) -> Duration {
-        match self {
-            Master::Fixed(link) => link
-                .replication
-                .as_ref()
-                .map_or(Duration::ZERO, |r| r.longest()),
-            Master::Sentinel(master) => master.replication_wait(),
         }
     }
 
@@ -240,10 +229,10 @@ impl Backend for RedisStore {
         Box::pin(self.capture(tags, ttl))
     }
 
-    fn delete_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, ()> {
+    fn delete_tags<'a>(&'a self, tags: &'a [String]) -> StoreFuture<'a, AfterChange> {
         Box::pin(async move {
             if tags.is_empty() {
-                return Ok(());
+                return Ok(AfterChange::default());
             }
             self.invalidate(false, |pipe| {
                 pipe.cmd("UNLINK").arg(tags).ignore();
@@ -288,7 +277,7 @@ impl Backend for RedisStore {
         generation: &'a str,
         generation_ttl: Duration,
         change: EntryChange<'a>,
-    ) -> StoreFuture<'a, ()> {
+    ) -> StoreFuture<'a, AfterChange> {
         Box::pin(self.set_generation(keys, generation, generation_ttl, change))
     }
 
@@ -379,14 +368,6 @@ impl Backend for RedisStore {
 
     fn is_single_redis(&self) -> bool {
         matches!(self, RedisStore::Single(..))
-    }
-
-    fn replication_wait(&self) -> Duration {
-        match self {
-            RedisStore::Single(master, _) => master.replication_wait(),
-            #[cfg(feature = "cluster")]
-            RedisStore::Cluster(..) => Duration::ZERO,
-        }
     }
 
     fn master_switches(&self) -> u64 {

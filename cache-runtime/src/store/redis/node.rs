@@ -41,17 +41,6 @@ pub(crate) struct NodeLink {
 }
 
 impl NodeConnector {
-    /// The longest an invalidation may wait for replicas after its change (zero when it
-    /// does not wait).
-    pub(crate) fn replication_wait(&self) -> Duration {
-        self.replicas.map_or(Duration::ZERO, |(_, wait)| {
-            wait.min(Duration::from_secs(3600))
-                .saturating_mul(2)
-                .saturating_add(Duration::from_millis(50))
-        })
-    }
-
-    /// A client for `info`, trusting the root certificate when one is set.
     pub(crate) fn client(&self, info: ConnectionInfo, label: &str) -> Result<redis::Client, Error> {
         let invalid =
             |e: redis::RedisError| Error::Config(format!("invalid redis url {label:?}: {e}"));
@@ -107,6 +96,7 @@ impl NodeConnector {
                 lazy(config)?,
                 replicas,
                 wait,
+                self.timeout,
                 &self.namespace,
             ))),
             None => None,

@@ -8,20 +8,59 @@
 //! before the round began; replication offsets are global, so acknowledging the marker means
 //! acknowledging them) and sends `WAIT`. Callers whose change completed while a round was in
 //! flight share the next one: a burst of invalidations costs one or two replica round trips,
-//! not one each in a queue. A round that fails or times out says nothing about the link to the
-//! master (the change was applied): the caller gets `NotReplicated`, and no breaker moves.
+//! not one each in a queue.
+//!
+//! Rounds run in tasks of their own, so a caller that gives up (its deadline, a cancelled
+//! request) cancels nothing another caller waits on. A round that fails or times out says
+//! nothing about the link to the master (the change was applied): the caller gets
+//! `NotReplicated`, and no breaker moves.
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
 use redis::aio::ConnectionManager;
+use tokio::sync::watch;
 
 use crate::Error;
 
 /// The longest `WAIT` the cache sends (Redis rejects absurd timeouts after the change landed).
-const MAX_WAIT: Duration = Duration::from_secs(3600);
+const MAX_WAIT: Duration = Duration::from_secs(600);
+
+/// How long a caller may wait after its change: the round in flight and its own, each the
+/// `WAIT` plus a round trip's allowance.
+pub(crate) fn longest(wait: Duration, op_timeout: Duration) -> Duration {
+    round_timeout(wait, op_timeout)
+        .saturating_mul(2)
+        .saturating_add(Duration::from_millis(50))
+}
+
+fn round_timeout(wait: Duration, op_timeout: Duration) -> Duration {
+    wait.min(MAX_WAIT).saturating_add(op_timeout)
+}
+
+/// Which rounds were asked for and begun (under one lock).
+#[derive(Default)]
+struct Rounds {
+    /// The last round begun.
+    begun: u64,
+    /// The highest round a caller needs.
+    wanted: u64,
+    /// A round is running.
+    running: bool,
+}
+
+/// What the finished rounds showed.
+#[derive(Clone, Copy, Default)]
+struct Finished {
+    /// The last round finished.
+    round: u64,
+    /// The last round that enough replicas acknowledged (it covers every earlier change).
+    ok_through: u64,
+    /// Replicas that acknowledged the last round (0 when it failed).
+    acked: u32,
+}
 
 /// How one node's invalidations wait for its replicas.
 pub(crate) struct ReplicationWait {
@@ -29,13 +68,11 @@ pub(crate) struct ReplicationWait {
     manager: ConnectionManager,
     replicas: u32,
     wait: Duration,
+    op_timeout: Duration,
     /// The marker each round writes: `{namespace};replication` (one small key, kept a day).
     marker: String,
-    /// Rounds begun.
-    begun: AtomicU64,
-    /// One round at a time; the last finished round and how many replicas acknowledged it
-    /// (`None`: it failed).
-    rounds: tokio::sync::Mutex<(u64, Option<u32>)>,
+    rounds: Mutex<Rounds>,
+    finished: watch::Sender<Finished>,
 }
 
 impl ReplicationWait {
@@ -43,50 +80,93 @@ impl ReplicationWait {
         manager: ConnectionManager,
         replicas: u32,
         wait: Duration,
+        op_timeout: Duration,
         namespace: &str,
     ) -> ReplicationWait {
         ReplicationWait {
             manager,
             replicas,
             wait: wait.min(MAX_WAIT),
+            op_timeout,
             marker: format!("{namespace};replication"),
-            begun: AtomicU64::new(0),
-            rounds: tokio::sync::Mutex::new((0, None)),
+            rounds: Mutex::new(Rounds::default()),
+            finished: watch::Sender::new(Finished::default()),
         }
     }
 
-    /// The longest a caller may wait: the round in flight, then its own.
-    pub(crate) fn longest(&self) -> Duration {
-        self.wait
-            .saturating_mul(2)
-            .saturating_add(Duration::from_millis(50))
+    fn rounds(&self) -> std::sync::MutexGuard<'_, Rounds> {
+        self.rounds.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Waits until `replicas` replicas have every change completed before this call; call it
-    /// after the change's reply.
-    pub(crate) async fn after_change(&self) -> Result<(), Error> {
-        // A round that begins from now on covers the change; one already begun may not.
-        let needed = self.begun.load(Ordering::Acquire) + 1;
-        let acked = tokio::time::timeout(self.longest(), async {
-            let mut rounds = self.rounds.lock().await;
-            if rounds.0 < needed {
-                let round = self.begun.fetch_add(1, Ordering::AcqRel) + 1;
-                let acked = self.round().await;
-                *rounds = (round, acked);
-            }
-            rounds.1
-        })
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(0);
-        if acked < self.replicas {
-            return Err(Error::NotReplicated {
-                acked,
+    /// right after the change's reply.
+    pub(crate) async fn after_change(self: &Arc<Self>) -> Result<(), Error> {
+        let mut finished = self.finished.subscribe();
+        // A round begun from now on covers the change; one already begun may not.
+        let needed = {
+            let mut rounds = self.rounds();
+            let needed = rounds.begun + 1;
+            rounds.wanted = rounds.wanted.max(needed);
+            needed
+        };
+        self.start_round();
+        let deadline = longest(self.wait, self.op_timeout);
+        let seen = tokio::time::timeout(deadline, finished.wait_for(|f| f.round >= needed))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|f| *f);
+        match seen {
+            Some(f) if f.ok_through >= needed => Ok(()),
+            Some(f) => Err(Error::NotReplicated {
+                acked: f.acked,
                 wanted: self.replicas,
-            });
+            }),
+            None => Err(Error::NotReplicated {
+                acked: 0,
+                wanted: self.replicas,
+            }),
         }
-        Ok(())
+    }
+
+    /// Starts the next round if one is wanted and none runs.
+    fn start_round(self: &Arc<Self>) {
+        let round = {
+            let mut rounds = self.rounds();
+            if rounds.running || rounds.wanted <= rounds.begun {
+                return;
+            }
+            rounds.running = true;
+            rounds.begun += 1;
+            rounds.begun
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.end_round(round, None);
+            return;
+        };
+        // Ends the round whatever happens to the task (its runtime shutting down included).
+        let guard = RoundGuard {
+            wait: self.clone(),
+            round,
+            acked: None,
+        };
+        runtime.spawn(async move {
+            let mut guard = guard;
+            guard.acked = guard.wait.round().await;
+        });
+    }
+
+    fn end_round(self: &Arc<Self>, round: u64, acked: Option<u32>) {
+        self.finished.send_modify(|f| {
+            f.round = f.round.max(round);
+            f.acked = acked.unwrap_or(0);
+            if acked.is_some_and(|n| n >= self.replicas) {
+                f.ok_through = f.ok_through.max(round);
+            }
+        });
+        self.rounds().running = false;
+        // Callers whose change completed during this round need the next.
+        self.start_round();
     }
 
     /// One round: the marker and `WAIT` in one write; the replicas that acknowledged it.
@@ -103,17 +183,31 @@ impl ReplicationWait {
             .ignore();
         pipe.cmd("WAIT").arg(self.replicas).arg(millis);
         let answer = tokio::time::timeout(
-            self.wait.saturating_add(Duration::from_millis(25)),
+            round_timeout(self.wait, self.op_timeout),
             pipe.query_async::<(u32,)>(&mut self.manager.clone()),
         )
         .await;
         match answer {
             Ok(Ok((acked,))) => Some(acked),
             Ok(Err(err)) => {
+                // Out of memory with `noeviction` refuses the marker: say so once in a while.
                 tracing::debug!(error = %err, "waiting for replicas failed");
                 None
             }
             Err(_) => None,
         }
+    }
+}
+
+/// Ends its round when dropped: finished normally, or its task dropped.
+struct RoundGuard {
+    wait: Arc<ReplicationWait>,
+    round: u64,
+    acked: Option<u32>,
+}
+
+impl Drop for RoundGuard {
+    fn drop(&mut self) {
+        self.wait.end_round(self.round, self.acked);
     }
 }

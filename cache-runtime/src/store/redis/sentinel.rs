@@ -215,11 +215,6 @@ impl SentinelMaster {
         self.current().ok_or_else(|| self.no_master())
     }
 
-    /// The longest an invalidation may wait for replicas after its change.
-    pub(crate) fn replication_wait(&self) -> Duration {
-        self.connector.replication_wait()
-    }
-
     fn no_master(&self) -> redis::RedisError {
         {
             {
@@ -355,9 +350,14 @@ impl SentinelMaster {
                     .fetch_max(view.config_epoch, Ordering::AcqRel);
                 return;
             }
-            // Newer, or named by most sentinels (their epochs start over when they are
-            // redeployed without their state, or the master is removed and monitored again).
-            if view.config_epoch <= known && !majority {
+            // A newer epoch moves us. An older (or equal) one only when most sentinels name
+            // it (their epochs start over when they are redeployed without their state) and
+            // the current master no longer says it is one, or does not answer: a majority that
+            // has not yet heard of a failover must not move us back to a node still accepting
+            // writes.
+            if view.config_epoch <= known
+                && (!majority || self.is_master(&previous.manager).await == Some(true))
+            {
                 return;
             }
         }
@@ -379,6 +379,27 @@ impl SentinelMaster {
             ),
             None => tracing::info!(master = %self.name, at = %addr, "sentinel: master resolved"),
         }
+    }
+
+    /// Whether the node says it is a master: `INFO replication` (which the library's ACL
+    /// profile allows), not `ROLE` (an admin command).
+    async fn role(
+        &self,
+        manager: &ConnectionManager,
+    ) -> Result<Result<bool, redis::RedisError>, tokio::time::error::Elapsed> {
+        tokio::time::timeout(
+            self.connector.timeout,
+            redis::cmd("INFO")
+                .arg("replication")
+                .query_async::<String>(&mut manager.clone()),
+        )
+        .await
+        .map(|info| info.map(|info| info.lines().any(|l| l.trim() == "role:master")))
+    }
+
+    /// Whether the node says it is a master; `None` when it does not answer.
+    async fn is_master(&self, manager: &ConnectionManager) -> Option<bool> {
+        self.role(manager).await.ok()?.ok()
     }
 
     /// The links to the node `view` names, once it says it is a master.
@@ -417,17 +438,10 @@ impl SentinelMaster {
             }
         };
         // Sentinel may name a node before it is promoted, or one already demoted again.
-        // `INFO` (which the library's ACL profile allows), not `ROLE` (an admin command).
-        let role = tokio::time::timeout(
-            self.connector.timeout,
-            redis::cmd("INFO")
-                .arg("replication")
-                .query_async::<String>(&mut link.manager.clone()),
-        )
-        .await;
+        let role = self.role(&link.manager).await;
         match role {
-            Ok(Ok(info)) if info.lines().any(|l| l.trim() == "role:master") => Some(link),
-            Ok(Ok(_)) => {
+            Ok(Ok(true)) => Some(link),
+            Ok(Ok(false)) => {
                 tracing::debug!(master = %addr, "the node sentinel named is not a master (yet)");
                 None
             }

@@ -9,7 +9,7 @@ use redis::{Pipeline, Script};
 use super::{RedisStore, px};
 use crate::{
     Error,
-    store::{ClaimReply, EntryChange, EntryKeys, FillReply, FillValue, StoredBytes},
+    store::{AfterChange, ClaimReply, EntryChange, EntryKeys, FillReply, FillValue, StoredBytes},
 };
 
 /// Stores (or deletes) the entry only if the generation is the one captured before the load
@@ -140,7 +140,7 @@ impl RedisStore {
         generation: &str,
         generation_ttl: Duration,
         change: EntryChange<'_>,
-    ) -> Result<(), Error> {
+    ) -> Result<AfterChange, Error> {
         // One MULTI: the new generation and the entry change together, generation first.
         let commands = |pipe: &mut Pipeline| {
             pipe.cmd("SET")
@@ -168,19 +168,20 @@ impl RedisStore {
             let mut pipe = redis::pipe();
             pipe.atomic();
             commands(&mut pipe);
-            return self.query_pipe::<()>(&pipe).await;
+            self.query_pipe::<()>(&pipe).await?;
+            return Ok(AfterChange::default());
         }
         self.invalidate(true, commands).await
     }
 
-    /// Sends a change users make (an invalidation, a put), as one MULTI if `atomic`; then,
-    /// when invalidations wait for replicas, waits on the same master until they have it
-    /// (`replication.rs`).
+    /// Sends a change users make (an invalidation, a put), as one MULTI if `atomic`; what it
+    /// still owes is waiting, on the same master, for its replicas (`replication.rs`) when
+    /// invalidations wait for them.
     pub(super) async fn invalidate(
         &self,
         atomic: bool,
         commands: impl FnOnce(&mut Pipeline),
-    ) -> Result<(), Error> {
+    ) -> Result<AfterChange, Error> {
         let mut pipe = redis::pipe();
         if atomic {
             pipe.atomic();
@@ -189,7 +190,10 @@ impl RedisStore {
         let master = match self {
             RedisStore::Single(master, _) => master,
             #[cfg(feature = "cluster")]
-            RedisStore::Cluster(..) => return self.query_pipe::<()>(&pipe).await,
+            RedisStore::Cluster(..) => {
+                self.query_pipe::<()>(&pipe).await?;
+                return Ok(AfterChange::default());
+            }
         };
         // One link for the change and its wait: a switch of master between them must not
         // make the wait count another node's replicas.
@@ -197,10 +201,7 @@ impl RedisStore {
         let result = pipe.query_async::<()>(&mut link.manager.clone()).await;
         master.saw(&result);
         result.map_err(Error::Backend)?;
-        match &link.replication {
-            Some(replication) => replication.after_change().await,
-            None => Ok(()),
-        }
+        Ok(AfterChange(link.replication.clone()))
     }
 
     pub(super) async fn renew_lock(

@@ -18,15 +18,17 @@ pub mod freshness;
 mod helpers;
 pub mod key;
 mod read;
+mod redact;
 pub mod shape;
 mod spec;
 mod store;
 mod telemetry;
 
-pub use builder::{CacheBuilder, redact_url};
+pub use builder::CacheBuilder;
 pub use cache::Cache;
 pub use connection::{ConnectionEvent, MINIMUM_REDIS};
 pub use error::Error;
+pub use redact::redact_url;
 pub use redis;
 pub use telemetry::{
     Stats,

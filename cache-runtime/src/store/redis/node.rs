@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 use redis::{ConnectionInfo, aio::ConnectionManager, aio::ConnectionManagerConfig};
 
 use super::replication::ReplicationWait;
-use crate::{Error, builder::redact_url};
+use crate::{Error, redact::redact_url};
 
 /// How to connect to a node, whatever its address.
 #[derive(Clone)]

@@ -12,7 +12,7 @@
 //! - listens for `+switch-master` on every sentinel (pinging each subscription, so one on a
 //!   dead link is noticed) and resolves at once when one arrives;
 //! - resolves when an operation fails on the link or with `READONLY` (the node was demoted),
-//!   at most every [`MIN_GAP`], and every [`PERIOD`] in any case, so a missed announcement
+//!   at most every [`MIN_GAP`](tasks::MIN_GAP), and every [`PERIOD`](tasks::PERIOD) in any case, so a missed announcement
 //!   costs at most that long.
 //!
 //! A switch replaces the node's links (a new `ConnectionManager`, a new client for the first
@@ -22,33 +22,24 @@
 //! on the link (the read path runs loaders uncached).
 
 use std::{
-    collections::HashMap,
     sync::{
         Arc, Weak,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use arc_swap::ArcSwapOption;
-use futures_util::StreamExt;
 use redis::{ConnectionAddr, RedisConnectionInfo, aio::ConnectionManager};
 use tokio::sync::{Notify, watch};
 
+mod tasks;
+mod view;
+
+use self::tasks::{Ended, follow, subscribe};
+use self::view::{View, newest, parse_view};
 use super::node::{NodeConnector, NodeLink};
-use crate::{Error, builder::redact_url};
-
-/// How often the master is re-resolved when nothing prompts it.
-const PERIOD: Duration = Duration::from_secs(2);
-
-/// The least time between two resolutions prompted by failing operations.
-const MIN_GAP: Duration = Duration::from_millis(100);
-
-/// Longest pause before a lost `+switch-master` subscription is made again.
-const MAX_BACKOFF: Duration = Duration::from_millis(1000);
-
-/// How often a quiet subscription is pinged (a dead link would otherwise go unnoticed).
-const SUBSCRIPTION_PING: Duration = Duration::from_secs(5);
+use crate::{Error, redact::redact_url};
 
 /// Why the follower switched masters (logged with the switch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,15 +64,6 @@ pub(crate) struct SentinelConfig {
     pub(crate) master: RedisConnectionInfo,
     /// How to connect to the sentinels and the master.
     pub(crate) connector: NodeConnector,
-}
-
-/// One sentinel's view of the master.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct View {
-    host: String,
-    port: u16,
-    /// Bumped by every failover; the newest view wins.
-    config_epoch: u64,
 }
 
 /// The master Sentinel names now, and how it is followed.
@@ -120,33 +102,6 @@ fn may_have_moved(err: &redis::RedisError) -> bool {
     ) || err.is_io_error()
         || err.is_connection_dropped()
         || err.is_connection_refusal()
-}
-
-/// A sentinel's view: the epoch from `SENTINEL MASTER`'s flat list of fields and values, the
-/// address from `GET-MASTER-ADDR-BY-NAME` (during a failover the former still shows the old
-/// address with the new epoch; the latter shows the promoted replica).
-fn parse_view(fields: &[String], addr: Option<(String, u16)>) -> Option<View> {
-    let map: HashMap<&str, &str> = fields
-        .chunks_exact(2)
-        .map(|pair| (pair[0].as_str(), pair[1].as_str()))
-        .collect();
-    let (host, port) = addr?;
-    Some(View {
-        host,
-        port,
-        config_epoch: map.get("config-epoch")?.parse().ok()?,
-    })
-}
-
-/// The view to follow among the sentinels' answers: the highest `config-epoch`, and of views
-/// at that epoch the one most sentinels share; with how many share it.
-fn newest(views: &[View]) -> Option<(&View, usize)> {
-    let top = views.iter().map(|v| v.config_epoch).max()?;
-    views
-        .iter()
-        .filter(|v| v.config_epoch == top)
-        .map(|v| (v, views.iter().filter(|w| *w == v).count()))
-        .max_by_key(|(_, n)| *n)
 }
 
 impl SentinelMaster {
@@ -460,155 +415,5 @@ impl SentinelMaster {
                 None
             }
         }
-    }
-}
-
-/// Lets a later operation start the task again if this one was dropped (its runtime shut
-/// down).
-struct Ended(Weak<SentinelMaster>);
-
-impl Drop for Ended {
-    fn drop(&mut self) {
-        if let Some(master) = self.0.upgrade() {
-            master.running.store(false, Ordering::Release);
-        }
-    }
-}
-
-/// Resolves now, then whenever prompted (at most every [`MIN_GAP`]) or every [`PERIOD`].
-async fn follow(me: Weak<SentinelMaster>) {
-    let Some(wake) = me.upgrade().map(|m| m.wake.clone()) else {
-        return;
-    };
-    let mut cause = SwitchCause::Start;
-    loop {
-        {
-            let Some(master) = me.upgrade() else { return };
-            let cause = if master.announced.swap(false, Ordering::AcqRel) {
-                SwitchCause::Announced
-            } else if master.current.load().is_none() {
-                SwitchCause::Start
-            } else {
-                cause
-            };
-            master.resolve(cause).await;
-        }
-        tokio::time::sleep(MIN_GAP).await;
-        cause = match tokio::time::timeout(PERIOD, wake.notified()).await {
-            Ok(()) => SwitchCause::OperationFailed,
-            Err(_) => SwitchCause::Periodic,
-        };
-    }
-}
-
-/// Keeps a `+switch-master` subscription on sentinel `i`, prompting a resolution at each
-/// announcement for our master. A quiet subscription is pinged, so a dead link is noticed.
-async fn subscribe(me: Weak<SentinelMaster>, i: usize) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let Some((client, label, name, timeout)) = me.upgrade().map(|m| {
-            let (_, client, label) = &m.sentinels[i];
-            (
-                client.clone(),
-                label.clone(),
-                m.name.clone(),
-                m.connector.timeout,
-            )
-        }) else {
-            return;
-        };
-        let subscribed = tokio::time::timeout(timeout, async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe("+switch-master").await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        })
-        .await;
-        let since = Instant::now();
-        match subscribed {
-            Ok(Ok(pubsub)) => {
-                let (mut sink, mut messages) = pubsub.split();
-                loop {
-                    let message = tokio::select! {
-                        message = messages.next() => message,
-                        () = tokio::time::sleep(SUBSCRIPTION_PING) => {
-                            let pong = tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await;
-                            if matches!(pong, Ok(Ok(_))) {
-                                continue;
-                            }
-                            None
-                        }
-                    };
-                    let Some(message) = message else { break };
-                    // `NAME old-ip old-port new-ip new-port`: a prompt, not an authority (a
-                    // late announcement of an older failover must not move us back).
-                    let Ok(text) = message.get_payload::<String>() else {
-                        continue;
-                    };
-                    if text.split_whitespace().next() == Some(name.as_str()) {
-                        let Some(follower) = me.upgrade() else { return };
-                        follower.announced.store(true, Ordering::Release);
-                        follower.wake.notify_one();
-                    }
-                }
-                tracing::debug!(sentinel = %label, "sentinel subscription lost; subscribing again");
-            }
-            Ok(Err(err)) => {
-                tracing::debug!(sentinel = %label, error = %err, "cannot subscribe to sentinel");
-            }
-            Err(_) => tracing::debug!(sentinel = %label, "sentinel subscription timed out"),
-        }
-        // A subscription that lived a while starts the backoff over; one that a sentinel (or a
-        // proxy) closes at once does not spin.
-        if since.elapsed() > SUBSCRIPTION_PING {
-            backoff = Duration::from_millis(100);
-        }
-        tokio::time::sleep(backoff.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn view(host: &str, port: u16, config_epoch: u64) -> View {
-        View {
-            host: host.into(),
-            port,
-            config_epoch,
-        }
-    }
-
-    #[test]
-    fn the_newest_view_wins_and_ties_go_to_the_most_sentinels() {
-        let fields: Vec<String> = [
-            "name",
-            "mymaster",
-            "ip",
-            "fd00::5",
-            "port",
-            "6380",
-            "flags",
-            "master",
-            "config-epoch",
-            "7",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let addr = || Some(("fd00::6".to_owned(), 6381));
-        assert_eq!(
-            parse_view(&fields, addr()),
-            Some(view("fd00::6", 6381, 7)),
-            "the address from GET-MASTER-ADDR-BY-NAME, the epoch from MASTER"
-        );
-        assert_eq!(parse_view(&fields[..4], addr()), None);
-        assert_eq!(parse_view(&fields, None), None);
-        // A sentinel that missed the failover (epoch 1) is outvoted by one that saw it.
-        let views = [view("a", 1, 1), view("b", 2, 2), view("a", 1, 1)];
-        assert_eq!(newest(&views), Some((&views[1], 1)));
-        let views = [view("a", 1, 3), view("b", 2, 3), view("b", 2, 3)];
-        assert_eq!(newest(&views), Some((&views[1], 2)));
-        assert_eq!(newest(&[]), None);
     }
 }

@@ -39,10 +39,14 @@ pub async fn put<T: Serialize + serde::de::DeserializeOwned>(
         let bytes = encode(&cache, spec, Some(value), &meta)?;
         put_entry(&cache, spec, &keys, &bytes, kept).await
     };
-    cache.changing_entry(&keys.entry, store).await?;
-    cache.inner().flights.detach(&keys.entry);
-    cache.record(spec, Event::Stored);
-    Ok(())
+    let stored = cache.changing_entry(&keys.entry, store).await;
+    // Applied, if only on the master (`NotReplicated`): loads in flight must not hand out the
+    // value from before it.
+    if matches!(stored, Ok(()) | Err(Error::NotReplicated { .. })) {
+        cache.inner().flights.detach(&keys.entry);
+        cache.record(spec, Event::Stored);
+    }
+    stored
 }
 
 /// `NAME_peek`: the output a call would be served from the cache (the stored entry, stale

@@ -264,7 +264,7 @@ impl CacheBuilder {
     /// under a millisecond, longer under load) can lose it. The wait runs on a connection of
     /// its own (`WAIT` blocks the connection it is sent on), so hits never queue behind it, and
     /// by group commit (a burst of invalidations shares one or two waits; a caller may wait up
-    /// to twice `timeout` plus the operation timeout), outside the circuit breaker (a slow
+    /// to twice `timeout` plus three operation timeouts), outside the circuit breaker (a slow
     /// replica says nothing about the master). `NAME_refresh` does not wait. The ACL profile
     /// needs `+wait`. The URL must name one server (not a DNS name or proxy that may move
     /// between the change and the wait's own connection). A full master under `noeviction`

@@ -301,18 +301,23 @@ impl SentinelMaster {
             let known = self.config_epoch.load(Ordering::Acquire);
             let majority = agreeing * 2 > self.sentinels.len();
             if previous.addr == addr {
-                self.config_epoch
-                    .fetch_max(view.config_epoch, Ordering::AcqRel);
+                // What most sentinels say of the current master is its epoch (theirs start
+                // over when they are redeployed without their state), so the next failover
+                // arrives as a newer one.
+                if majority {
+                    self.config_epoch
+                        .store(view.config_epoch, Ordering::Release);
+                } else {
+                    self.config_epoch
+                        .fetch_max(view.config_epoch, Ordering::AcqRel);
+                }
                 return;
             }
             // A newer epoch moves us. An older (or equal) one only when most sentinels name
-            // it (their epochs start over when they are redeployed without their state) and
-            // the current master no longer says it is one, or does not answer: a majority that
-            // has not yet heard of a failover must not move us back to a node still accepting
-            // writes.
-            if view.config_epoch <= known
-                && (!majority || self.is_master(&previous.manager).await == Some(true))
-            {
+            // it and the current master says it is no longer one, or refuses connections: a
+            // majority that has not yet heard of a failover must not move us back to a node
+            // still accepting writes, nor must a master too busy to answer in time.
+            if view.config_epoch <= known && (!majority || !self.is_gone(&previous.manager).await) {
                 return;
             }
         }
@@ -352,9 +357,16 @@ impl SentinelMaster {
         .map(|info| info.map(|info| info.lines().any(|l| l.trim() == "role:master")))
     }
 
-    /// Whether the node says it is a master; `None` when it does not answer.
-    async fn is_master(&self, manager: &ConnectionManager) -> Option<bool> {
-        self.role(manager).await.ok()?.ok()
+    /// Whether the node is certainly no longer the master: it says it is a replica, or the
+    /// link to it fails outright (refused, reset). A slow answer is not that.
+    async fn is_gone(&self, manager: &ConnectionManager) -> bool {
+        match self.role(manager).await {
+            Ok(Ok(is_master)) => !is_master,
+            Ok(Err(err)) => {
+                err.is_connection_refusal() || err.is_connection_dropped() || err.is_io_error()
+            }
+            Err(_) => false,
+        }
     }
 
     /// The links to the node `view` names, once it says it is a master.

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs redis-server (and redis-cli, which
-# the cluster tests use) when missing, then runs every test of the workspace.
-# The tests start their own Redis servers on free loopback ports; they never use 6379.
+# the cluster tests use), openssl and PostgreSQL when missing, then runs every test of the
+# workspace and of the example service (examples/service, a workspace of its own).
+# The tests start their own Redis and PostgreSQL servers on free loopback ports; they never
+# use 6379 or 5432.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,4 +21,18 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y redis-server openssl
 fi
 
+# The example service's tests run initdb/pg_ctl (postgresql's server binaries) themselves.
+have_postgres() {
+    command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1
+}
+if ! have_postgres; then
+    echo "PostgreSQL's server binaries not found; installing postgresql with apt-get" >&2
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y postgresql
+fi
+
 cargo test --workspace "$@"
+# One target directory for both workspaces: the service reuses the library's build.
+CARGO_TARGET_DIR="$PWD/target" cargo test --manifest-path examples/service/Cargo.toml "$@"

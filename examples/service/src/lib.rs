@@ -1,0 +1,140 @@
+//! An example service on PostgreSQL where every caching pattern of the guide is an endpoint
+//! done with `redis-cached` (issue 15; more endpoints to come). `main.rs` starts it; the
+//! router is here so tests drive it in process.
+
+pub mod cached;
+pub mod db;
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use deadpool_postgres::Pool;
+use redis_cached::Cache;
+use serde::Deserialize;
+
+/// What handlers share: the pool, and the cache (`None` with caching off: the same code runs
+/// every read against the database).
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Pool,
+    pub cache: Option<Cache>,
+}
+
+impl AppState {
+    /// Runs `work` with this state's cache as the default one of the cached functions.
+    async fn cached<F: std::future::Future>(&self, work: F) -> F::Output {
+        match &self.cache {
+            Some(cache) => cache.scope(work).await,
+            None => work.await,
+        }
+    }
+}
+
+/// A handler's failure.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AppError {
+    #[error("database: {0}")]
+    Db(String),
+    #[error("cache: {0}")]
+    Cache(String),
+}
+
+impl From<tokio_postgres::Error> for AppError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        AppError::Db(err.to_string())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for AppError {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        AppError::Db(err.to_string())
+    }
+}
+
+impl From<redis_cached::Error> for AppError {
+    fn from(err: redis_cached::Error) -> Self {
+        AppError::Cache(err.to_string())
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({ "error": self.to_string() }));
+        (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/users/{id}", get(get_user).put(put_user))
+        .route("/users/{id}/stats", get(get_user_stats))
+        .with_state(state)
+}
+
+/// Read-through.
+async fn get_user(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    let user = state.cached(cached::user(id, &state.db)).await?;
+    Ok(match user {
+        Some(user) => Json(user).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UserUpdate {
+    pub name: String,
+    pub email: String,
+}
+
+/// Invalidation on update: the row is written, then the entry dropped. Not `user_put`: two
+/// concurrent requests could each commit and then put in the other order, leaving the older
+/// row cached; an invalidation after each commit cannot (the next read loads what is
+/// committed, and a load that began before the invalidation cannot store).
+async fn put_user(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Json(update): Json<UserUpdate>,
+) -> Result<Response, AppError> {
+    let client = state.db.get().await?;
+    let updated = client
+        .execute(
+            "UPDATE users SET name = $2, email = $3 WHERE id = $1",
+            &[&id, &update.name, &update.email],
+        )
+        .await?;
+    if updated == 0 {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    }
+    if state.cache.is_some() {
+        state.cached(cached::user_invalidate(id)).await?;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The materialized view, read without loading: 503 until the stats job built it.
+async fn get_user_stats(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    if state.cache.is_none() {
+        // Caching off: the view is computed per request.
+        let stats = cached::user_stats(id, &state.db).await?;
+        return Ok(Json(stats).into_response());
+    }
+    Ok(match state.cached(cached::user_stats_peek(id)).await? {
+        Some(Ok(stats)) => Json(stats).into_response(),
+        Some(Err(err)) => err.into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "error": "the stats view is not built yet" })),
+        )
+            .into_response(),
+    })
+}

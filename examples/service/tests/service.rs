@@ -1,0 +1,195 @@
+//! The service's endpoints against a PostgreSQL and a Redis the tests start themselves:
+//! queries are counted by PostgreSQL (`pg_stat_statements`).
+
+mod support;
+
+use axum::{
+    Router,
+    body::Body,
+    http::{Request, StatusCode},
+};
+use deadpool_postgres::{Config, Pool, Runtime};
+use http_body_util::BodyExt;
+use redis_cached::Cache;
+use redis_cached_service::{AppState, cached, db, router};
+use support::{postgres::Postgres, redis::RedisServer};
+use tower::ServiceExt;
+
+struct Service {
+    app: Router,
+    pool: Pool,
+    cache: Cache,
+    _pg: Postgres,
+    _redis: RedisServer,
+}
+
+async fn service() -> Service {
+    let pg = Postgres::start();
+    let redis = RedisServer::start();
+    let mut config = Config::new();
+    config.url = Some(pg.url());
+    let pool = config
+        .create_pool(Some(Runtime::Tokio1), tokio_postgres::NoTls)
+        .expect("pool");
+    db::prepare(&pool, db::Sizes::SMALL).await.expect("schema");
+    pool.get()
+        .await
+        .expect("client")
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await
+        .expect("pg_stat_statements");
+    let cache = Cache::builder()
+        .url(redis.url())
+        .namespace("service-test")
+        .fill_in_background(false)
+        .build()
+        .await
+        .expect("cache");
+    let app = router(AppState {
+        db: pool.clone(),
+        cache: Some(cache.clone()),
+    });
+    Service {
+        app,
+        pool,
+        cache,
+        _pg: pg,
+        _redis: redis,
+    }
+}
+
+impl Service {
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<serde_json::Value>,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        let body = match body {
+            Some(json) => {
+                request = request.header("content-type", "application/json");
+                Body::from(json.to_string())
+            }
+            None => Body::empty(),
+        };
+        let response = self
+            .app
+            .clone()
+            .oneshot(request.body(body).expect("request"))
+            .await
+            .expect("response");
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
+    /// How many times PostgreSQL ran statements whose text contains `needle`.
+    async fn queries(&self, needle: &str) -> i64 {
+        self.pool
+            .get()
+            .await
+            .expect("client")
+            .query_one(
+                "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements \
+                 WHERE query LIKE '%' || $1 || '%' AND query NOT LIKE '%pg_stat_statements%'",
+                &[&needle],
+            )
+            .await
+            .expect("pg_stat_statements")
+            .get(0)
+    }
+}
+
+const USER_QUERY: &str = "FROM users WHERE id";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_read_does_not_query_postgres_and_a_write_is_seen_on_the_next_read() {
+    let s = service().await;
+    let (status, first) = s.call("GET", "/users/7", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(first["name"], "user 7");
+    assert_eq!(s.queries(USER_QUERY).await, 1);
+    let (_, second) = s.call("GET", "/users/7", None).await;
+    assert_eq!(second, first);
+    assert_eq!(s.queries(USER_QUERY).await, 1, "the second read was a hit");
+
+    // A missing user is cached too.
+    assert_eq!(
+        s.call("GET", "/users/999999", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        s.call("GET", "/users/999999", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(s.queries(USER_QUERY).await, 2);
+
+    let update = serde_json::json!({ "name": "renamed", "email": "r@example.com" });
+    let (status, _) = s.call("PUT", "/users/7", Some(update)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, after) = s.call("GET", "/users/7", None).await;
+    assert_eq!(after["name"], "renamed", "no stale read after a PUT");
+}
+
+/// 50 concurrent PUTs to one user: the next read returns the row PostgreSQL holds, never an
+/// older one (invalidation after each commit, not a put of each request's value).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_puts_leave_the_committed_row_cached() {
+    let s = service().await;
+    assert_eq!(s.call("GET", "/users/3", None).await.0, StatusCode::OK);
+    let s = std::sync::Arc::new(s);
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let s = s.clone();
+        set.spawn(async move {
+            let update = serde_json::json!({ "name": format!("name {i}"), "email": "e@x" });
+            let (status, _) = s.call("PUT", "/users/3", Some(update)).await;
+            assert_eq!(status, StatusCode::NO_CONTENT);
+            // Readers racing the writers load whatever is committed at the time.
+            s.call("GET", "/users/3", None).await;
+        });
+    }
+    set.join_all().await;
+    let committed: String = s
+        .pool
+        .get()
+        .await
+        .expect("client")
+        .query_one("SELECT name FROM users WHERE id = 3", &[])
+        .await
+        .expect("row")
+        .get(0);
+    let (_, cached) = s.call("GET", "/users/3", None).await;
+    assert_eq!(cached["name"], committed.as_str());
+}
+
+/// The materialized view: 503 until the job builds it, then served without a query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stats_view_is_served_without_a_query_once_the_job_built_it() {
+    let s = service().await;
+    let (status, body) = s.call("GET", "/users/5/stats", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["error"], "the stats view is not built yet");
+    let stored = s.cache.scope(cached::refresh_stats(&s.pool, 1..=10)).await;
+    assert_eq!(stored, 10);
+    let before = s.queries("FROM posts WHERE author_id").await;
+    assert_eq!(before, 10, "the job ran one query per user");
+    for _ in 0..5 {
+        let (status, body) = s.call("GET", "/users/5/stats", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["user_id"], 5);
+        assert!(body["posts"].as_i64().is_some_and(|n| n > 0), "{body}");
+    }
+    assert_eq!(
+        s.queries("FROM posts WHERE author_id").await,
+        before,
+        "served without a query"
+    );
+}

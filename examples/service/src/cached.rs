@@ -73,3 +73,74 @@ pub async fn refresh_stats(db: &Pool, ids: impl IntoIterator<Item = i64>) -> usi
     }
     stored
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trending {
+    pub post_id: i64,
+    pub title: String,
+    pub votes: i64,
+}
+
+/// Full result caching: `GET /posts/trending`, the guide's 24-hour vote query, 5 minutes. The
+/// query is the expensive one: one caller refreshes it shortly before it expires
+/// (`early_refresh`), and while it reloads, callers are served the previous list (`stale`).
+#[redis_cached(ttl = 300, stale = 60, early_refresh = 1.0, name = "service::trending")]
+pub async fn trending(#[cache(skip)] db: &Pool) -> Result<Vec<Trending>, AppError> {
+    let client = db.get().await?;
+    let rows = client
+        .query(
+            "SELECT p.id, p.title, count(*) AS votes
+               FROM votes v JOIN posts p ON p.id = v.post_id
+              WHERE v.created_at > now() - interval '24 hours'
+              GROUP BY p.id, p.title
+              ORDER BY votes DESC, p.id
+              LIMIT 10",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| Trending {
+            post_id: row.get(0),
+            title: row.get(1),
+            votes: row.get(2),
+        })
+        .collect())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostBody {
+    pub id: i64,
+    pub author_id: i64,
+    pub title: String,
+    pub body: String,
+}
+
+/// Partial result caching, the part that rarely changes: a post's body, for an hour.
+#[redis_cached(ttl = 3600, name = "service::post_body")]
+pub async fn post_body(id: i64, #[cache(skip)] db: &Pool) -> Result<Option<PostBody>, AppError> {
+    let client = db.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT id, author_id, title, body FROM posts WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    Ok(row.map(|row| PostBody {
+        id: row.get(0),
+        author_id: row.get(1),
+        title: row.get(2),
+        body: row.get(3),
+    }))
+}
+
+/// Partial result caching, the part that changes often: a post's vote count, for 60 s, and
+/// dropped by every vote (event invalidation, `#[cache_evict]` on [`crate::votes::vote`]).
+#[redis_cached(ttl = 60, tags = ["post-votes:{id}"], name = "service::vote_count")]
+pub async fn vote_count(id: i64, #[cache(skip)] db: &Pool) -> Result<i64, AppError> {
+    let client = db.get().await?;
+    let row = client
+        .query_one("SELECT count(*) FROM votes WHERE post_id = $1", &[&id])
+        .await?;
+    Ok(row.get(0))
+}

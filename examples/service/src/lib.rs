@@ -4,13 +4,14 @@
 
 pub mod cached;
 pub mod db;
+pub mod votes;
 
 use axum::{
     Json, Router,
     extract::{Path, State},
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use deadpool_postgres::Pool;
 use redis_cached::Cache;
@@ -72,6 +73,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/users/{id}", get(get_user).put(put_user))
         .route("/users/{id}/stats", get(get_user_stats))
+        .route("/posts/trending", get(get_trending))
+        .route("/posts/{id}", get(get_post))
+        .route("/posts/{id}/votes", post(post_vote))
         .with_state(state)
 }
 
@@ -137,4 +141,60 @@ async fn get_user_stats(
         )
             .into_response(),
     })
+}
+
+/// Full result caching (with early refresh and stale-while-revalidate).
+async fn get_trending(State(state): State<AppState>) -> Result<Response, AppError> {
+    let list = state.cached(cached::trending(&state.db)).await?;
+    Ok(Json(list).into_response())
+}
+
+/// Partial result caching: the body (1 h) and the vote count (60 s, dropped by each vote),
+/// cached apart and combined per request.
+async fn get_post(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    let (body, votes) = state
+        .cached(async {
+            tokio::try_join!(
+                cached::post_body(id, &state.db),
+                cached::vote_count(id, &state.db)
+            )
+        })
+        .await?;
+    Ok(match body {
+        Some(post) => Json(serde_json::json!({
+            "id": post.id,
+            "author_id": post.author_id,
+            "title": post.title,
+            "body": post.body,
+            "votes": votes,
+        }))
+        .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewVote {
+    pub user_id: i64,
+}
+
+/// Event invalidation: the vote, then its post's count dropped.
+async fn post_vote(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Json(vote): Json<NewVote>,
+) -> Result<Response, AppError> {
+    match state.cache {
+        Some(_) => {
+            state
+                .cached(votes::vote(id, vote.user_id, &state.db))
+                .await?
+        }
+        // Caching off: nothing to invalidate.
+        None => votes::insert_vote(id, vote.user_id, &state.db).await?,
+    }
+    Ok(StatusCode::CREATED.into_response())
 }

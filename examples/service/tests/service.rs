@@ -193,3 +193,52 @@ async fn the_stats_view_is_served_without_a_query_once_the_job_built_it() {
         "served without a query"
     );
 }
+
+/// Full result caching: the trending query runs once for many reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trending_runs_its_query_once_for_many_reads() {
+    let s = service().await;
+    let (status, first) = s.call("GET", "/posts/trending", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        first.as_array().is_some_and(|list| !list.is_empty()),
+        "{first}"
+    );
+    for _ in 0..20 {
+        assert_eq!(s.call("GET", "/posts/trending", None).await.1, first);
+    }
+    assert_eq!(s.queries("GROUP BY p.id, p.title").await, 1);
+}
+
+/// Partial result caching and event invalidation: the body is read once; a vote drops the
+/// count, so the next read shows it, and the body is not read again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vote_is_counted_on_the_next_read_and_the_body_stays_cached() {
+    let s = service().await;
+    let (status, post) = s.call("GET", "/posts/11", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let votes = post["votes"].as_i64().expect("votes");
+    assert_eq!(s.call("GET", "/posts/11", None).await.1, post, "a hit");
+    let vote = serde_json::json!({ "user_id": 4 });
+    assert_eq!(
+        s.call("POST", "/posts/11/votes", Some(vote)).await.0,
+        StatusCode::CREATED
+    );
+    let (_, after) = s.call("GET", "/posts/11", None).await;
+    assert_eq!(
+        after["votes"].as_i64(),
+        Some(votes + 1),
+        "no stale count after a vote"
+    );
+    assert_eq!(after["body"], post["body"]);
+    assert_eq!(
+        s.queries("FROM posts WHERE id").await,
+        1,
+        "the body was read once"
+    );
+    assert_eq!(
+        s.queries("FROM votes WHERE post_id").await,
+        2,
+        "the count twice"
+    );
+}

@@ -76,15 +76,23 @@ pub fn router(state: AppState) -> Router {
         .route("/posts/trending", get(get_trending))
         .route("/posts/{id}", get(get_post))
         .route("/posts/{id}/votes", post(post_vote))
+        .route("/orgs/{id}/rename", post(rename_org))
         .with_state(state)
 }
 
-/// Read-through.
+/// Read-through (the user's organisation first: the entry's tag).
 async fn get_user(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    let user = state.cached(cached::user(id, &state.db)).await?;
+    let user = state
+        .cached(async {
+            match cached::user_org(id, &state.db).await? {
+                Some(org) => cached::user(id, org, &state.db).await,
+                None => Ok(None),
+            }
+        })
+        .await?;
     Ok(match user {
         Some(user) => Json(user).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
@@ -197,4 +205,31 @@ async fn post_vote(
         None => votes::insert_vote(id, vote.user_id, &state.db).await?,
     }
     Ok(StatusCode::CREATED.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Rename {
+    pub name: String,
+}
+
+/// Tag invalidation: every cached user of the organisation, in one call.
+async fn rename_org(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Json(rename): Json<Rename>,
+) -> Result<Response, AppError> {
+    let client = state.db.get().await?;
+    let updated = client
+        .execute(
+            "UPDATE orgs SET name = $2 WHERE id = $1",
+            &[&id, &rename.name],
+        )
+        .await?;
+    if updated == 0 {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    }
+    if let Some(cache) = &state.cache {
+        cache.invalidate_tags([format!("org:{id}")]).await?;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

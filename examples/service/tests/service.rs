@@ -107,7 +107,7 @@ impl Service {
     }
 }
 
-const USER_QUERY: &str = "FROM users WHERE id";
+const USER_QUERY: &str = "WHERE u.id";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_read_does_not_query_postgres_and_a_write_is_seen_on_the_next_read() {
@@ -129,7 +129,12 @@ async fn a_second_read_does_not_query_postgres_and_a_write_is_seen_on_the_next_r
         s.call("GET", "/users/999999", None).await.0,
         StatusCode::NOT_FOUND
     );
-    assert_eq!(s.queries(USER_QUERY).await, 2);
+    assert_eq!(
+        s.queries("SELECT org_id FROM users").await,
+        2,
+        "one lookup for user 7, one for the missing user: its absence is cached"
+    );
+    assert_eq!(s.queries(USER_QUERY).await, 1);
 
     let update = serde_json::json!({ "name": "renamed", "email": "r@example.com" });
     let (status, _) = s.call("PUT", "/users/7", Some(update)).await;
@@ -240,5 +245,35 @@ async fn a_vote_is_counted_on_the_next_read_and_the_body_stays_cached() {
         s.queries("FROM votes WHERE post_id").await,
         2,
         "the count twice"
+    );
+}
+
+/// Tag invalidation: renaming an organisation reloads exactly its cached users.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renaming_an_org_reloads_exactly_its_users() {
+    let s = service().await;
+    // Users 1 and 11 are in org 2, user 2 in org 3 (org = 1 + id % 10).
+    for id in [1, 11, 2] {
+        assert_eq!(
+            s.call("GET", &format!("/users/{id}"), None).await.0,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(s.queries(USER_QUERY).await, 3);
+    let rename = serde_json::json!({ "name": "renamed org" });
+    assert_eq!(
+        s.call("POST", "/orgs/2/rename", Some(rename)).await.0,
+        StatusCode::NO_CONTENT
+    );
+    for id in [1, 11] {
+        let (_, user) = s.call("GET", &format!("/users/{id}"), None).await;
+        assert_eq!(user["org_name"], "renamed org", "user {id}");
+    }
+    let (_, other) = s.call("GET", "/users/2", None).await;
+    assert_eq!(other["org_name"], "org 3");
+    assert_eq!(
+        s.queries(USER_QUERY).await,
+        5,
+        "the org's two users reloaded, the other hit"
     );
 }

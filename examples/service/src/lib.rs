@@ -4,6 +4,7 @@
 
 pub mod cached;
 pub mod db;
+pub mod structures;
 pub mod votes;
 
 use axum::{
@@ -77,6 +78,8 @@ pub fn router(state: AppState) -> Router {
         .route("/posts/{id}", get(get_post))
         .route("/posts/{id}/votes", post(post_vote))
         .route("/orgs/{id}/rename", post(rename_org))
+        .route("/leaderboard", get(get_leaderboard))
+        .route("/users/{id}/activity", get(get_activity))
         .with_state(state)
 }
 
@@ -195,11 +198,16 @@ async fn post_vote(
     Path(id): Path<i64>,
     Json(vote): Json<NewVote>,
 ) -> Result<Response, AppError> {
-    match state.cache {
-        Some(_) => {
+    match &state.cache {
+        Some(cache) => {
             state
                 .cached(votes::vote(id, vote.user_id, &state.db))
-                .await?
+                .await?;
+            // Best effort: Redis data structures beside the cache (a leaderboard, an activity
+            // list); a failure is logged, the vote stands.
+            if let Err(err) = structures::record_vote(cache, &state.db, id, vote.user_id).await {
+                tracing::warn!(error = %err, "leaderboard/activity not updated");
+            }
         }
         // Caching off: nothing to invalidate.
         None => votes::insert_vote(id, vote.user_id, &state.db).await?,
@@ -232,4 +240,24 @@ async fn rename_org(
         cache.invalidate_tags([format!("org:{id}")]).await?;
     }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A sorted set: the authors whose posts got the most votes (through the `Cache`'s own
+/// connection).
+async fn get_leaderboard(State(state): State<AppState>) -> Result<Response, AppError> {
+    let Some(cache) = &state.cache else {
+        return Ok(StatusCode::SERVICE_UNAVAILABLE.into_response());
+    };
+    Ok(Json(structures::leaderboard(cache, 10).await?).into_response())
+}
+
+/// A list: a user's latest votes, newest first.
+async fn get_activity(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    let Some(cache) = &state.cache else {
+        return Ok(StatusCode::SERVICE_UNAVAILABLE.into_response());
+    };
+    Ok(Json(structures::activity(cache, id, 20).await?).into_response())
 }

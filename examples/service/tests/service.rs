@@ -237,7 +237,7 @@ async fn a_vote_is_counted_on_the_next_read_and_the_body_stays_cached() {
     );
     assert_eq!(after["body"], post["body"]);
     assert_eq!(
-        s.queries("FROM posts WHERE id").await,
+        s.queries("title, body FROM posts").await,
         1,
         "the body was read once"
     );
@@ -275,5 +275,29 @@ async fn renaming_an_org_reloads_exactly_its_users() {
         s.queries(USER_QUERY).await,
         5,
         "the org's two users reloaded, the other hit"
+    );
+}
+
+/// Redis data structures beside the cache: votes feed a leaderboard and the voter's activity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn votes_feed_the_leaderboard_and_the_activity_list() {
+    let s = service().await;
+    // Post 21's author is user 1 + 21 % 200 = 22; post 22's is 23.
+    for (post, voter) in [(21, 5), (21, 6), (22, 5)] {
+        let vote = serde_json::json!({ "user_id": voter });
+        let (status, _) = s
+            .call("POST", &format!("/posts/{post}/votes"), Some(vote))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (_, leaders) = s.call("GET", "/leaderboard", None).await;
+    assert_eq!(
+        leaders,
+        serde_json::json!([{ "user_id": 22, "votes": 2 }, { "user_id": 23, "votes": 1 }])
+    );
+    let (_, activity) = s.call("GET", "/users/5/activity", None).await;
+    assert_eq!(
+        activity,
+        serde_json::json!(["voted for post 22", "voted for post 21"])
     );
 }

@@ -139,7 +139,12 @@ pub struct PostBody {
 }
 
 /// Partial result caching, the part that rarely changes: a post's body, for an hour.
-#[redis_cached(ttl = 3600, name = "service::post_body")]
+///
+/// Version invalidation: `PostBody` gained `author_id` in its second version, and entries
+/// written by the first (without it) would no longer decode, or worse, decode into a default;
+/// `version = 2` gives the new type keys of its own, so during a rolling deploy old and new
+/// processes each read their own entries and nothing has to be flushed.
+#[redis_cached(ttl = 3600, version = 2, name = "service::post_body")]
 pub async fn post_body(id: i64, #[cache(skip)] db: &Pool) -> Result<Option<PostBody>, AppError> {
     let client = db.get().await?;
     let row = client

@@ -71,6 +71,7 @@ impl IntoResponse for AppError {
 }
 
 pub fn router(state: AppState) -> Router {
+    prometheus();
     Router::new()
         .route("/users/{id}", get(get_user).put(put_user))
         .route("/users/{id}/stats", get(get_user_stats))
@@ -79,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/posts/{id}/votes", post(post_vote))
         .route("/orgs/{id}/rename", post(rename_org))
         .route("/leaderboard", get(get_leaderboard))
+        .route("/metrics", get(get_metrics))
         .route("/users/{id}/activity", get(get_activity))
         .with_state(state)
 }
@@ -260,4 +262,28 @@ async fn get_activity(
         return Ok(StatusCode::SERVICE_UNAVAILABLE.into_response());
     };
     Ok(Json(structures::activity(cache, id, 20).await?).into_response())
+}
+
+/// The process's Prometheus recorder, installed once (the library reports through the
+/// `metrics` facade: hits by level, misses, loads, errors, per function).
+pub fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics shows nothing");
+        }
+        handle
+    })
+}
+
+/// Hit-rate monitoring: Prometheus text.
+async fn get_metrics() -> Response {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        prometheus().render(),
+    )
+        .into_response()
 }

@@ -301,3 +301,31 @@ async fn votes_feed_the_leaderboard_and_the_activity_list() {
         serde_json::json!(["voted for post 22", "voted for post 21"])
     );
 }
+
+/// Hit-rate monitoring: the library's counters, in Prometheus text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_hits_and_misses() {
+    let s = service().await;
+    for _ in 0..3 {
+        s.call("GET", "/posts/trending", None).await;
+    }
+    let response = s
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/metrics")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("redis_cached_hits_total"), "{text}");
+    assert!(text.contains("redis_cached_misses_total"), "{text}");
+}

@@ -89,7 +89,8 @@ pub async fn refresh_stats(db: &Pool, ids: impl IntoIterator<Item = i64>) -> usi
     let mut stored = 0;
     for id in ids {
         match user_stats_refresh(id, db).await {
-            Ok(_) => stored += 1,
+            Ok(Ok(_)) => stored += 1,
+            Ok(Err(err)) => tracing::warn!(id, error = %err, "stats job: could not compute"),
             Err(err) => tracing::warn!(id, error = %err, "stats job: could not refresh"),
         }
     }

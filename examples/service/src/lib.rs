@@ -43,6 +43,8 @@ pub enum AppError {
     Db(String),
     #[error("cache: {0}")]
     Cache(String),
+    #[error("not found")]
+    NotFound,
 }
 
 impl From<tokio_postgres::Error> for AppError {
@@ -65,6 +67,9 @@ impl From<redis_cached::Error> for AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
+        if let AppError::NotFound = self {
+            return StatusCode::NOT_FOUND.into_response();
+        }
         let body = Json(serde_json::json!({ "error": self.to_string() }));
         (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
     }
@@ -119,20 +124,48 @@ async fn put_user(
     Path(id): Path<i64>,
     Json(update): Json<UserUpdate>,
 ) -> Result<Response, AppError> {
-    let client = state.db.get().await?;
-    let updated = client
-        .execute(
-            "UPDATE users SET name = $2, email = $3 WHERE id = $1",
-            &[&id, &update.name, &update.email],
-        )
-        .await?;
-    if updated == 0 {
-        return Ok(StatusCode::NOT_FOUND.into_response());
-    }
-    if state.cache.is_some() {
-        state.cached(cached::user_invalidate(id)).await?;
-    }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    to_completion(async move {
+        let client = state.db.get().await?;
+        let updated = client
+            .execute(
+                "UPDATE users SET name = $2, email = $3 WHERE id = $1",
+                &[&id, &update.name, &update.email],
+            )
+            .await?;
+        if updated == 0 {
+            return Ok(StatusCode::NOT_FOUND.into_response());
+        }
+        if state.cache.is_some()
+            && let Err(err) = state.cached(cached::user_invalidate(id)).await
+        {
+            invalidation_failed("user", &err.to_string());
+        }
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })
+    .await
+}
+
+/// Runs a write and its invalidation to the end even if the client goes away: axum drops the
+/// handler of a client that disconnected, and a commit without its invalidation would leave
+/// the old value cached until its TTL.
+async fn to_completion(
+    work: impl std::future::Future<Output = Result<Response, AppError>> + Send + 'static,
+) -> Result<Response, AppError> {
+    tokio::spawn(work)
+        .await
+        .unwrap_or_else(|err| Err(AppError::Db(format!("the write did not finish: {err}"))))
+}
+
+/// A committed write whose invalidation failed: the old value may be served until its TTL.
+/// Reported (an error log and a counter), not turned into the request's failure: the write
+/// itself succeeded, and a client retrying it would repeat it.
+fn invalidation_failed(what: &'static str, error: &str) {
+    tracing::error!(
+        what,
+        error,
+        "invalidation failed after a committed write; the old value may be served until its TTL"
+    );
+    metrics::counter!("service_invalidation_failures_total", "what" => what).increment(1);
 }
 
 /// The materialized view, read without loading: 503 until the stats job built it.
@@ -200,21 +233,28 @@ async fn post_vote(
     Path(id): Path<i64>,
     Json(vote): Json<NewVote>,
 ) -> Result<Response, AppError> {
-    match &state.cache {
-        Some(cache) => {
-            state
-                .cached(votes::vote(id, vote.user_id, &state.db))
-                .await?;
-            // Best effort: Redis data structures beside the cache (a leaderboard, an activity
-            // list); a failure is logged, the vote stands.
-            if let Err(err) = structures::record_vote(cache, &state.db, id, vote.user_id).await {
-                tracing::warn!(error = %err, "leaderboard/activity not updated");
+    to_completion(async move {
+        match &state.cache {
+            Some(cache) => {
+                match state.cached(votes::vote(id, vote.user_id, &state.db)).await {
+                    Ok(()) => {}
+                    // `#[cache_evict]` reports a failed invalidation after the insert landed.
+                    Err(AppError::Cache(err)) => invalidation_failed("post votes", &err),
+                    Err(err) => return Err(err),
+                }
+                // Best effort: Redis data structures beside the cache (a leaderboard, an
+                // activity list); a failure is logged, the vote stands.
+                if let Err(err) = structures::record_vote(cache, &state.db, id, vote.user_id).await
+                {
+                    tracing::warn!(error = %err, "leaderboard/activity not updated");
+                }
             }
+            // Caching off: nothing to invalidate.
+            None => votes::insert_vote(id, vote.user_id, &state.db).await?,
         }
-        // Caching off: nothing to invalidate.
-        None => votes::insert_vote(id, vote.user_id, &state.db).await?,
-    }
-    Ok(StatusCode::CREATED.into_response())
+        Ok(StatusCode::CREATED.into_response())
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,20 +268,25 @@ async fn rename_org(
     Path(id): Path<i64>,
     Json(rename): Json<Rename>,
 ) -> Result<Response, AppError> {
-    let client = state.db.get().await?;
-    let updated = client
-        .execute(
-            "UPDATE orgs SET name = $2 WHERE id = $1",
-            &[&id, &rename.name],
-        )
-        .await?;
-    if updated == 0 {
-        return Ok(StatusCode::NOT_FOUND.into_response());
-    }
-    if let Some(cache) = &state.cache {
-        cache.invalidate_tags([format!("org:{id}")]).await?;
-    }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    to_completion(async move {
+        let client = state.db.get().await?;
+        let updated = client
+            .execute(
+                "UPDATE orgs SET name = $2 WHERE id = $1",
+                &[&id, &rename.name],
+            )
+            .await?;
+        if updated == 0 {
+            return Ok(StatusCode::NOT_FOUND.into_response());
+        }
+        if let Some(cache) = &state.cache
+            && let Err(err) = cache.invalidate_tags([format!("org:{id}")]).await
+        {
+            invalidation_failed("org", &err.to_string());
+        }
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })
+    .await
 }
 
 /// A sorted set: the authors whose posts got the most votes (through the `Cache`'s own

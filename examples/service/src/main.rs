@@ -19,12 +19,24 @@ fn env(name: &str) -> Option<String> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().init();
+    // Before anything records: the library registers each function's metrics at first use.
+    redis_cached_service::prometheus();
     let Some(database_url) = env("DATABASE_URL") else {
         eprintln!("error: set DATABASE_URL (postgres://user@host:5432/db)");
         std::process::exit(2);
     };
     let mut config = Config::new();
     config.url = Some(database_url.clone());
+    // Every wait bounded: a pool exhausted or a database gone answers an error, not a hang.
+    let timeout = Some(Duration::from_secs(5));
+    config.pool = Some(deadpool_postgres::PoolConfig {
+        timeouts: deadpool_postgres::Timeouts {
+            wait: timeout,
+            create: timeout,
+            recycle: timeout,
+        },
+        ..deadpool_postgres::PoolConfig::default()
+    });
     let pool = config.create_pool(Some(Runtime::Tokio1), tokio_postgres::NoTls)?;
     if let Err(err) = pool.get().await {
         eprintln!("error: PostgreSQL is unreachable at DATABASE_URL: {err}");

@@ -8,13 +8,20 @@ use crate::AppError;
 /// The vote itself.
 pub async fn insert_vote(post_id: i64, user_id: i64, db: &Pool) -> Result<(), AppError> {
     let client = db.get().await?;
-    client
+    let inserted = client
         .execute(
             "INSERT INTO votes (post_id, user_id, created_at) VALUES ($1, $2, now())",
             &[&post_id, &user_id],
         )
-        .await?;
-    Ok(())
+        .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        // No such post or user.
+        Err(err) if err.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) => {
+            Err(AppError::NotFound)
+        }
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// Event invalidation: `POST /posts/{id}/votes` inserts the vote, then (once it returned

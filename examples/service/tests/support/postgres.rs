@@ -53,6 +53,9 @@ impl Postgres {
         let dir = super::temp_dir("pg");
         let as_user = is_root().then_some("postgres");
         if let Some(user) = as_user {
+            // One test at a time creates the user (the others would fail: it exists).
+            static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let _creating = CREATING.lock().unwrap_or_else(|p| p.into_inner());
             if !Command::new("id")
                 .arg(user)
                 .output()

@@ -178,7 +178,16 @@ async fn get_user_stats(
         let stats = cached::user_stats(id, &state.db).await?;
         return Ok(Json(stats).into_response());
     }
-    Ok(match state.cached(cached::user_stats_peek(id)).await? {
+    let peeked = match state.cached(cached::user_stats_peek(id)).await {
+        Ok(peeked) => peeked,
+        // Redis unreachable: computed from the database, as with caching off.
+        Err(err) => {
+            tracing::warn!(error = %err, "stats view unreadable; computing it");
+            let stats = cached::user_stats(id, &state.db).await?;
+            return Ok(Json(stats).into_response());
+        }
+    };
+    Ok(match peeked {
         Some(Ok(stats)) => Json(stats).into_response(),
         Some(Err(err)) => err.into_response(),
         None => (

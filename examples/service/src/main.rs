@@ -54,13 +54,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         let url = env("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into());
         // An unreachable Redis is not an error: calls run their loaders until it answers.
-        Some(
-            Cache::builder()
-                .url(url)
-                .namespace("service")
-                .build()
-                .await?,
-        )
+        let cache = Cache::builder()
+            .url(url)
+            .namespace("service")
+            .build()
+            .await?;
+        // Not a reason to refuse to start: say so, and serve from the database meanwhile.
+        let answers = match cache.redis_connection() {
+            Some(mut conn) => tokio::time::timeout(
+                Duration::from_secs(1),
+                redis_cached::redis::cmd("PING").query_async::<String>(&mut conn),
+            )
+            .await
+            .is_ok_and(|pong| pong.is_ok()),
+            None => false,
+        };
+        if !answers {
+            tracing::warn!(
+                "Redis does not answer at REDIS_URL: serving from PostgreSQL until it does"
+            );
+        }
+        Some(cache)
     };
     let state = AppState {
         db: pool.clone(),

@@ -20,12 +20,25 @@ struct Service {
     pool: Pool,
     cache: Cache,
     _pg: Postgres,
-    _redis: RedisServer,
+    _redis: Option<RedisServer>,
 }
 
 async fn service() -> Service {
+    service_with(true).await
+}
+
+/// The service with its cache on a live Redis, or (`redis_up = false`) on one that was
+/// started and stopped (nothing listens: calls fail open).
+async fn service_with(redis_up: bool) -> Service {
     let pg = Postgres::start();
     let redis = RedisServer::start();
+    let redis_url = redis.url();
+    let redis = if redis_up {
+        Some(redis)
+    } else {
+        drop(redis);
+        None
+    };
     let mut config = Config::new();
     config.url = Some(pg.url());
     let pool = config
@@ -39,7 +52,7 @@ async fn service() -> Service {
         .await
         .expect("pg_stat_statements");
     let cache = Cache::builder()
-        .url(redis.url())
+        .url(redis_url)
         .namespace("service-test")
         .fill_in_background(false)
         .build()
@@ -344,4 +357,53 @@ async fn a_vote_for_a_missing_post_is_not_found() {
     let vote = serde_json::json!({ "user_id": 4 });
     let (status, _) = s.call("POST", "/posts/99999999/votes", Some(vote)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// With Redis down, every endpoint serves from PostgreSQL: reads fail open, writes succeed
+/// (their failed invalidations are logged and counted), the stats view is computed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_everything_is_served_from_postgres() {
+    let s = service_with(false).await;
+    let (status, user) = s.call("GET", "/users/7", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(user["name"], "user 7");
+    let update = serde_json::json!({ "name": "renamed", "email": "r@example.com" });
+    assert_eq!(
+        s.call("PUT", "/users/7", Some(update)).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(s.call("GET", "/users/7", None).await.1["name"], "renamed");
+    let vote = serde_json::json!({ "user_id": 4 });
+    assert_eq!(
+        s.call("POST", "/posts/11/votes", Some(vote)).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        s.call("GET", "/posts/trending", None).await.0,
+        StatusCode::OK
+    );
+    let (status, stats) = s.call("GET", "/users/5/stats", None).await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    assert_eq!(stats["user_id"], 5);
+}
+
+/// `CACHE=off`: the same handlers with no cache, every read on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_caching_off_every_read_queries_postgres() {
+    let mut s = service().await;
+    s.app = router(AppState {
+        db: s.pool.clone(),
+        cache: None,
+    });
+    for _ in 0..2 {
+        assert_eq!(s.call("GET", "/users/7", None).await.0, StatusCode::OK);
+    }
+    assert_eq!(s.queries(USER_QUERY).await, 2);
+    let (status, stats) = s.call("GET", "/users/5/stats", None).await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    let vote = serde_json::json!({ "user_id": 4 });
+    assert_eq!(
+        s.call("POST", "/posts/11/votes", Some(vote)).await.0,
+        StatusCode::CREATED
+    );
 }

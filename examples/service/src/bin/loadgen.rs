@@ -64,27 +64,31 @@ async fn db_transactions(db: &tokio_postgres::Client) -> i64 {
     .expect("pg_stat_database")
 }
 
-/// Counters of the whole namespace, from the service's own `/metrics`.
-async fn hit_rate(http: &reqwest::Client, base: &str) -> Option<f64> {
-    let text = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+/// Hits and misses so far, from the service's own `/metrics` (zero without a cache).
+async fn cache_counts(http: &reqwest::Client, base: &str) -> (f64, f64) {
+    let Some(text) = metrics_text(http, base).await else {
+        return (0.0, 0.0);
+    };
     let sum = |name: &str| -> f64 {
         text.lines()
             .filter(|l| l.starts_with(name))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
-    let (hits, misses) = (
+    (
         sum("redis_cached_hits_total"),
         sum("redis_cached_misses_total"),
-    );
-    (hits + misses > 0.0).then(|| hits / (hits + misses))
+    )
+}
+
+async fn metrics_text(http: &reqwest::Client, base: &str) -> Option<String> {
+    http.get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
 }
 
 struct Run {
@@ -157,72 +161,88 @@ async fn run(mode: &'static str, cache: bool, users: usize, posts: usize) -> Run
     let users_zipf = Arc::new(Zipf::new(users));
     let posts_zipf = Arc::new(Zipf::new(posts));
     let samples = Arc::new(Mutex::new(Samples::default()));
-    // PostgreSQL's backends report their counts up to a second late: let them settle.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = db_transactions(&db).await;
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(seconds);
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (http, base, samples) = (http.clone(), base.clone(), samples.clone());
-        let (users_zipf, posts_zipf) = (users_zipf.clone(), posts_zipf.clone());
-        tasks.push(tokio::spawn(async move {
-            while Instant::now() < deadline {
-                let roll = fastrand::u32(0..100);
-                let (user, post) = (users_zipf.sample(), posts_zipf.sample());
-                let (endpoint, request) = match roll {
-                    0..35 => ("GET /users/{id}", http.get(format!("{base}/users/{user}"))),
-                    35..60 => ("GET /posts/{id}", http.get(format!("{base}/posts/{post}"))),
-                    60..80 => (
-                        "GET /posts/trending",
-                        http.get(format!("{base}/posts/trending")),
-                    ),
-                    // Views exist for the first STATS_USERS users only: both modes ask for those.
-                    80..95 => (
-                        "GET /users/{id}/stats",
-                        http.get(format!(
-                            "{base}/users/{}/stats",
-                            1 + (user - 1) % STATS_USERS
-                        )),
-                    ),
-                    95..98 => (
-                        "POST /posts/{id}/votes",
-                        http.post(format!("{base}/posts/{post}/votes"))
-                            .json(&serde_json::json!({ "user_id": user })),
-                    ),
-                    _ => (
-                        "PUT /users/{id}",
-                        http.put(format!("{base}/users/{user}"))
-                            .json(&serde_json::json!({
-                                "name": format!("user {user} v{}", fastrand::u32(..)),
-                                "email": format!("user{user}@example.com"),
-                            })),
-                    ),
-                };
-                let sent = Instant::now();
-                let ok = request
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success() || r.status().as_u16() == 503);
-                let micros = u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX);
-                let mut samples = samples.lock().unwrap();
-                samples
-                    .by_endpoint
-                    .entry(endpoint)
-                    .or_default()
-                    .push(micros);
-                if !ok {
-                    samples.errors += 1;
+    // A warm-up of the same load, not measured (both modes: PostgreSQL's buffers warm too),
+    // then the measured window.
+    let warmup: u64 = env("WARMUP", "30").parse().expect("WARMUP");
+    let mut before = 0;
+    let mut counts_before = (0.0, 0.0);
+    let mut started = Instant::now();
+    for (phase, record) in [(warmup, false), (seconds, true)] {
+        if record {
+            // PostgreSQL's backends report their counts up to a second late: let them settle.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            before = db_transactions(&db).await;
+            counts_before = cache_counts(&http, &base).await;
+            started = Instant::now();
+        }
+        let deadline = Instant::now() + Duration::from_secs(phase);
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let (http, base, samples) = (http.clone(), base.clone(), samples.clone());
+            let (users_zipf, posts_zipf) = (users_zipf.clone(), posts_zipf.clone());
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let roll = fastrand::u32(0..100);
+                    let (user, post) = (users_zipf.sample(), posts_zipf.sample());
+                    let (endpoint, request) = match roll {
+                        0..35 => ("GET /users/{id}", http.get(format!("{base}/users/{user}"))),
+                        35..60 => ("GET /posts/{id}", http.get(format!("{base}/posts/{post}"))),
+                        60..80 => (
+                            "GET /posts/trending",
+                            http.get(format!("{base}/posts/trending")),
+                        ),
+                        // Views exist for the first STATS_USERS users only: both modes ask for those.
+                        80..95 => (
+                            "GET /users/{id}/stats",
+                            http.get(format!(
+                                "{base}/users/{}/stats",
+                                1 + (user - 1) % STATS_USERS
+                            )),
+                        ),
+                        95..98 => (
+                            "POST /posts/{id}/votes",
+                            http.post(format!("{base}/posts/{post}/votes"))
+                                .json(&serde_json::json!({ "user_id": user })),
+                        ),
+                        _ => (
+                            "PUT /users/{id}",
+                            http.put(format!("{base}/users/{user}"))
+                                .json(&serde_json::json!({
+                                    "name": format!("user {user} v{}", fastrand::u32(..)),
+                                    "email": format!("user{user}@example.com"),
+                                })),
+                        ),
+                    };
+                    let sent = Instant::now();
+                    let ok = request
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success() || r.status().as_u16() == 503);
+                    if !record {
+                        continue;
+                    }
+                    let micros = u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX);
+                    let mut samples = samples.lock().unwrap();
+                    samples
+                        .by_endpoint
+                        .entry(endpoint)
+                        .or_default()
+                        .push(micros);
+                    if !ok {
+                        samples.errors += 1;
+                    }
                 }
-            }
-        }));
-    }
-    for task in tasks {
-        let _ = task.await;
+            }));
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
     }
     let elapsed = started.elapsed().as_secs_f64();
     let hit_rate = if cache {
-        hit_rate(&http, &base).await
+        let (hits, misses) = cache_counts(&http, &base).await;
+        let (hits, misses) = (hits - counts_before.0, misses - counts_before.1);
+        (hits + misses > 0.0).then(|| hits / (hits + misses))
     } else {
         None
     };
@@ -309,12 +329,13 @@ async fn main() {
     out.push_str("# Load test results\n\n");
     out.push_str(&format!(
         "Machine: {} cores, {}. Date: {}. Command: `cargo run --release --features loadgen --bin loadgen` \
-         (SECONDS={}, CONCURRENCY={}).\n\n",
+         (SECONDS={}, CONCURRENCY={}, WARMUP={} s of the same load before each measured run).\n\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::env::consts::OS,
         String::from_utf8_lossy(&Command::new("date").arg("-u").output().map(|o| o.stdout).unwrap_or_default()).trim(),
         env("SECONDS", "60"),
         env("CONCURRENCY", "32"),
+        env("WARMUP", "30"),
     ));
     out.push_str(
         "| run | requests/s | DB queries/s | hit rate | errors |\n|---|---|---|---|---|\n",

@@ -186,6 +186,22 @@ async fn a_killed_master_is_followed_to_the_promoted_replica_without_a_restart()
 #[derive(Default)]
 struct Db(Mutex<HashMap<u64, u64>>);
 
+/// Waits until `reader` serves `expected` for row 1 from its first level.
+async fn serves_from_its_first_level(reader: &Cache, db: &Arc<Db>, expected: u64) {
+    wait_until(
+        "the reader to hit its first level",
+        Duration::from_secs(10),
+        || {
+            let (reader, db) = (reader.clone(), db.clone());
+            async move {
+                let before = reader.stats().l1_hits;
+                reader.scope(row(1, db)).await == expected && reader.stats().l1_hits > before
+            }
+        },
+    )
+    .await;
+}
+
 #[redis_cached(ttl = 600, name = "ha::row", l1 = true, l1_ttl = "600s")]
 async fn row(id: u64, #[cache(skip)] db: Arc<Db>) -> u64 {
     db.0.lock().unwrap().get(&id).copied().unwrap_or(0)
@@ -200,18 +216,7 @@ async fn the_first_level_stops_at_a_failover_and_follows_the_new_masters_invalid
     let db = Arc::new(Db::default());
     db.0.lock().unwrap().insert(1, 1);
     // Warm: the reader serves row 1 from its first level.
-    wait_until(
-        "the reader to hit its first level",
-        Duration::from_secs(10),
-        || {
-            let (reader, db) = (reader.clone(), db.clone());
-            async move {
-                let before = reader.stats().l1_hits;
-                reader.scope(row(1, db)).await == 1 && reader.stats().l1_hits > before
-            }
-        },
-    )
-    .await;
+    serves_from_its_first_level(&reader, &db, 1).await;
 
     topology.nodes[0].kill();
     wait_until(
@@ -330,18 +335,7 @@ async fn a_manual_failover_moves_the_first_level_with_the_master() {
     let writer = sentinel_cache(&topology).await;
     let db = Arc::new(Db::default());
     db.0.lock().unwrap().insert(1, 1);
-    wait_until(
-        "the reader to hit its first level",
-        Duration::from_secs(10),
-        || {
-            let (reader, db) = (reader.clone(), db.clone());
-            async move {
-                let before = reader.stats().l1_hits;
-                reader.scope(row(1, db)).await == 1 && reader.stats().l1_hits > before
-            }
-        },
-    )
-    .await;
+    serves_from_its_first_level(&reader, &db, 1).await;
 
     let _: () = redis::cmd("SENTINEL")
         .arg("FAILOVER")
@@ -375,18 +369,7 @@ async fn a_manual_failover_moves_the_first_level_with_the_master() {
         },
     )
     .await;
-    wait_until(
-        "the reader's first level to serve again",
-        Duration::from_secs(10),
-        || {
-            let (reader, db) = (reader.clone(), db.clone());
-            async move {
-                let before = reader.stats().l1_hits;
-                reader.scope(row(1, db)).await == 2 && reader.stats().l1_hits > before
-            }
-        },
-    )
-    .await;
+    serves_from_its_first_level(&reader, &db, 2).await;
     println!(
         "manual failover followed in {followed:?}; the old master was then {}",
         if old_master_role.contains("role:master") {

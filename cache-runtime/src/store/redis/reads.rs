@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use super::{Master, RedisStore, px};
+use super::{RedisStore, px};
 use crate::{
     Error,
     store::{Read, StoredBytes, wrong_type_is_absent},
@@ -49,8 +49,8 @@ impl RedisStore {
                 RedisStore::Single(master, Some(batcher)) => {
                     let conn = master.manager().map_err(Error::Backend)?;
                     let reply = batcher.get(&conn, key).await;
-                    if let (Master::Sentinel(master), Err(Error::Backend(err))) = (master, &reply) {
-                        master.saw(err);
+                    if let Err(Error::Backend(err)) = &reply {
+                        master.saw_error(err);
                     }
                     reply
                 }

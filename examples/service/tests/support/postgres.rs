@@ -117,17 +117,25 @@ impl Postgres {
         pg
     }
 
+    /// `program args`, as the unprivileged user when there is one.
+    fn command(&self, program: &Path, args: &[&str]) -> Command {
+        let mut command = match self.as_user {
+            Some(user) => {
+                let mut command = Command::new("runuser");
+                command.args(["-u", user, "--"]).arg(program);
+                command
+            }
+            None => Command::new(program),
+        };
+        command.args(args).current_dir(&self.dir);
+        command
+    }
+
     fn run(&self, program: &Path, args: &[&str]) {
-        let status = match self.as_user {
-            Some(user) => Command::new("runuser")
-                .args(["-u", user, "--"])
-                .arg(program)
-                .args(args)
-                .current_dir(&self.dir)
-                .output(),
-            None => Command::new(program).args(args).output(),
-        }
-        .expect("run a PostgreSQL tool");
+        let status = self
+            .command(program, args)
+            .output()
+            .expect("run a PostgreSQL tool");
         assert!(
             status.status.success(),
             "{} {args:?} failed: {}{}",
@@ -150,16 +158,8 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         let data = self.dir.join("data");
         let bin = bin_dir();
-        let program = bin.join("pg_ctl");
-        let args = ["-D", path(&data), "-m", "immediate", "stop"];
-        let _ = match self.as_user {
-            Some(user) => Command::new("runuser")
-                .args(["-u", user, "--"])
-                .arg(&program)
-                .args(args)
-                .output(),
-            None => Command::new(&program).args(args).output(),
-        };
+        let stop = ["-D", path(&data), "-m", "immediate", "stop"];
+        let _ = self.command(&bin.join("pg_ctl"), &stop).output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -551,7 +551,8 @@ impl CacheBuilder {
                     .batch_lookups
                     .then(|| std::sync::Arc::new(crate::store::Batcher::default()));
                 let store = RedisStore::Single(master.clone(), batcher);
-                let mut tracking = Tracking::new(master, &self.namespace, self.operation_timeout);
+                let mut tracking =
+                    Tracking::new(Box::new(master), &self.namespace, self.operation_timeout);
                 tracking.deaf = self.l1.deaf;
                 first_level = Some(FirstLevel::new(
                     self.l1.capacity,

@@ -32,7 +32,7 @@ use moka::sync::Cache as Moka;
 
 use self::epochs::Epochs;
 pub(crate) use self::epochs::Ticket;
-pub(crate) use self::tracking::Tracking;
+pub(crate) use self::tracking::{StreamSource, Tracking};
 use crate::{
     shape::{Cacheable, Shape},
     telemetry::FirstLevelCounts,

@@ -25,10 +25,21 @@ use super::FirstLevel;
 /// Longest pause between attempts to re-establish the stream.
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
+/// The node a stream follows, as the store knows it (the master Sentinel names now, under
+/// Sentinel). A trait here, so the first level does not reach up into the store.
+pub(crate) trait StreamSource: Send + Sync {
+    /// A RESP3 client for the stream, with the epoch the node became the master at; `None`
+    /// while no master is known.
+    fn tracking_client(&self) -> Option<(u64, redis::Client)>;
+
+    /// Changes whenever the master does; `None` for a node given by URL.
+    fn epochs(&self) -> Option<tokio::sync::watch::Receiver<u64>>;
+}
+
 /// How to reach Redis for the stream.
 pub(crate) struct Tracking {
-    /// The node followed: the master Sentinel names now, under Sentinel.
-    pub(crate) master: crate::store::Master,
+    /// The node followed.
+    pub(crate) master: Box<dyn StreamSource>,
     /// The tracked prefix: `{namespace}:`.
     pub(crate) prefix: String,
     /// Tag keys: `{namespace}:tag:{`.
@@ -47,7 +58,7 @@ pub(crate) struct Tracking {
 
 impl Tracking {
     pub(crate) fn new(
-        master: crate::store::Master,
+        master: Box<dyn StreamSource>,
         namespace: &str,
         timeout: Duration,
     ) -> Tracking {

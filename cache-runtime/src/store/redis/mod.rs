@@ -23,7 +23,7 @@ use super::{
     AfterChange, Backend, Batcher, ClaimReply, EntryChange, EntryKeys, FillReply, FillValue, Read,
     StoreFuture, StoredBytes,
 };
-use crate::Error;
+use crate::{Error, first_level::StreamSource};
 
 /// The connection to Redis.
 #[derive(Clone)]
@@ -68,30 +68,11 @@ impl Master {
         }
     }
 
-    /// A client for the first level's invalidation stream to the master, if one is known,
-    /// with the epoch it became the master at (compare with [`epochs`](Self::epochs)).
-    pub(crate) fn tracking_client(&self) -> Option<(u64, redis::Client)> {
-        match self {
-            Master::Fixed(link) => Some((0, link.tracking.clone())),
-            Master::Sentinel(master) => master
-                .current()
-                .map(|link| (link.epoch, link.tracking.clone())),
-        }
-    }
-
     /// The links to the master of the moment (a link error while Sentinel has named none).
     fn link(&self) -> Result<Arc<NodeLink>, RedisError> {
         match self {
             Master::Fixed(link) => Ok(link.clone()),
             Master::Sentinel(master) => master.link(),
-        }
-    }
-
-    /// Changes whenever the master does (Sentinel only).
-    pub(crate) fn epochs(&self) -> Option<watch::Receiver<u64>> {
-        match self {
-            Master::Fixed(_) => None,
-            Master::Sentinel(master) => Some(master.epochs()),
         }
     }
 
@@ -101,6 +82,24 @@ impl Master {
         match self {
             Master::Fixed(_) => 0,
             Master::Sentinel(master) => master.switches(),
+        }
+    }
+}
+
+impl StreamSource for Master {
+    fn tracking_client(&self) -> Option<(u64, redis::Client)> {
+        match self {
+            Master::Fixed(link) => Some((0, link.tracking.clone())),
+            Master::Sentinel(master) => master
+                .current()
+                .map(|link| (link.epoch, link.tracking.clone())),
+        }
+    }
+
+    fn epochs(&self) -> Option<watch::Receiver<u64>> {
+        match self {
+            Master::Fixed(_) => None,
+            Master::Sentinel(master) => Some(master.epochs()),
         }
     }
 }
